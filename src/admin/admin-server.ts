@@ -1,0 +1,92 @@
+/**
+ * The admin port: probes for Kubernetes, and (as later capabilities land) metrics and the
+ * management API. Built for clarity, not speed.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { problem, problemBody, type Problem } from '../pipeline/problems.js';
+import { requestIdFor } from '../stages/request-id/index.js';
+
+export type AdminState = {
+  /** the admin bearer token; '' = none required (only allowed on loopback) */
+  token(): string;
+  draining(): boolean;
+  /** named readiness checks: true = ok */
+  checks(): Record<string, boolean>;
+};
+
+const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
+
+export function createAdminServer(state: AdminState): Server {
+  return createServer((req, res) => {
+    const requestId = requestIdFor(undefined);
+    res.setHeader('x-request-id', requestId);
+    const url = new URL(req.url ?? '/', 'http://admin.local');
+    if (!OPEN_PATHS.has(url.pathname) && !authorized(req, state.token())) {
+      return sendProblem(
+        res,
+        requestId,
+        problem(401, 'unauthorized_admin', 'the admin API requires a valid bearer token', [
+          'www-authenticate',
+          'Bearer realm="gatehouse-admin"',
+        ]),
+      );
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return sendProblem(
+        res,
+        requestId,
+        problem(405, 'method_not_allowed', `${req.method} is not allowed here`),
+      );
+    }
+    switch (url.pathname) {
+      case '/livez':
+      case '/healthz':
+        return sendJson(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const checks = { ...state.checks(), draining: !state.draining() };
+        const ready = Object.values(checks).every(Boolean);
+        const body: Record<string, unknown> = {
+          status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',
+        };
+        if (url.searchParams.has('verbose')) body.checks = checks;
+        if (!ready) res.setHeader('retry-after', '1');
+        return sendJson(res, ready ? 200 : 503, body);
+      }
+      default:
+        return sendProblem(res, requestId, problem(404, 'not_found', `no admin endpoint ${url.pathname}`));
+    }
+  });
+}
+
+function authorized(req: IncomingMessage, token: string): boolean {
+  if (token === '') return true;
+  const header = req.headers.authorization ?? '';
+  const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+  // compare digests: constant time, and no length leak
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b) && presented !== '';
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+function sendProblem(res: ServerResponse, requestId: string, p: Problem): void {
+  const text = problemBody(p, requestId);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(text),
+  };
+  for (let i = 0; p.headers && i < p.headers.length; i += 2)
+    headers[p.headers[i] as string] = p.headers[i + 1] as string;
+  res.writeHead(p.status, headers);
+  res.end(text);
+}

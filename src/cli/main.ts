@@ -1,0 +1,129 @@
+/** The `gatehouse` command line. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import { formatProblem } from '../config/problems.js';
+import { jsonSchema, type GatewayConfig } from '../config/schema.js';
+import { createLogger } from '../observability/logger.js';
+import { isWorker, runPrimary, workerCount } from '../server/cluster.js';
+import { Gateway } from '../server/gateway.js';
+
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function configPath(option: string | undefined): string {
+  return option ?? process.env.GATEHOUSE_CONFIG ?? './gatehouse.yaml';
+}
+
+const configOption = () =>
+  new Option('-c, --config <file>', 'config file (default: $GATEHOUSE_CONFIG, then ./gatehouse.yaml)');
+
+async function loadOrExit(file: string): Promise<GatewayConfig> {
+  const result = await loadConfigFile(file);
+  if (!result.ok) {
+    for (const p of result.problems) process.stderr.write(formatProblem(p) + '\n');
+    process.exit(1);
+  }
+  return result.config;
+}
+
+/** Runs the gateway in this process until SIGTERM/SIGINT, or as the primary of `workers`. */
+async function run(config: GatewayConfig, onStopped?: () => Promise<void>): Promise<void> {
+  const logger = createLogger(config.logging.level, isWorker() ? { worker: true } : {});
+  const count = workerCount(config.workers);
+  if (count > 1 && !isWorker()) {
+    const code = await runPrimary(count, logger);
+    await onStopped?.();
+    process.exit(code);
+  }
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start(config, { logger });
+  } catch (err) {
+    logger.fatal({ err }, 'could not start');
+    process.exit(1);
+  }
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void gateway.shutdown().then(async () => {
+      await onStopped?.();
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export function buildCli(): Command {
+  const program = new Command('gatehouse').description('Gatehouse API gateway').showHelpAfterError();
+
+  program
+    .command('start')
+    .description('run the gateway')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      await run(await loadOrExit(configPath(opts.config)));
+    });
+
+  program
+    .command('validate')
+    .description('check a config file; prints every problem as file:line: path: message')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      const file = configPath(opts.config);
+      await loadOrExit(file);
+      process.stdout.write(`${file}: ok\n`);
+    });
+
+  program
+    .command('schema')
+    .description("print the config file's JSON Schema")
+    .action(() => {
+      process.stdout.write(JSON.stringify(jsonSchema(), null, 2) + '\n');
+    });
+
+  program
+    .command('demo')
+    .description('run the demo upstreams (127.0.0.1:3001, :3002) and the gateway with examples/demo.yaml')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      const { startDemoUpstreams } = await import('../demo/upstream.js');
+      const file = opts.config ?? join(packageRoot, 'examples', 'demo.yaml');
+      const config = await loadOrExit(file);
+      const upstreams = isWorker() ? [] : await startDemoUpstreams([3001, 3002]);
+      process.stderr.write(
+        isWorker()
+          ? ''
+          : `gatehouse demo: proxy on http://localhost:${config.listen.port}, admin on http://localhost:${config.admin.port}\n` +
+              `  try: curl -i localhost:${config.listen.port}/api/items/1\n`,
+      );
+      await run(config, async () => {
+        await Promise.all(upstreams.map((s) => new Promise((r) => s.close(r))));
+      });
+    });
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(async () => {
+      const pkg = JSON.parse(await readFile(join(packageRoot, 'package.json'), 'utf8')) as {
+        version: string;
+      };
+      process.stdout.write(pkg.version + '\n');
+    });
+  return program;
+}
+
+export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  await buildCli().parseAsync([...argv]);
+}
+
+if (
+  process.argv[1] &&
+  existsSync(process.argv[1]) &&
+  resolve(process.argv[1]) === fileURLToPath(import.meta.url)
+) {
+  void main();
+}

@@ -1,0 +1,20 @@
+/**
+ * A stage: one job in the per-request pipeline. It is compiled once per route at config load
+ * (returning null when the route does not use it) and then either lets the request continue
+ * (`undefined`) or ends it with a Problem value. Async only when it must be.
+ */
+import type { GatewayConfig, RouteConfig } from '../config/schema.js';
+import type { RequestContext } from './context.js';
+import type { Problem } from './problems.js';
+
+export type StageOutcome = Problem | undefined;
+
+export interface Stage {
+  readonly name: string;
+  run(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
+}
+
+export interface StageFactory {
+  readonly name: string;
+  compile(route: RouteConfig, config: GatewayConfig): Stage | null;
+}

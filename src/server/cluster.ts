@@ -1,0 +1,45 @@
+/**
+ * `workers: auto | N`: the primary forks one worker per core (or N); all share the proxy and
+ * admin ports. SIGTERM to the primary drains every worker, then exits 0. A worker that dies
+ * outside a shutdown is replaced.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { Logger } from '../observability/logger.js';
+
+export function workerCount(setting: number | 'auto'): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+export function runPrimary(count: number, logger: Logger): Promise<number> {
+  let stopping = false;
+  const alive = new Set<Worker>();
+  return new Promise((resolve) => {
+    const fork = () => {
+      const w = cluster.fork();
+      alive.add(w);
+      w.on('exit', (code, signal) => {
+        alive.delete(w);
+        if (stopping) {
+          if (alive.size === 0) resolve(0);
+          return;
+        }
+        logger.error({ worker: w.process.pid, code, signal }, 'worker died; starting another');
+        setTimeout(fork, 200).unref();
+      });
+    };
+    for (let i = 0; i < count; i++) fork();
+    logger.info({ workers: count }, 'primary started');
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping workers');
+      if (alive.size === 0) resolve(0);
+      for (const w of alive) w.process.kill('SIGTERM');
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+export const isWorker = (): boolean => cluster.isWorker;

@@ -1,0 +1,42 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { problemBody, type Problem } from '../pipeline/problems.js';
+
+/** Writes a problem+json response. `close` ends the connection after it (unread body, draining). */
+export function sendProblem(res: ServerResponse, p: Problem, requestId: string, close: boolean): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = problemBody(p, requestId);
+  const headers: string[] = [
+    'content-type',
+    'application/problem+json',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    'x-request-id',
+    requestId,
+    'cache-control',
+    'no-store',
+  ];
+  if (p.headers) headers.push(...p.headers);
+  if (close) headers.push('connection', 'close');
+  res.writeHead(p.status, headers);
+  res.end(body);
+}
+
+/** The same, written raw to a socket (for errors before or outside node's response object). */
+export function writeRawProblem(socket: Socket, p: Problem, requestId: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = problemBody(p, requestId);
+  const extra = p.headers
+    ? p.headers.reduce((s, v, i, a) => (i % 2 === 0 ? `${s}${v}: ${a[i + 1]}\r\n` : s), '')
+    : '';
+  socket.end(
+    `HTTP/1.1 ${p.status} ${p.title}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\n${extra}connection: close\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,53 @@
+/**
+ * Everything the data plane needs, compiled from one config: the router, the services with
+ * their pools, each route's stage chain. Built once per config load; swapped whole on reload.
+ */
+import type { GatewayConfig } from '../config/schema.js';
+import { compileChain } from '../pipeline/chain.js';
+import type { CompiledRoute } from '../pipeline/route.js';
+import { STAGES } from '../pipeline/stages.js';
+import { parsePattern } from '../router/pattern.js';
+import { Router } from '../router/router.js';
+import { TrustedProxies } from '../stages/real-ip/index.js';
+import { Service } from '../upstream/service.js';
+
+export type Runtime = {
+  readonly config: GatewayConfig;
+  readonly router: Router<CompiledRoute>;
+  readonly services: ReadonlyMap<string, Service>;
+  readonly trustedProxies: TrustedProxies;
+};
+
+export function compileRuntime(config: GatewayConfig): Runtime {
+  const services = new Map<string, Service>();
+  for (const [name, svc] of Object.entries(config.services)) services.set(name, new Service(name, svc));
+  const specs = config.routes.map((route) => {
+    const pattern = parsePattern(route.match.path);
+    if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
+    const service = services.get(route.service);
+    if (!service) throw new Error(`routes "${route.name}": unknown service ${route.service}`);
+    const compiled: CompiledRoute = {
+      name: route.name,
+      config: route,
+      service,
+      stripLength: route.stripPrefix ? route.stripPrefix.replace(/\/$/, '').length : 0,
+      stages: compileChain(STAGES, route, config),
+    };
+    return {
+      host: route.match.host,
+      segments: pattern.segments,
+      methods: route.match.methods,
+      value: compiled,
+    };
+  });
+  return {
+    config,
+    router: new Router(specs),
+    services,
+    trustedProxies: new TrustedProxies(config.trustedProxies),
+  };
+}
+
+export async function closeRuntime(rt: Runtime): Promise<void> {
+  await Promise.all([...rt.services.values()].map((s) => s.close()));
+}

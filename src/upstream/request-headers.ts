@@ -1,0 +1,124 @@
+/**
+ * One pass over the client's raw headers: what the gateway needs to know, and the cleaned
+ * list to send upstream (hop-by-hop headers, the ones `Connection` names, client-sent
+ * `X-Consumer-*`, and the headers the gateway sets itself are left out).
+ */
+
+export type RequestHeaderScan = {
+  forward: string[];
+  host: string | undefined;
+  requestId: string | undefined;
+  forwardedFor: string | undefined;
+  forwardedProto: string | undefined;
+  forwardedHost: string | undefined;
+  /** -1: chunked; 0: none; n: declared length */
+  bodyLength: number;
+  /** set when the headers are contradictory or unsupported */
+  invalid: string | undefined;
+};
+
+/** 1 = drop, 2 = drop but read */
+const SPECIAL = new Map<string, number>([
+  ['connection', 2],
+  ['keep-alive', 1],
+  ['proxy-connection', 1],
+  ['proxy-authorization', 1],
+  ['proxy-authenticate', 1],
+  ['te', 1],
+  ['trailer', 1],
+  ['transfer-encoding', 2],
+  ['upgrade', 1],
+  ['expect', 1],
+  ['host', 2],
+  ['x-request-id', 2],
+  ['x-forwarded-for', 2],
+  ['x-forwarded-proto', 2],
+  ['x-forwarded-host', 2],
+  ['content-length', 2],
+]);
+
+const join = (a: string | undefined, b: string) => (a === undefined ? b : `${a}, ${b}`);
+
+export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
+  const forward: string[] = [];
+  const scan: RequestHeaderScan = {
+    forward,
+    host: undefined,
+    requestId: undefined,
+    forwardedFor: undefined,
+    forwardedProto: undefined,
+    forwardedHost: undefined,
+    bodyLength: 0,
+    invalid: undefined,
+  };
+  let connection: string | undefined;
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    const special = SPECIAL.get(lower);
+    if (special === undefined) {
+      if (lower.startsWith('x-consumer-')) continue;
+      forward.push(lower, value);
+      continue;
+    }
+    if (special === 1) continue;
+    switch (lower) {
+      case 'connection':
+        connection = join(connection, value);
+        break;
+      case 'transfer-encoding':
+        transferEncoding = join(transferEncoding, value);
+        break;
+      case 'host':
+        scan.host = value;
+        break;
+      case 'x-request-id':
+        scan.requestId = scan.requestId === undefined ? value : '';
+        break;
+      case 'x-forwarded-for':
+        scan.forwardedFor = join(scan.forwardedFor, value);
+        break;
+      case 'x-forwarded-proto':
+        scan.forwardedProto = value;
+        break;
+      case 'x-forwarded-host':
+        scan.forwardedHost = value;
+        break;
+      case 'content-length':
+        if (contentLength !== undefined && contentLength !== value)
+          scan.invalid = 'conflicting Content-Length headers';
+        contentLength = value;
+        break;
+    }
+  }
+  if (transferEncoding !== undefined) {
+    // Node's parser already refuses TE together with CL; we only ever forward plain "chunked".
+    if (transferEncoding.trim().toLowerCase() !== 'chunked') scan.invalid = 'unsupported Transfer-Encoding';
+    else if (contentLength !== undefined) scan.invalid = 'both Content-Length and Transfer-Encoding';
+    scan.bodyLength = -1;
+  } else if (contentLength !== undefined) {
+    if (!/^\d{1,15}$/.test(contentLength)) scan.invalid = 'invalid Content-Length';
+    else {
+      scan.bodyLength = Number(contentLength);
+      if (scan.bodyLength > 0) forward.push('content-length', contentLength);
+    }
+  }
+  if (connection !== undefined) dropNamedByConnection(forward, connection);
+  return scan;
+}
+
+/** Removes the headers a `Connection` header names (other than the usual close/keep-alive/upgrade). */
+function dropNamedByConnection(forward: string[], connection: string): void {
+  const named = connection
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade');
+  if (named.length === 0) return;
+  for (let i = forward.length - 2; i >= 0; i -= 2) {
+    if (named.includes(forward[i] as string)) forward.splice(i, 2);
+  }
+}

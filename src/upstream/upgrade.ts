@@ -1,0 +1,141 @@
+/**
+ * Connection upgrades (WebSocket): routed and checked like any request, then the upstream's
+ * 101 is relayed and the two sockets are piped together. Any other answer is relayed as is.
+ */
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { runChain } from '../pipeline/chain.js';
+import { RequestContext } from '../pipeline/context.js';
+import { problems, type Problem } from '../pipeline/problems.js';
+import { normaliseHost } from '../router/host.js';
+import { parseRequestTarget } from '../router/request-target.js';
+import { writeRawProblem } from '../server/respond.js';
+import type { Runtime } from '../server/runtime.js';
+import { clientIpFor, forwardedForUpstream, plainAddress } from '../stages/real-ip/index.js';
+import { requestIdFor } from '../stages/request-id/index.js';
+import { classify, problemFor } from './errors.js';
+import { scanRequestHeaders } from './request-headers.js';
+
+export function handleUpgrade(
+  rt: Runtime,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  draining: boolean,
+): void {
+  socket.on('error', () => socket.destroy());
+  const scan = scanRequestHeaders(req.rawHeaders);
+  const requestId = requestIdFor(scan.requestId);
+  const fail = (p: Problem) => writeRawProblem(socket, p, requestId);
+  if (draining) return fail(problems.upstreamError('the gateway is shutting down'));
+  if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
+  const upgrade = req.headers.upgrade;
+  if (upgrade === undefined)
+    return fail(problems.badRequest('Connection: upgrade without an Upgrade header'));
+  const url = req.url ?? '/';
+  if (url.length > rt.config.limits.maxUrlLength)
+    return fail(problems.urlTooLong(rt.config.limits.maxUrlLength));
+  const target = parseRequestTarget(url);
+  if (!target.ok) return fail(problems.badRequest(target.reason));
+  const route = rt.router.match(normaliseHost(scan.host), req.method as string, target.path);
+  if (route === undefined) return fail(problems.noRoute());
+
+  const peer = plainAddress(socket.remoteAddress);
+  const headers = scan.forward;
+  headers.push(
+    'x-request-id',
+    requestId,
+    'x-forwarded-for',
+    forwardedForUpstream(peer, scan.forwardedFor, rt.trustedProxies),
+  );
+  const ctx = new RequestContext(
+    req,
+    new ServerResponse(req), // never written: upgrade answers go to the raw socket
+    requestId,
+    route,
+    target.path,
+    target.query,
+    clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
+    headers,
+    scan.bodyLength,
+    performance.now(),
+  );
+  runChain(ctx, route.stages, 0, {
+    reject: (_ctx, p) => fail(p),
+    proceed: () => {
+      let path = ctx.path;
+      if (route.stripLength > 0) path = path.slice(route.stripLength) || '/';
+      if (ctx.query !== '') path += '?' + ctx.query;
+      route.service
+        .pick()
+        .pool.dispatch(
+          { path, method: 'GET', headers, body: null, upgrade },
+          new UpgradeRelay(socket, head, requestId, route.service.name),
+        );
+    },
+  });
+}
+
+function rawHeaderLines(raw: readonly (Buffer | string)[] | null): string {
+  let out = '';
+  if (raw === null) return out;
+  for (let i = 0; i < raw.length; i += 2) out += `${raw[i]?.toString()}: ${raw[i + 1]?.toString()}\r\n`;
+  return out;
+}
+
+class UpgradeRelay implements Dispatcher.DispatchHandlers {
+  constructor(
+    private readonly client: Socket,
+    private readonly head: Buffer,
+    private readonly requestId: string,
+    private readonly service: string,
+  ) {}
+
+  onConnect(abort: () => void): void {
+    if (this.client.destroyed) abort();
+    else this.client.once('close', abort);
+  }
+
+  onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    const client = this.client;
+    client.write(
+      `HTTP/1.1 ${statusCode} Switching Protocols\r\n${rawHeaderLines(rawHeaders)}x-request-id: ${this.requestId}\r\n\r\n`,
+    );
+    if (this.head.length > 0) upstream.write(this.head);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    // The upstream refused the upgrade: relay its answer, then close.
+    const kept: Buffer[] = [];
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = String(rawHeaders[i]).toLowerCase();
+      if (name !== 'connection' && name !== 'transfer-encoding' && name !== 'keep-alive') {
+        kept.push(rawHeaders[i] as Buffer, rawHeaders[i + 1] as Buffer);
+      }
+    }
+    const lines = rawHeaderLines(kept);
+    this.client.write(
+      `HTTP/1.1 ${statusCode} Upgrade Refused\r\n${lines}x-request-id: ${this.requestId}\r\nconnection: close\r\n\r\n`,
+    );
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.client.write(chunk);
+  }
+
+  onComplete(): void {
+    this.client.end();
+  }
+
+  onError(err: Error): void {
+    writeRawProblem(this.client, problemFor(classify(err), this.service, 0), this.requestId);
+  }
+}
