@@ -5,7 +5,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { problem, problemBody, type Problem } from '../pipeline/problems.js';
+import type { ReloadResult } from '../server/gateway.js';
+import { formatProblem } from '../config/problems.js';
 import { requestIdFor } from '../stages/request-id/index.js';
+import { openApiDocument } from './openapi.js';
 
 export type AdminState = {
   /** the admin bearer token; '' = none required (only allowed on loopback) */
@@ -13,6 +16,8 @@ export type AdminState = {
   draining(): boolean;
   /** named readiness checks: true = ok */
   checks(): Record<string, boolean>;
+  /** re-reads the config file; null when the gateway was not started from a file */
+  reload: (() => Promise<ReloadResult>) | null;
 };
 
 const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
@@ -31,6 +36,26 @@ export function createAdminServer(state: AdminState): Server {
           'Bearer realm="gatehouse-admin"',
         ]),
       );
+    }
+    if (url.pathname === '/reload' && req.method === 'POST') {
+      if (state.reload === null) {
+        return sendProblem(
+          res,
+          requestId,
+          problem(409, 'reload_unavailable', 'the gateway was not started from a config file'),
+        );
+      }
+      state.reload().then(
+        (result) =>
+          result.ok
+            ? sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded })
+            : sendProblem(res, requestId, {
+                ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
+                errors: result.problems.map(formatProblem),
+              }),
+        () => sendProblem(res, requestId, problem(500, 'internal_error', 'reload failed')),
+      );
+      return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return sendProblem(
@@ -53,6 +78,8 @@ export function createAdminServer(state: AdminState): Server {
         if (!ready) res.setHeader('retry-after', '1');
         return sendJson(res, ready ? 200 : 503, body);
       }
+      case '/openapi.json':
+        return sendJson(res, 200, openApiDocument());
       default:
         return sendProblem(res, requestId, problem(404, 'not_found', `no admin endpoint ${url.pathname}`));
     }
@@ -79,8 +106,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function sendProblem(res: ServerResponse, requestId: string, p: Problem): void {
-  const text = problemBody(p, requestId);
+function sendProblem(res: ServerResponse, requestId: string, p: Problem & { errors?: string[] }): void {
+  const text = p.errors
+    ? JSON.stringify({ ...JSON.parse(problemBody(p, requestId)), errors: p.errors })
+    : problemBody(p, requestId);
   const headers: Record<string, string | number> = {
     'content-type': 'application/problem+json',
     'content-length': Buffer.byteLength(text),

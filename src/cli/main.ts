@@ -30,7 +30,11 @@ async function loadOrExit(file: string): Promise<GatewayConfig> {
 }
 
 /** Runs the gateway in this process until SIGTERM/SIGINT, or as the primary of `workers`. */
-async function run(config: GatewayConfig, onStopped?: () => Promise<void>): Promise<void> {
+async function run(
+  config: GatewayConfig,
+  configFile: string,
+  onStopped?: () => Promise<void>,
+): Promise<void> {
   const logger = createLogger(config.logging.level, isWorker() ? { worker: true } : {});
   const count = workerCount(config.workers);
   if (count > 1 && !isWorker()) {
@@ -40,7 +44,7 @@ async function run(config: GatewayConfig, onStopped?: () => Promise<void>): Prom
   }
   let gateway: Gateway;
   try {
-    gateway = await Gateway.start(config, { logger });
+    gateway = await Gateway.start(config, { logger, configFile });
   } catch (err) {
     logger.fatal({ err }, 'could not start');
     process.exit(1);
@@ -54,6 +58,7 @@ async function run(config: GatewayConfig, onStopped?: () => Promise<void>): Prom
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void gateway.reload());
 }
 
 export function buildCli(): Command {
@@ -64,7 +69,8 @@ export function buildCli(): Command {
     .description('run the gateway')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
-      await run(await loadOrExit(configPath(opts.config)));
+      const file = configPath(opts.config);
+      await run(await loadOrExit(file), file);
     });
 
   program
@@ -99,7 +105,7 @@ export function buildCli(): Command {
           : `gatehouse demo: proxy on http://localhost:${config.listen.port}, admin on http://localhost:${config.admin.port}\n` +
               `  try: curl -i localhost:${config.listen.port}/api/items/1\n`,
       );
-      await run(config, async () => {
+      await run(config, file, async () => {
         await Promise.all(upstreams.map((s) => new Promise((r) => s.close(r))));
       });
     });

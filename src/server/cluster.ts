@@ -1,7 +1,7 @@
 /**
  * `workers: auto | N`: the primary forks one worker per core (or N); all share the proxy and
  * admin ports. SIGTERM to the primary drains every worker, then exits 0. A worker that dies
- * outside a shutdown is replaced.
+ * outside a shutdown is replaced. SIGHUP (reload) is passed on to every worker.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -39,6 +39,9 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      for (const w of alive) w.process.kill('SIGHUP');
+    });
   });
 }
 

@@ -113,9 +113,13 @@ function prepare(state: DataPlaneState, req: IncomingMessage, res: ServerRespons
 
 const CLIENT_ERRORS: Readonly<Record<string, Problem>> = {
   HPE_HEADER_OVERFLOW: problem(431, 'headers_too_large', 'request headers are too large'),
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: problem(413, 'body_too_large', 'chunk extensions are too large'),
   ERR_HTTP_REQUEST_TIMEOUT: problem(408, 'request_timeout', 'the request was not received in time'),
   ERR_HTTP_HEADERS_TIMEOUT: problem(408, 'request_timeout', 'the request headers were not received in time'),
 };
+
+/** How long a client may keep its half of the connection open after an error answer. */
+const ERROR_LINGER_MS = 1000;
 
 /** Unparseable requests (smuggling attempts, bad framing, oversized headers, slowloris). */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -128,4 +132,10 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     CLIENT_ERRORS[err.code ?? ''] ??
     problems.badRequest(`malformed HTTP request (${err.code ?? 'parse error'})`);
   writeRawProblem(socket, p, requestIdFor(undefined));
+  // The server socket allows half-open connections: a client that never closes its side (a
+  // slowloris client does not) would keep this socket forever. Give it a moment to read the
+  // answer (destroying at once could turn unread input into a reset that loses the answer).
+  const timer = setTimeout(() => socket.destroy(), ERROR_LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }

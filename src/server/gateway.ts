@@ -6,12 +6,23 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
+import { loadConfigFile } from '../config/load.js';
+import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { closeRuntime, compileRuntime } from './runtime.js';
 
-export type GatewayOptions = { logger?: Logger };
+export type GatewayOptions = {
+  logger?: Logger;
+  /** the file the config came from: `POST /reload` and SIGHUP re-read it */
+  configFile?: string;
+};
+
+export type ReloadResult = { ok: true; restartNeeded: string[] } | { ok: false; problems: ConfigProblem[] };
+
+/** Settings a reload cannot change in a running process (they are reported, not applied). */
+const RESTART_ONLY = ['listen', 'admin.host', 'admin.port', 'workers', 'limits'] as const;
 
 export class Gateway {
   private readonly state: DataPlaneState;
@@ -19,9 +30,12 @@ export class Gateway {
   private readonly admin: Server;
   private closing: Promise<void> | null = null;
 
+  private reloading: Promise<ReloadResult> | null = null;
+
   private constructor(
     config: GatewayConfig,
     readonly logger: Logger,
+    private readonly configFile: string | undefined,
   ) {
     this.state = { runtime: compileRuntime(config), draining: false };
     this.data = createDataPlane(this.state);
@@ -29,11 +43,12 @@ export class Gateway {
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
       checks: () => ({ config: true }),
+      reload: this.configFile === undefined ? null : () => this.reload(),
     });
   }
 
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, options.logger ?? silentLogger());
+    const gw = new Gateway(config, options.logger ?? silentLogger(), options.configFile);
     await listen(gw.data, config.listen.host, config.listen.port);
     await listen(gw.admin, config.admin.host, config.admin.port);
     gw.logger.info(
@@ -57,6 +72,36 @@ export class Gateway {
 
   get draining(): boolean {
     return this.state.draining;
+  }
+
+  /**
+   * Re-reads the config file and swaps the whole runtime (routes, services, stages) at once:
+   * requests already in flight finish on the old one, whose pools then close. An invalid file
+   * is rejected and the running config kept.
+   */
+  reload(): Promise<ReloadResult> {
+    this.reloading ??= this.doReload().finally(() => (this.reloading = null));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    if (this.configFile === undefined) throw new Error('this gateway was not started from a file');
+    const result = await loadConfigFile(this.configFile);
+    if (!result.ok) {
+      this.logger.warn({ problems: result.problems }, 'config reload rejected; keeping the running config');
+      return result;
+    }
+    if (this.state.draining) return { ok: true, restartNeeded: [] };
+    const old = this.state.runtime;
+    this.state.runtime = compileRuntime(result.config);
+    const restartNeeded = RESTART_ONLY.filter(
+      (key) => JSON.stringify(pick(old.config, key)) !== JSON.stringify(pick(result.config, key)),
+    );
+    if (restartNeeded.length > 0)
+      this.logger.warn({ restartNeeded }, 'these settings change only on restart');
+    this.logger.info({ routes: result.config.routes.length }, 'config reloaded');
+    void closeRuntime(old);
+    return { ok: true, restartNeeded };
   }
 
   /**
@@ -92,6 +137,10 @@ export class Gateway {
     await new Promise<void>((resolve) => this.admin.close(() => resolve()));
     this.logger.info('stopped');
   }
+}
+
+function pick(config: GatewayConfig, path: string): unknown {
+  return path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], config);
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

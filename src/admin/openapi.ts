@@ -1,0 +1,78 @@
+/** The admin API's OpenAPI 3.1 document (`GET /openapi.json`). Grows with the admin API. */
+const problemRef = { $ref: '#/components/schemas/Problem' };
+const problemResponse = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: problemRef } },
+});
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Gatehouse admin API', version: '1' },
+    components: {
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Problem: {
+          type: 'object',
+          required: ['type', 'title', 'status', 'code'],
+          properties: {
+            type: { type: 'string' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            detail: { type: 'string' },
+            instance: { type: 'string', description: 'the request id' },
+            code: { type: 'string' },
+            errors: { type: 'array', items: { type: 'string' } },
+          },
+        },
+      },
+    },
+    security: [{ adminToken: [] }],
+    paths: {
+      '/livez': {
+        get: {
+          summary: 'the process is alive (never checks dependencies)',
+          security: [],
+          responses: { '200': { description: 'alive' } },
+        },
+      },
+      '/healthz': {
+        get: { summary: 'alias of /livez', security: [], responses: { '200': { description: 'alive' } } },
+      },
+      '/readyz': {
+        get: {
+          summary: 'ready to take traffic; 503 while draining',
+          security: [],
+          parameters: [
+            {
+              name: 'verbose',
+              in: 'query',
+              required: false,
+              schema: { type: 'string' },
+              description: 'list each check',
+            },
+          ],
+          responses: { '200': { description: 'ready' }, '503': { description: 'draining or not ready' } },
+        },
+      },
+      '/reload': {
+        post: {
+          summary:
+            're-read the config file (SIGHUP does the same); an invalid file is rejected and the running config kept',
+          responses: {
+            '200': {
+              description: 'reloaded; `restartNeeded` lists changed settings that apply only after a restart',
+            },
+            '400': problemResponse(
+              'the file is invalid; `errors` lists every problem as file:line: path: message',
+            ),
+            '401': problemResponse('missing or wrong admin token'),
+          },
+        },
+      },
+      '/openapi.json': {
+        get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3.1' } } },
+      },
+    },
+  };
+}

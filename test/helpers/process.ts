@@ -1,0 +1,68 @@
+/** Runs the real CLI (`bin/gatehouse.js`, built by `npm test` before the suite) in a child process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repoRoot = resolve(import.meta.dirname, '..', '..');
+
+export function writeTempConfig(yaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
+  const file = join(dir, 'gatehouse.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+export type CliProcess = {
+  child: ChildProcess;
+  output(): string;
+  /** resolves with the exit code (or the signal name) */
+  exited: Promise<number | string>;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+};
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+  const child = spawn(process.execPath, ['bin/gatehouse.js', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const waiters: Array<() => void> = [];
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    for (const w of waiters.splice(0)) w();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | string>((res) =>
+    child.on('exit', (code, signal) => res(code ?? signal ?? -1)),
+  );
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor(pattern, timeoutMs = 10_000) {
+      return new Promise((res, rej) => {
+        const timer = setTimeout(
+          () => rej(new Error(`timed out waiting for ${pattern}; output:\n${out}`)),
+          timeoutMs,
+        );
+        const check = () => {
+          const m = pattern.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            res(m);
+          } else waiters.push(check);
+        };
+        void exited.then(() => {
+          if (!pattern.exec(out)) {
+            clearTimeout(timer);
+            rej(new Error(`process exited before ${pattern}; output:\n${out}`));
+          }
+        });
+        check();
+      });
+    },
+  };
+}

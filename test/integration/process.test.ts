@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+let proc: CliProcess | undefined;
+let upstream: Upstream | undefined;
+
+afterEach(async () => {
+  if (proc && proc.child.exitCode === null) proc.child.kill('SIGKILL');
+  await upstream?.close();
+  proc = undefined;
+  upstream = undefined;
+});
+
+const yaml = (upstreamUrl: string, workers: string) => `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+workers: ${workers}
+services:
+  echo: { targets: ["${upstreamUrl}"] }
+routes:
+  - { name: all, match: { path: /** }, service: echo }
+`;
+
+describe('gatehouse start (a real process)', () => {
+  it('serves, then exits 0 on SIGTERM after draining', async () => {
+    upstream = await startUpstream();
+    proc = spawnCli(['start', '-c', writeTempConfig(yaml(upstream.url, '1'))], { LOG_LEVEL: 'info' });
+    const ready = await proc.waitFor(/"port":(\d+),"adminPort":(\d+)[^\n]*gatehouse ready/);
+    const res = await fetch(`http://127.0.0.1:${ready[1]}/hello`);
+    expect(res.status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${ready[2]}/readyz`)).status).toBe(200);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.output()).toContain('"msg":"stopped"');
+  });
+
+  it('runs one worker per requested process on one port, and stops them all on SIGTERM', async () => {
+    upstream = await startUpstream();
+    // port 0 with cluster: workers share the port the first one got
+    proc = spawnCli(
+      [
+        'start',
+        '-c',
+        writeTempConfig(yaml(upstream.url, '2').replace('port: 0 }\nadmin', 'port: 0 }\nadmin')),
+      ],
+      {
+        LOG_LEVEL: 'info',
+      },
+    );
+    await proc.waitFor(/gatehouse ready[\s\S]*gatehouse ready/);
+    const pids = new Set(
+      [...proc.output().matchAll(/"pid":(\d+),"worker":true[^\n]*gatehouse ready/g)].map((m) => m[1]),
+    );
+    expect(pids.size).toBe(2);
+    const ports = new Set([...proc.output().matchAll(/"port":(\d+)[^\n]*gatehouse ready/g)].map((m) => m[1]));
+    expect(ports.size).toBe(1);
+    const port = [...ports][0];
+    for (let i = 0; i < 4; i++) expect((await fetch(`http://127.0.0.1:${port}/x`)).status).toBe(200);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  });
+
+  it('refuses to start with an invalid config, naming file and line', async () => {
+    const file = writeTempConfig('listen: { port: nope }\n');
+    proc = spawnCli(['start', '-c', file]);
+    expect(await proc.exited).toBe(1);
+    expect(proc.output()).toContain(`${file}:1: listen.port:`);
+  });
+});
