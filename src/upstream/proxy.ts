@@ -4,6 +4,7 @@
  * handler object (no stream wrappers, no promise per chunk): the upstream body is written to the
  * client as it arrives, and the upstream socket is paused whenever the client cannot keep up.
  */
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../pipeline/context.js';
@@ -59,8 +60,27 @@ class Exchange implements Dispatcher.DispatchHandlers {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const res = this.ctx.res;
     if (res.destroyed) return false;
+    if (statusCode < 200) {
+      // Informational (1xx) answer before the final one: relay 103 Early Hints, drop the rest.
+      // (Passing a 1xx to writeHead would commit the status line and break the final response.)
+      if (statusCode === 103) relayEarlyHints(res, rawHeaders);
+      return true;
+    }
     res.writeHead(statusCode, responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining()));
     this.resume = resume;
+    if (
+      (statusCode === 204 || statusCode === 304) &&
+      this.ctx.req.method !== 'HEAD' &&
+      declaresBody(rawHeaders)
+    ) {
+      // A 304 may carry the Content-Length of the representation, but never a body. undici's
+      // parser would wait for that many bytes anyway (and then time out): finish the response
+      // now and drop that upstream connection instead.
+      res.end();
+      this.done = true;
+      this.abort?.(new ClientGoneError());
+      return false;
+    }
     return true;
   }
 
@@ -79,8 +99,9 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   onError(err: Error): void {
-    this.done = true;
     const res = this.ctx.res;
+    if (this.done && res.writableEnded) return; // we ended the response ourselves (bodyless 304)
+    this.done = true;
     const failure = classify(err);
     if (failure === 'client-gone' || res.destroyed) {
       res.destroy();
@@ -108,5 +129,31 @@ class ClientGoneError extends Error {
   readonly code = 'UND_ERR_ABORTED';
   constructor() {
     super('client closed the connection');
+  }
+}
+
+/** true when a Content-Length other than 0 is among the raw headers */
+function declaresBody(raw: readonly Buffer[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') {
+      return (raw[i + 1] as Buffer).toString('latin1').trim() !== '0';
+    }
+  }
+  return false;
+}
+
+/** Relays the Link headers of an upstream's 103 Early Hints (skipped when Node refuses them). */
+function relayEarlyHints(res: ServerResponse, raw: readonly Buffer[]): void {
+  const link: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as Buffer).toString('latin1').toLowerCase() === 'link')
+      link.push((raw[i + 1] as Buffer).toString('latin1'));
+  }
+  if (link.length === 0) return;
+  try {
+    res.writeEarlyHints({ link });
+  } catch {
+    // an invalid Link value: hints are optional, drop them
   }
 }

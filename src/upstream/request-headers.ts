@@ -2,7 +2,14 @@
  * One pass over the client's raw headers: what the gateway needs to know, and the cleaned
  * list to send upstream (hop-by-hop headers, the ones `Connection` names, client-sent
  * `X-Consumer-*`, and the headers the gateway sets itself are left out).
+ *
+ * Names spelt with `_` instead of `-` (`X-Consumer_Id`, `X_Forwarded_For`) are dropped when
+ * they would stand for one of those: CGI-style upstreams (WSGI, PHP, Rack) map both spellings
+ * to the same variable, so they would otherwise spoof what the gateway sets.
+ * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, and `Content-Length`) are added
+ * after the removal of what `Connection` names, so a client cannot strip them that way.
  */
+import { isValidHost } from '../router/host.js';
 
 export type RequestHeaderScan = {
   forward: string[];
@@ -60,7 +67,7 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
     const lower = name.toLowerCase();
     const special = SPECIAL.get(lower);
     if (special === undefined) {
-      if (lower.startsWith('x-consumer-')) continue;
+      if (lower.startsWith('x-consumer-') || (lower.includes('_') && isReservedAlias(lower))) continue;
       forward.push(lower, value);
       continue;
     }
@@ -73,6 +80,8 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
         transferEncoding = join(transferEncoding, value);
         break;
       case 'host':
+        if (scan.host !== undefined) scan.invalid = 'multiple Host headers';
+        else if (!isValidHost(value)) scan.invalid = 'invalid Host header';
         scan.host = value;
         break;
       case 'x-request-id':
@@ -101,13 +110,18 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
     scan.bodyLength = -1;
   } else if (contentLength !== undefined) {
     if (!/^\d{1,15}$/.test(contentLength)) scan.invalid = 'invalid Content-Length';
-    else {
-      scan.bodyLength = Number(contentLength);
-      if (scan.bodyLength > 0) forward.push('content-length', contentLength);
-    }
+    else scan.bodyLength = Number(contentLength);
   }
   if (connection !== undefined) dropNamedByConnection(forward, connection);
+  // After the Connection-named removal: `Connection: content-length` must not change the framing.
+  if (scan.bodyLength > 0) forward.push('content-length', String(scan.bodyLength));
   return scan;
+}
+
+/** `x_forwarded_for`, `x-consumer_id`, `content_length`: an alias of a header the gateway controls. */
+function isReservedAlias(lower: string): boolean {
+  const dashed = lower.replaceAll('_', '-');
+  return SPECIAL.has(dashed) || dashed.startsWith('x-consumer-');
 }
 
 /** Removes the headers a `Connection` header names (other than the usual close/keep-alive/upgrade). */

@@ -43,12 +43,18 @@ export function handleUpgrade(
   if (route === undefined) return fail(problems.noRoute());
 
   const peer = plainAddress(socket.remoteAddress);
+  const peerTrusted = rt.trustedProxies.has(peer);
   const headers = scan.forward;
+  // The same X-Forwarded-* as plain requests get (see server/data-plane.ts `prepare`).
   headers.push(
     'x-request-id',
     requestId,
     'x-forwarded-for',
     forwardedForUpstream(peer, scan.forwardedFor, rt.trustedProxies),
+    'x-forwarded-proto',
+    peerTrusted && scan.forwardedProto !== undefined ? scan.forwardedProto : 'http',
+    'x-forwarded-host',
+    peerTrusted && scan.forwardedHost !== undefined ? scan.forwardedHost : (scan.host ?? ''),
   );
   const ctx = new RequestContext(
     req,
