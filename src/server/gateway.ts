@@ -70,6 +70,13 @@ export class Gateway {
     return (this.admin.address() as AddressInfo).port;
   }
 
+  /** open client connections on the proxy port (for tests and diagnostics) */
+  connectionCount(): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.data.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    );
+  }
+
   get draining(): boolean {
     return this.state.draining;
   }

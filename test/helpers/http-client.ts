@@ -8,7 +8,6 @@ import {
   type IncomingMessage,
   type OutgoingHttpHeaders,
 } from 'node:http';
-import type { Server } from 'node:http';
 import { Readable } from 'node:stream';
 import { expect } from 'vitest';
 import type { TestGateway } from './gateway.js';
@@ -88,9 +87,17 @@ export function expectProblem(
   return p;
 }
 
-/** The gateway's data-plane server (for counting its open connections). */
-export function dataServer(gw: TestGateway): Server {
-  return (gw.gateway as unknown as { data: Server }).data;
+/** The gateway's data plane, as something whose open client connections can be counted. */
+export function dataServer(gw: TestGateway): {
+  getConnections(cb: (err: Error | null, n: number) => void): void;
+} {
+  return {
+    getConnections: (cb) =>
+      void gw.gateway.connectionCount().then(
+        (n) => cb(null, n),
+        (err: Error) => cb(err, 0),
+      ),
+  };
 }
 
 export function connectionCount(server: {
