@@ -7,14 +7,12 @@ import { Command, Option } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
 import { jsonSchema, type GatewayConfig } from '../config/schema.js';
-import { createLogger } from '../observability/logger.js';
-import { isWorker, runPrimary, workerCount } from '../server/cluster.js';
-import { Gateway } from '../server/gateway.js';
+import { isWorker } from '../server/cluster.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function configPath(option: string | undefined): string {
-  return option ?? process.env.GATEHOUSE_CONFIG ?? './gatehouse.yaml';
+  return option || process.env.GATEHOUSE_CONFIG || './gatehouse.yaml';
 }
 
 const configOption = () =>
@@ -35,6 +33,10 @@ async function run(
   configFile: string,
   onStopped?: () => Promise<void>,
 ): Promise<void> {
+  // loaded here so that `validate` and `schema` stay quick
+  const { createLogger } = await import('../observability/logger.js');
+  const { runPrimary, workerCount } = await import('../server/cluster.js');
+  const { Gateway } = await import('../server/gateway.js');
   const logger = createLogger(config.logging.level, isWorker() ? { worker: true } : {});
   const count = workerCount(config.workers);
   if (count > 1 && !isWorker()) {
@@ -42,7 +44,7 @@ async function run(
     await onStopped?.();
     process.exit(code);
   }
-  let gateway: Gateway;
+  let gateway: Awaited<ReturnType<typeof Gateway.start>>;
   try {
     gateway = await Gateway.start(config, { logger, configFile });
   } catch (err) {
@@ -78,8 +80,16 @@ export function buildCli(): Command {
     .description('check a config file; prints every problem as file:line: path: message')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
+      // Problems go to stderr, one `file:line: path: message` line each (`file: message` when
+      // the file cannot be read); exit code 1. Valid: `file: ok` on stdout, exit code 0.
+      // exitCode rather than exit(): the output is flushed before the process ends.
       const file = configPath(opts.config);
-      await loadOrExit(file);
+      const result = await loadConfigFile(file);
+      if (!result.ok) {
+        process.stderr.write(result.problems.map((p) => formatProblem(p) + '\n').join(''));
+        process.exitCode = 1;
+        return;
+      }
       process.stdout.write(`${file}: ok\n`);
     });
 

@@ -2,7 +2,7 @@
 import { BlockList, isIP } from 'node:net';
 import { parsePattern, type Segment } from '../router/pattern.js';
 import type { PathSegment } from './problems.js';
-import type { GatewayConfig } from './schema.js';
+import type { GatewayConfig, RouteConfig } from './schema.js';
 
 export type CheckProblem = { path: PathSegment[]; message: string };
 
@@ -40,76 +40,165 @@ const sameSegments = (a: Segment[], b: Segment[]) =>
     );
   });
 
-const methodsOverlap = (a: readonly string[] | undefined, b: readonly string[] | undefined) =>
-  a === undefined || b === undefined || a.some((m) => b.includes(m));
+/**
+ * Two routes on the same host and path are ambiguous only when both take all methods or they
+ * list a method in common. One listing methods and one taking all is fine: the router prefers
+ * the route that lists the request's method (router.ts), the other takes the rest.
+ */
+const methodsClash = (a: readonly string[] | undefined, b: readonly string[] | undefined) =>
+  a === undefined || b === undefined ? a === b : a.some((m) => b.includes(m));
 
+/**
+ * What the checks look at. The loader passes only the parts that satisfied the schema (a part
+ * left undefined has its checks skipped), so cross-field problems are reported together with
+ * schema problems elsewhere in the file; checkConfig() passes a whole valid config.
+ */
+export type CheckInput = {
+  listen?: { readonly port: number } | undefined;
+  admin?: { readonly host: string; readonly port: number; readonly token: string } | undefined;
+  /** an entry that is not a string (already reported by the schema) is undefined */
+  trustedProxies?: ReadonlyArray<string | undefined> | undefined;
+  /** every service name, with its targets (an entry that failed the schema is undefined) */
+  services?: Readonly<Record<string, ReadonlyArray<string | undefined> | undefined>> | undefined;
+  /** one entry per route (indexes kept for the paths), each field only when it is valid */
+  routes?: ReadonlyArray<RouteParts> | undefined;
+};
+
+export type RouteParts = {
+  name?: string | undefined;
+  service?: string | undefined;
+  /** `match.path`, when it is a string starting with "/" */
+  path?: string | undefined;
+  /** the whole `match`, when it is valid (needed to compare two routes) */
+  match?: RouteConfig['match'] | undefined;
+  stripPrefix?: string | undefined;
+};
+
+/** The cross-field checks of a whole config that satisfied the schema. */
 export function checkConfig(config: GatewayConfig): CheckProblem[] {
+  return checkParts({
+    listen: config.listen,
+    admin: config.admin,
+    trustedProxies: config.trustedProxies,
+    services: Object.fromEntries(Object.entries(config.services).map(([name, s]) => [name, s.targets])),
+    routes: config.routes.map((r) => ({
+      name: r.name,
+      service: r.service,
+      path: r.match.path,
+      match: r.match,
+      stripPrefix: r.stripPrefix,
+    })),
+  });
+}
+
+export function checkParts(input: CheckInput): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const add = (path: PathSegment[], message: string) => problems.push({ path, message });
+  const { listen, admin, trustedProxies, services, routes = [] } = input;
 
-  if (!isLoopbackHost(config.admin.host) && config.admin.token === '') {
-    add(
-      ['admin', 'token'],
-      `required when the admin port binds a non-loopback address (${config.admin.host})`,
-    );
+  if (admin && !isLoopbackHost(admin.host) && admin.token === '') {
+    add(['admin', 'token'], `is required when the admin port binds a non-loopback address (${admin.host})`);
   }
-  if (config.admin.port !== 0 && config.admin.port === config.listen.port) {
-    add(['admin', 'port'], `same port as listen.port (${config.listen.port})`);
+  if (admin && listen && admin.port !== 0 && admin.port === listen.port) {
+    add(['admin', 'port'], `must differ from listen.port (both are ${listen.port})`);
   }
-  config.trustedProxies.forEach((entry, i) => {
+  trustedProxies?.forEach((entry, i) => {
+    if (entry === undefined) return;
     const err = addAddressOrCidr(new BlockList(), entry);
-    if (err) add(['trustedProxies', i], err);
+    if (err) add(['trustedProxies', i], `must be an IP address or CIDR such as "10.0.0.0/8": ${err}`);
   });
+  for (const [name, targets] of Object.entries(services ?? {})) {
+    targets?.forEach((target, i) => {
+      const reason = target === undefined ? null : targetProblem(target);
+      if (reason) add(['services', name, 'targets', i], reason);
+    });
+  }
 
   const parsed: Array<Segment[] | null> = [];
   const names = new Map<string, number>();
-  config.routes.forEach((route, i) => {
+  routes.forEach((route, i) => {
+    parsed.push(null);
     const where = (...rest: PathSegment[]) => ['routes', i, ...rest];
-    const seen = names.get(route.name);
-    if (seen !== undefined) add(where('name'), `duplicate route name "${route.name}" (also routes[${seen}])`);
-    else names.set(route.name, i);
-
-    if (!Object.hasOwn(config.services, route.service)) {
+    if (route.name !== undefined) {
+      const seen = names.get(route.name);
+      if (seen !== undefined) {
+        add(where('name'), `must be unique: "${route.name}" is also the name of routes[${seen}]`);
+      } else names.set(route.name, i);
+    }
+    if (services && route.service !== undefined && !Object.hasOwn(services, route.service)) {
+      const defined = Object.keys(services);
       add(
         where('service'),
-        `unknown service "${route.service}" (defined: ${Object.keys(config.services).join(', ') || 'none'})`,
+        `names an unknown service "${route.service}" ` +
+          (defined.length > 0 ? `(expected one of: ${defined.join(', ')})` : '(no services are defined)'),
       );
     }
-    const pattern = parsePattern(route.match.path);
-    parsed.push(pattern.ok ? pattern.segments : null);
+    if (route.path === undefined) return;
+    const pattern = parsePattern(route.path);
     if (!pattern.ok) {
-      add(where('match', 'path'), `invalid pattern "${route.match.path}": ${pattern.reason}`);
+      add(where('match', 'path'), `invalid pattern "${route.path}": ${pattern.reason}`);
       return;
     }
     if (route.stripPrefix !== undefined) {
-      const reason = stripPrefixProblem(route.stripPrefix, pattern.segments);
+      const reason = stripPrefixProblem(route.stripPrefix, route.path, pattern.segments);
       if (reason) add(where('stripPrefix'), reason);
     }
+    const match = route.match;
+    if (match === undefined) return;
+    parsed[i] = pattern.segments;
     for (let j = 0; j < i; j++) {
-      const other = config.routes[j];
+      const other = routes[j]?.match;
       const otherSegments = parsed[j];
       if (!other || !otherSegments) continue;
       if (
-        (other.match.host ?? '').toLowerCase() === (route.match.host ?? '').toLowerCase() &&
+        (other.host ?? '').toLowerCase() === (match.host ?? '').toLowerCase() &&
         sameSegments(otherSegments, pattern.segments) &&
-        methodsOverlap(other.match.methods, route.match.methods)
+        methodsClash(other.methods, match.methods)
       ) {
-        add(where('match'), `matches the same requests as routes[${j}] ("${other.name}")`);
+        const otherName = routes[j]?.name;
+        add(
+          where('match'),
+          `matches the same requests as routes[${j}]${otherName === undefined ? '' : ` ("${otherName}")`}; ` +
+            'make the host, path or methods differ',
+        );
       }
     }
   });
   return problems;
 }
 
-/** The prefix must be whole literal segments at the start of the pattern. */
-function stripPrefixProblem(prefix: string, segments: Segment[]): string | null {
-  if (prefix === '/') return '"/" strips nothing; remove it';
-  const parts = prefix.replace(/\/$/, '').slice(1).split('/');
-  for (let i = 0; i < parts.length; i++) {
-    const seg = segments[i];
-    if (seg?.kind !== 'literal' || seg.value !== parts[i]) {
-      return `"${prefix}" is not a literal prefix of the route's path pattern`;
-    }
+/** A target passed the schema's pattern; it must also be a URL Node can connect to. */
+function targetProblem(target: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return `must be a valid URL such as "http://10.0.0.5:8080"; "${target}" is not`;
+  }
+  if (url.hostname === '') return `must name a host, such as "http://10.0.0.5:8080"; "${target}" does not`;
+  if (url.username !== '' || url.password !== '') {
+    return `must not contain credentials ("user@"): they would not be sent upstream`;
   }
   return null;
+}
+
+/**
+ * The prefix must be whole literal segments at the start of the pattern, so that every path the
+ * route matches starts with it (the proxy strips it by length). A trailing slash is ignored:
+ * `/api/` strips the same as `/api`.
+ */
+function stripPrefixProblem(prefix: string, path: string, segments: Segment[]): string | null {
+  if (prefix === '/') return 'must not be "/", which strips nothing; remove it';
+  const parsed = parsePattern(prefix);
+  if (!parsed.ok) return `"${prefix}" is not a valid path prefix: ${parsed.reason}`;
+  const parts = parsed.segments;
+  const last = parts[parts.length - 1];
+  if (parts.length > 1 && last?.kind === 'literal' && last.value === '') parts.pop();
+  const literal = parts.every((seg, i) => {
+    const own = segments[i];
+    return seg.kind === 'literal' && own?.kind === 'literal' && own.value === seg.value;
+  });
+  return literal
+    ? null
+    : `must be whole literal segments at the start of match.path ("${path}"); "${prefix}" is not`;
 }

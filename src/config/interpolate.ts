@@ -4,9 +4,21 @@
  * The tokens are swapped for inert placeholders before the YAML is parsed (so that
  * `{ token: ${TOKEN:-} }` is valid even inside a flow mapping, where `{` and `}` are syntax) and
  * expanded afterwards inside the parsed scalars: a variable's value can never inject YAML
- * structure, and line numbers stay exact. `$${` is a literal `${`.
+ * structure, and line numbers stay exact.
+ *
+ * - `${VAR}`: the variable's value; unset is an error, set but empty gives "".
+ * - `${VAR:-default}`: the default when the variable is unset *or empty* (as in the shell). The
+ *   default runs to the first `}`, so it cannot itself contain `}`; it is taken literally (no
+ *   nested `${...}`).
+ * - `$${` is a literal `${` (so `$${X}` gives the text `${X}`).
+ * - Any other `${` (`${}`, `${1X}`, `${X:y}`, `${X` without `}`) is reported as an invalid
+ *   interpolation rather than silently kept.
+ * - Tokens inside comments are never looked at (comments are not scalars).
+ * - A U+E000 already in the text (it marks placeholders) is itself swapped for a placeholder, so
+ *   it comes back unchanged.
  */
-const TOKEN = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)?(?::-([^}\n]*))?\}/g;
+const TOKEN = /\$\$\{|\$\{([^}\n]*)(\})?|\uE000/g;
+const VALID = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
 const PLACEHOLDER = /\uE000(\d+)\uE001/g;
 
 type Token = { literal: string } | { name: string; fallback: string | undefined } | { invalid: string };
@@ -15,10 +27,12 @@ export type Extracted = { text: string; tokens: Token[] };
 
 export function extractTokens(text: string): Extracted {
   const tokens: Token[] = [];
-  const out = text.replace(TOKEN, (match, name: string | undefined, fallback: string | undefined) => {
+  const out = text.replace(TOKEN, (match, inner: string | undefined, close: string | undefined) => {
+    const valid = close === undefined ? null : VALID.exec(inner ?? '');
     if (match === '$${') tokens.push({ literal: '${' });
-    else if (name === undefined) tokens.push({ invalid: match });
-    else tokens.push({ name, fallback });
+    else if (match === '\uE000') tokens.push({ literal: match });
+    else if (valid) tokens.push({ name: valid[1] as string, fallback: valid[2] });
+    else tokens.push({ invalid: match });
     return `\uE000${tokens.length - 1}\uE001`;
   });
   return { text: out, tokens };

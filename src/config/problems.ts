@@ -1,4 +1,4 @@
-/** A config problem, reported as `file:line: path.to.field: message`. */
+/** A config problem, reported as `file:line: path.to.field: message` (line 1-based; 0 = the whole file). */
 export type ConfigProblem = { file: string; line: number; path: string; message: string };
 
 export type PathSegment = string | number;
@@ -13,7 +13,12 @@ export function formatPath(path: readonly PathSegment[]): string {
   return out || '(root)';
 }
 
+/**
+ * `file:line: path: message`. Line 0 means the problem concerns the file as a whole (it cannot be
+ * read): printed as `file: message`.
+ */
 export function formatProblem(p: ConfigProblem): string {
+  if (p.line === 0) return `${p.file}: ${p.message}`;
   return `${p.file}:${p.line}: ${p.path}: ${p.message}`;
 }
 

@@ -3,16 +3,41 @@
  * (`GatewayConfig` is what the loader returns: defaults applied, durations and sizes in
  * milliseconds and bytes), and `gatehouse schema` prints it as JSON Schema.
  */
-import { Type, type StaticDecode, type TSchema } from '@sinclair/typebox';
-import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './units.js';
+import { FormatRegistry, Type, type StaticDecode, type TSchema } from '@sinclair/typebox';
+import {
+  DURATION_PATTERN,
+  MAX_DURATION_MS,
+  SIZE_PATTERN,
+  isDuration,
+  parseDuration,
+  parseSize,
+} from './units.js';
+
+/*
+ * `errorMessage` (on leaf schemas) is the whole message a validation error there reports (see
+ * messages.ts); editors ignore the keyword. `propertyNames.errorMessage` does the same for a
+ * record's keys.
+ */
+
+/** Checked beside DURATION_PATTERN: the pattern cannot bound the value (see units.ts). */
+const DURATION_FORMAT = 'gatehouse-duration';
+if (!FormatRegistry.Has(DURATION_FORMAT)) FormatRegistry.Set(DURATION_FORMAT, isDuration);
 
 /** A duration in the file ("10s" or milliseconds); a number of milliseconds once loaded. */
 export const Duration = (defaultValue?: string) =>
   Type.Transform(
-    Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Integer({ minimum: 0 })], {
-      description: 'a duration: "250ms", "10s", "5m", "1h", "1d", or a number of milliseconds',
-      ...(defaultValue === undefined ? {} : { default: defaultValue }),
-    }),
+    Type.Union(
+      [
+        Type.String({ pattern: DURATION_PATTERN, format: DURATION_FORMAT }),
+        Type.Integer({ minimum: 0, maximum: MAX_DURATION_MS }),
+      ],
+      {
+        description: 'a duration: "250ms", "10s", "5m", "1h", "1d", or a number of milliseconds',
+        errorMessage:
+          'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+        ...(defaultValue === undefined ? {} : { default: defaultValue }),
+      },
+    ),
   )
     .Decode((v) => parseDuration(v))
     .Encode((ms) => ms);
@@ -22,6 +47,7 @@ export const Size = (defaultValue?: string) =>
   Type.Transform(
     Type.Union([Type.String({ pattern: SIZE_PATTERN }), Type.Integer({ minimum: 0 })], {
       description: 'a size: "512b", "64kb", "10mb", "1gb", or a number of bytes',
+      errorMessage: 'must be a size such as "512b", "64kb", "10mb" or "1gb", or a number of bytes',
       ...(defaultValue === undefined ? {} : { default: defaultValue }),
     }),
   )
@@ -34,6 +60,7 @@ const Port = (defaultValue: number) =>
     maximum: 65535,
     default: defaultValue,
     description: 'TCP port (0 = any free port)',
+    errorMessage: 'must be a port number from 0 to 65535 (0 = any free port)',
   });
 
 const strict = { additionalProperties: false } as const;
@@ -81,6 +108,7 @@ export const ShutdownSchema = Section(
 const TargetUrl = Type.String({
   pattern: '^https?://[^/?#\\s]+/?$',
   description: 'an upstream origin: http://host:port (no path)',
+  errorMessage: 'must be an upstream origin such as "http://10.0.0.5:8080" (http or https, no path)',
 });
 
 export const ServiceSchema = Type.Object(
@@ -122,7 +150,12 @@ const HTTP_METHODS = [
 
 export const RouteSchema = Type.Object(
   {
-    name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$', description: 'unique route name' }),
+    name: Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$',
+      description: 'unique route name',
+      errorMessage:
+        'must be a name of letters, digits, "_", ".", ":" and "-", starting with a letter or digit',
+    }),
     match: Type.Object(
       {
         host: Type.Optional(
@@ -130,11 +163,14 @@ export const RouteSchema = Type.Object(
             pattern:
               '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$',
             description: 'exact host, or *.suffix; absent = any host',
+            errorMessage:
+              'must be a host name such as "api.example.com", or "*." and a domain such as "*.example.com" (no port)',
           }),
         ),
         path: Type.String({
           pattern: '^/',
           description: 'path pattern: `*` is one segment, `**` (last) any rest of the path',
+          errorMessage: 'must be a path pattern starting with "/", such as "/api/orders/*"',
         }),
         methods: Type.Optional(
           Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
@@ -148,7 +184,11 @@ export const RouteSchema = Type.Object(
     ),
     service: Type.String({ description: 'name of a service in `services`' }),
     stripPrefix: Type.Optional(
-      Type.String({ pattern: '^/', description: 'removed from the start of the path before proxying' }),
+      Type.String({
+        pattern: '^/',
+        description: 'removed from the start of the path before proxying',
+        errorMessage: 'must be a path starting with "/", such as "/api"',
+      }),
     ),
   },
   { ...strict, description: 'a route: which requests go to which service' },
@@ -164,6 +204,10 @@ export const LoggingSchema = Section(
   'Structured process logs (JSON lines on stdout).',
 );
 
+export const SERVICE_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
+export const SERVICE_NAME_MESSAGE =
+  'is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit';
+
 export const ConfigSchema = Type.Object(
   {
     listen: ListenSchema,
@@ -171,6 +215,7 @@ export const ConfigSchema = Type.Object(
     workers: Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('auto')], {
       default: 1,
       description: 'processes serving the proxy port; "auto" = one per CPU core',
+      errorMessage: 'must be a number of processes (1 or more) or "auto" (one per CPU core)',
     }),
     trustedProxies: Type.Array(Type.String(), {
       default: [],
@@ -178,8 +223,15 @@ export const ConfigSchema = Type.Object(
     }),
     limits: LimitsSchema,
     shutdown: ShutdownSchema,
-    services: Type.Record(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' }), ServiceSchema, {
+    // additionalProperties: false, or a service whose name fails the pattern would be ignored
+    // (neither validated nor rejected) while routes could still name it.
+    services: Type.Record(Type.String({ pattern: SERVICE_NAME }), ServiceSchema, {
       default: {},
+      additionalProperties: false,
+      propertyNames: {
+        pattern: SERVICE_NAME,
+        errorMessage: SERVICE_NAME_MESSAGE,
+      },
       description: 'upstream services, by name',
     }),
     routes: Type.Array(RouteSchema, { default: [], description: 'routes; the most specific match wins' }),
@@ -197,9 +249,28 @@ export type ServiceConfig = StaticDecode<typeof ServiceSchema>;
 export type RouteConfig = StaticDecode<typeof RouteSchema>;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
-/** The JSON Schema document `gatehouse schema` prints. */
+/**
+ * The JSON Schema document `gatehouse schema` prints: the schema of the file as users write it.
+ * The loader validates after filling in defaults, so internally every defaulted key is
+ * `required`; here a key with a default is optional, or an editor would flag a file that leaves
+ * out `workers`.
+ */
 export function jsonSchema(): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(ConfigSchema)) as Record<string, unknown>;
+  const schema = JSON.parse(JSON.stringify(ConfigSchema)) as Record<string, unknown>;
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...(optionalDefaults(schema) as object) };
+}
+
+function optionalDefaults(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(optionalDefaults);
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) out[key] = optionalDefaults(value);
+  const props = out.properties as Record<string, Record<string, unknown>> | undefined;
+  if (Array.isArray(out.required) && props) {
+    out.required = out.required.filter((k) => typeof k !== 'string' || !('default' in (props[k] ?? {})));
+    if ((out.required as unknown[]).length === 0) delete out.required;
+  }
+  return out;
 }
 
 export type { TSchema };

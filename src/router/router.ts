@@ -1,10 +1,22 @@
 /**
  * The route table, compiled once per config: host → path tree → method.
  *
- * Most specific wins: an exact host beats a `*.suffix` host, which beats a route without a host;
- * within a host, at the first segment where candidates differ a literal beats `*`, which beats
- * `**`; at the same path, a route listing the method beats one that takes all methods.
- * Matching backtracks, so a less specific route still matches when a more specific branch fails.
+ * Most specific wins, compared in this order:
+ * 1. host: an exact host beats a `*.suffix` host (the longest suffix first), which beats a route
+ *    without a host. `*.example.com` matches `a.example.com` and `a.b.example.com`, never
+ *    `example.com` itself. Hosts are compared lower case, without port (see host.ts).
+ * 2. path: at the first segment where candidates differ, a literal beats `*`, which beats `**`;
+ *    a pattern that ends where the path ends beats `**` matching nothing (`/a` over `/a/**`
+ *    for the path `/a`).
+ * 3. method: at the same host and path, a route listing the request's method beats one that
+ *    takes all methods. Methods are compared exactly as given (GET does not imply HEAD).
+ * Matching backtracks, so a less specific route still matches when a more specific branch (or
+ * host) fails further on, the method included. test/unit/router.test.ts checks this against a
+ * brute-force reference.
+ *
+ * Paths are normalised first (request-target.ts), and a trailing slash is an empty last segment:
+ * the pattern `/a` matches `/a` but not `/a/`, `/a/` matches `/a/` only, `/a/**` matches both,
+ * `*` never matches an empty segment, and `/` matches the root only.
  */
 import type { Segment } from './pattern.js';
 

@@ -1,0 +1,312 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { deepFreeze, withDefaults } from '../../src/config/defaults.js';
+import { loadConfigFile, loadConfigText, readConfig, type LoadResult } from '../../src/config/load.js';
+import { ConfigError, formatProblem } from '../../src/config/problems.js';
+import { ConfigSchema, type GatewayConfig } from '../../src/config/schema.js';
+
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/config/${name}`, import.meta.url));
+const lines = (result: LoadResult) => (result.ok ? ['(ok)'] : result.problems.map(formatProblem));
+const loadText = (yaml: string, env: NodeJS.ProcessEnv = {}) => loadConfigText(yaml, 'gw.yaml', { env });
+
+function load(yaml: string): GatewayConfig {
+  const result = loadText(yaml);
+  if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
+  return result.config;
+}
+
+function allFrozen(value: unknown, where = 'config'): string[] {
+  if (typeof value !== 'object' || value === null) return [];
+  const own = Object.isFrozen(value) ? [] : [where];
+  return own.concat(...Object.entries(value).map(([k, v]) => allFrozen(v, `${where}.${k}`)));
+}
+
+describe('loading a valid file', () => {
+  it('applies the defaults and converts durations and sizes', async () => {
+    const result = await loadConfigFile(fixture('good.yaml'), { env: {} });
+    if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
+    const { config } = result;
+    expect(config.workers).toBe('auto');
+    expect(config.limits).toEqual({
+      bodySize: 1024 * 1024,
+      headersTimeout: 5000,
+      requestTimeout: 60_000,
+      keepAliveTimeout: 5000, // default
+      maxHeaderSize: 16 * 1024, // default
+      maxUrlLength: 8 * 1024, // default
+    });
+    expect(config.services.orders?.timeouts).toEqual({ connect: 500, response: 1500 });
+    expect(config.services.orders?.pool).toEqual({ connections: 16, keepAlive: 30_000 });
+    // a service that sets nothing but its targets gets every default
+    expect(config.services.users).toEqual({
+      targets: ['http://127.0.0.1:3002'],
+      balancer: 'round-robin',
+      timeouts: { connect: 2000, response: 15_000 },
+      pool: { connections: 128, keepAlive: 60_000 },
+    });
+    expect(config.routes.map((r) => r.name)).toEqual(['orders-read', 'orders-write', 'orders-any', 'users']);
+    expect(config.routes[0]?.match.methods).toEqual(['GET', 'HEAD']);
+    expect(config.shutdown.drainTimeout).toBe(2000);
+    expect(config.logging.level).toBe('warn');
+  });
+
+  it('returns a deeply frozen config', () => {
+    const config = load(
+      'services:\n  a: { targets: [http://127.0.0.1:1] }\nroutes:\n  - { name: r, match: { path: /x }, service: a }\n',
+    );
+    expect(allFrozen(config)).toEqual([]);
+    expect(() => {
+      (config.listen as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => (config.routes as unknown[]).push({})).toThrow(TypeError);
+  });
+
+  it('freezes nothing it did not create: the schema defaults stay usable', () => {
+    const a = load('');
+    const b = load('');
+    expect(a).toEqual(b);
+    expect(a.trustedProxies).not.toBe(b.trustedProxies);
+    expect(Object.isFrozen(ConfigSchema.properties.trustedProxies.default)).toBe(false);
+    expect(Object.isFrozen(ConfigSchema.properties.listen.default)).toBe(false);
+  });
+
+  it('treats an empty file, a comment-only file and empty sections as "all defaults"', () => {
+    const empty = load('');
+    expect(empty).toEqual(load('# nothing here\n'));
+    expect(empty).toEqual(load('routes:\n# - { name: a }\nservices:\nadmin:\n'));
+    expect(empty.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(empty.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '' });
+    expect(empty.workers).toBe(1);
+    expect(empty.routes).toEqual([]);
+    expect(empty.services).toEqual({});
+  });
+
+  it('accepts a route listing methods beside one taking all methods on the same path', () => {
+    const config = load(
+      'services: { a: { targets: [http://127.0.0.1:1] } }\nroutes:\n' +
+        '  - { name: any, match: { path: /x }, service: a }\n' +
+        '  - { name: get, match: { path: /x, methods: [GET] }, service: a }\n',
+    );
+    expect(config.routes).toHaveLength(2);
+  });
+
+  it('gives a service called "constructor" its defaults like any other', () => {
+    const config = load('services:\n  constructor: { targets: [http://127.0.0.1:1] }\n');
+    const name: string = 'constructor';
+    expect(Object.hasOwn(config.services, name)).toBe(true);
+    expect(config.services[name]?.pool.connections).toBe(128);
+  });
+});
+
+describe('never mutating the input', () => {
+  it('withDefaults returns a new tree and leaves its input alone', () => {
+    const input = {
+      listen: { port: 1 },
+      services: { a: { targets: ['http://127.0.0.1:1'], timeouts: { connect: '1s' } } },
+      routes: [{ name: 'r', match: { path: '/' }, service: 'a' }],
+    };
+    const before = structuredClone(input);
+    const out = withDefaults(ConfigSchema, input) as typeof input & { admin: unknown };
+    expect(input).toEqual(before);
+    expect(out).not.toBe(input);
+    expect(out.listen).not.toBe(input.listen);
+    expect(out.services.a).not.toBe(input.services.a);
+    expect(out.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '' });
+    expect((out.services.a as { pool?: unknown }).pool).toEqual({ connections: 128, keepAlive: '60s' });
+  });
+
+  it('loading the same text twice gives equal, separate configs', () => {
+    const text = readFileSync(fixture('good.yaml'), 'utf8');
+    const copy = text.slice();
+    const a = loadText(text);
+    const b = loadText(text);
+    expect(text).toBe(copy);
+    expect(a.ok && b.ok).toBe(true);
+    if (a.ok && b.ok) {
+      expect(a.config).toEqual(b.config);
+      expect(a.config.services).not.toBe(b.config.services);
+    }
+  });
+
+  it('deepFreeze freezes nested arrays and objects', () => {
+    const v = deepFreeze({ a: [{ b: 1 }], c: { d: { e: [] as number[] } } });
+    expect(allFrozen(v)).toEqual([]);
+  });
+});
+
+describe('reporting every problem at once', () => {
+  it('lists each mistake of the bad fixture with its line', () => {
+    const result = loadConfigText(readFileSync(fixture('bad.yaml'), 'utf8'), 'bad.yaml', { env: {} });
+    expect(lines(result)).toEqual([
+      'bad.yaml:2: listen.tls: unknown key (expected one of: host, port)',
+      'bad.yaml:3: admin.token: is required when the admin port binds a non-loopback address (0.0.0.0)',
+      'bad.yaml:6: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
+      'bad.yaml:7: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
+      'bad.yaml:10: limits.headersTimeout: must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+      'bad.yaml:11: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
+      'bad.yaml:12: colour: unknown key (expected one of: listen, admin, workers, trustedProxies, limits, shutdown, services, routes, logging)',
+      'bad.yaml:17: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',
+      'bad.yaml:18: services.empty.targets: is required',
+      'bad.yaml:20: services.bad name: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
+      'bad.yaml:21: services._hidden: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
+      'bad.yaml:27: routes[1].name: must be unique: "orders" is also the name of routes[0]',
+      'bad.yaml:29: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)',
+      'bad.yaml:31: routes[2].match: matches the same requests as routes[0] ("orders"); make the host, path or methods differ',
+      'bad.yaml:36: routes[3].stripPrefix: must be whole literal segments at the start of match.path ("/api/*/items"); "/api/v1" is not',
+      'bad.yaml:38: routes[4].match.path: invalid pattern "/a/**/b": "**" may only be the last segment',
+      'bad.yaml:41: routes[5].match.path: invalid pattern "/a*": "a*": "*" must be a whole segment',
+      'bad.yaml:43: routes[6].service: is required',
+      'bad.yaml:44: routes[6].match.methods[1]: must be one of: "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"',
+      'bad.yaml:46: routes[7].match.unknown: unknown key (expected one of: host, path, methods)',
+      'bad.yaml:47: routes[7].service: names an unknown service "nope" (expected one of: orders, empty, bad name, _hidden)',
+    ]);
+  });
+
+  it('reports the line of the key, not of the value below it', () => {
+    expect(lines(loadText('\nroutes:\n  name: r\n'))).toEqual(['gw.yaml:2: routes: must be a list']);
+    const result = loadText('listen:\n  host: 127.0.0.1\nroutes:\n  - name: r\n    match:\n      path: /x\n');
+    expect(lines(result)).toEqual(['gw.yaml:4: routes[0].service: is required']);
+    expect(lines(loadText('\nlisten:\n  - 1\n'))).toEqual([
+      'gw.yaml:2: listen: must be a mapping (key: value)',
+    ]);
+  });
+
+  it('checks across fields even when other parts fail the schema', () => {
+    const result = loadText(
+      'workers: 0\nadmin: { host: 10.0.0.1 }\nroutes:\n  - { name: r, match: { path: /x }, service: s }\n',
+    );
+    expect(lines(result)).toEqual([
+      'gw.yaml:1: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
+      'gw.yaml:2: admin.token: is required when the admin port binds a non-loopback address (10.0.0.1)',
+      'gw.yaml:4: routes[0].service: names an unknown service "s" (no services are defined)',
+    ]);
+  });
+
+  it('checks targets and the admin port', () => {
+    const result = loadText(
+      'listen: { port: 9000 }\nadmin: { port: 9000 }\nservices:\n  a:\n    targets:\n' +
+        '      - http://:80\n      - http://user:pw@127.0.0.1:1\n      - http://127.0.0.1:99999\n      - http://ok:1\n',
+    );
+    expect(lines(result)).toEqual([
+      'gw.yaml:2: admin.port: must differ from listen.port (both are 9000)',
+      'gw.yaml:6: services.a.targets[0]: must be a valid URL such as "http://10.0.0.5:8080"; "http://:80" is not',
+      'gw.yaml:7: services.a.targets[1]: must not contain credentials ("user@"): they would not be sent upstream',
+      'gw.yaml:8: services.a.targets[2]: must be a valid URL such as "http://10.0.0.5:8080"; "http://127.0.0.1:99999" is not',
+    ]);
+  });
+
+  it('checks stripPrefix against the pattern', () => {
+    const route = (path: string, strip: string) =>
+      lines(
+        loadText(
+          `services: { a: { targets: [http://127.0.0.1:1] } }\nroutes:\n  - { name: r, match: { path: "${path}" }, service: a, stripPrefix: "${strip}" }\n`,
+        ),
+      );
+    expect(route('/api/**', '/api')).toEqual(['(ok)']);
+    expect(route('/api/v1/*', '/api/v1/')).toEqual(['(ok)']);
+    expect(route('/api/**', '/')).toEqual([
+      'gw.yaml:3: routes[0].stripPrefix: must not be "/", which strips nothing; remove it',
+    ]);
+    expect(route('/api/**', '/ap')).toEqual([
+      'gw.yaml:3: routes[0].stripPrefix: must be whole literal segments at the start of match.path ("/api/**"); "/ap" is not',
+    ]);
+    expect(route('/*/x', '/api')).toHaveLength(1);
+    expect(route('/api/**', '/api/**')).toHaveLength(1);
+    expect(route('/api//**', '/api')).toEqual([
+      'gw.yaml:3: routes[0].match.path: invalid pattern "/api//**": empty segment ("//")',
+    ]);
+    expect(route('/api/x', '/api//')).toEqual([
+      'gw.yaml:3: routes[0].stripPrefix: "/api//" is not a valid path prefix: empty segment ("//")',
+    ]);
+  });
+
+  it('reports identical routes, comparing hosts without case and methods by overlap', () => {
+    const routes = (...matches: string[]) =>
+      lines(
+        loadText(
+          'services: { a: { targets: [http://127.0.0.1:1] } }\nroutes:\n' +
+            matches.map((m, i) => `  - { name: r${i}, match: ${m}, service: a }\n`).join(''),
+        ),
+      );
+    expect(routes('{ path: /x, host: A.example.com }', '{ path: /x, host: a.example.com }')).toHaveLength(1);
+    expect(routes('{ path: /x, methods: [GET, POST] }', '{ path: /x, methods: [POST] }')).toHaveLength(1);
+    expect(routes('{ path: /x, methods: [GET] }', '{ path: /x, methods: [POST] }')).toEqual(['(ok)']);
+    expect(routes('{ path: /x }', '{ path: /x, host: a.example.com }')).toEqual(['(ok)']);
+    expect(routes('{ path: /*/x }', '{ path: /y/x }')).toEqual(['(ok)']);
+    expect(routes('{ path: /*/x }', '{ path: /*/x }')).toEqual([
+      'gw.yaml:4: routes[1].match: matches the same requests as routes[0] ("r0"); make the host, path or methods differ',
+    ]);
+  });
+});
+
+describe('YAML problems', () => {
+  it('reports a syntax error with its line', () => {
+    expect(lines(loadText('listen:\n  host: 127.0.0.1\nadmin: { port: 1\n'))).toEqual([
+      'gw.yaml:3: (yaml): Flow map in block collection must be sufficiently indented and end with a }',
+    ]);
+    expect(lines(loadText('listen:\n  host: "127.0.0.1\n'))).toHaveLength(1);
+  });
+
+  it('reports a duplicate key with the line of the second one', () => {
+    expect(lines(loadText('listen:\n  port: 1\n  host: x\n  port: 2\n'))).toEqual([
+      'gw.yaml:4: (yaml): Map keys must be unique',
+    ]);
+  });
+
+  it('refuses several documents in one file', () => {
+    expect(lines(loadText('listen: {}\n---\nadmin: {}\n'))[0]).toMatch(/^gw\.yaml:2: \(yaml\): /);
+  });
+
+  it('refuses an alias bomb instead of expanding it', () => {
+    const bomb = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 10; i++)
+      bomb.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
+    const result = loadText(bomb.join('\n'));
+    expect(result.ok).toBe(false);
+    expect(lines(result)[0]).toMatch(/^gw\.yaml:1: \(yaml\): .*alias/i);
+  });
+
+  it('refuses a root that is not a mapping', () => {
+    const message = 'must be a mapping of settings (key: value), such as "listen: { port: 8080 }"';
+    expect(lines(loadText('- a\n- b\n'))).toEqual([`gw.yaml:1: (root): ${message}`]);
+    expect(lines(loadText('# header\n42\n'))).toEqual([`gw.yaml:2: (root): ${message}`]);
+    expect(lines(loadText('just a string'))).toEqual([`gw.yaml:1: (root): ${message}`]);
+  });
+});
+
+describe('files', () => {
+  it('reports a missing file as a problem of the whole file', async () => {
+    const result = await loadConfigFile(fixture('does-not-exist.yaml'));
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.problems).toEqual([
+        {
+          file: fixture('does-not-exist.yaml'),
+          line: 0,
+          path: '(file)',
+          message: 'cannot read the config file: no such file',
+        },
+      ]);
+      expect(formatProblem(result.problems[0]!)).toBe(
+        `${fixture('does-not-exist.yaml')}: cannot read the config file: no such file`,
+      );
+    }
+  });
+
+  it('readConfig throws a ConfigError listing the problems', async () => {
+    const error: unknown = await readConfig(fixture('bad.yaml'), { env: {} }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems.length).toBeGreaterThan(10);
+    expect((error as ConfigError).message).toContain('bad.yaml:2: listen.tls: unknown key');
+  });
+
+  it('validates examples/demo.yaml', async () => {
+    const demo = fileURLToPath(new URL('../../examples/demo.yaml', import.meta.url));
+    expect(lines(await loadConfigFile(demo, { env: {} }))).toEqual(['(ok)']);
+  });
+});

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfigText } from '../../src/config/load.js';
+import { jsonSchema } from '../../src/config/schema.js';
+
+/** The messages of the problems `yaml` has, by path. */
+function messages(yaml: string): Record<string, string> {
+  const result = loadConfigText(yaml, 'gw.yaml', { env: {} });
+  if (result.ok) return {};
+  return Object.fromEntries(result.problems.map((p) => [p.path, p.message]));
+}
+
+describe('problem messages', () => {
+  it('say what is expected, in words', () => {
+    expect(
+      messages(
+        [
+          'listen: { port: 70000 }',
+          'admin: { port: "x" }',
+          'workers: auto-ish',
+          'trustedProxies: 10.0.0.0/8',
+          'limits: { bodySize: 10 megs, requestTimeout: 1w }',
+          'shutdown: { drainTimeout: 30d }',
+          'services:',
+          '  a: { targets: [], pool: { connections: 0 }, balancer: random }',
+          '  b: { targets: [http://127.0.0.1:1/api] }',
+          'routes:',
+          '  - { name: "-x", match: { path: api, host: "a.example.com:80", methods: [GET, GET] }, service: a, stripPrefix: api }',
+          '  - { name: y, match: { path: /y }, service: a, extra: true }',
+          '  - name: z',
+          'logging: { level: 1 }',
+        ].join('\n'),
+      ),
+    ).toEqual({
+      'listen.port': 'must be a port number from 0 to 65535 (0 = any free port)',
+      'admin.port': 'must be a port number from 0 to 65535 (0 = any free port)',
+      workers: 'must be a number of processes (1 or more) or "auto" (one per CPU core)',
+      trustedProxies: 'must be a list',
+      'limits.bodySize': 'must be a size such as "512b", "64kb", "10mb" or "1gb", or a number of bytes',
+      'limits.requestTimeout':
+        'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+      'shutdown.drainTimeout':
+        'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+      'services.a.targets': 'must list at least one item',
+      'services.a.pool.connections': 'must be at least 1',
+      'services.a.balancer': 'must be "round-robin"',
+      'services.b.targets[0]':
+        'must be an upstream origin such as "http://10.0.0.5:8080" (http or https, no path)',
+      'routes[0].name':
+        'must be a name of letters, digits, "_", ".", ":" and "-", starting with a letter or digit',
+      'routes[0].match.path': 'must be a path pattern starting with "/", such as "/api/orders/*"',
+      'routes[0].match.host':
+        'must be a host name such as "api.example.com", or "*." and a domain such as "*.example.com" (no port)',
+      'routes[0].match.methods': 'must not list the same item twice',
+      'routes[0].stripPrefix': 'must be a path starting with "/", such as "/api"',
+      'routes[1].extra': 'unknown key (expected one of: name, match, service, stripPrefix)',
+      'routes[2].match': 'is required',
+      'routes[2].service': 'is required',
+      'logging.level': 'must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
+    });
+  });
+
+  it('name the type a value must have', () => {
+    expect(messages('listen: { host: 1 }\nadmin: []\nlimits: { bodySize: true }\nservices: [a]\n')).toEqual({
+      'listen.host': 'must be a string',
+      admin: 'must be a mapping (key: value)',
+      'limits.bodySize': 'must be a size such as "512b", "64kb", "10mb" or "1gb", or a number of bytes',
+      services: 'must be a mapping (key: value)',
+    });
+  });
+
+  it('report one problem per field', () => {
+    const result = loadConfigText('listen: { port: -1.5 }\n', 'gw.yaml', { env: {} });
+    expect(result.ok ? [] : result.problems.map((p) => p.path)).toEqual(['listen.port']);
+  });
+});
+
+describe('the JSON Schema `gatehouse schema` prints', () => {
+  const schema = jsonSchema() as {
+    $schema: string;
+    required?: string[];
+    additionalProperties: boolean;
+    properties: Record<string, { required?: string[]; properties?: object; items?: { required?: string[] } }>;
+  };
+
+  it('describes every top-level key and refuses unknown ones', () => {
+    expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#');
+    expect(schema.additionalProperties).toBe(false);
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining([
+        'listen',
+        'admin',
+        'workers',
+        'trustedProxies',
+        'limits',
+        'services',
+        'routes',
+        'logging',
+      ]),
+    );
+  });
+
+  it('makes keys with defaults optional, so that editors accept a short file', () => {
+    expect(schema.required).toBeUndefined();
+    expect(schema.properties.listen?.required).toBeUndefined();
+    expect(schema.properties.routes?.items?.required).toEqual(['name', 'match', 'service']);
+  });
+
+  it('is plain JSON', () => {
+    expect(JSON.parse(JSON.stringify(schema))).toEqual(schema);
+  });
+});
