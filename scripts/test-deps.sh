@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite needs when they are missing (Debian packages).
-# Redis and PostgreSQL themselves run on the machine already (see README: Testing).
+# Redis and PostgreSQL run on the machine already; later test suites start private redis-server
+# processes, hence redis-server here.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

@@ -69,7 +69,7 @@ export function createAdminServer(state: AdminState): Server {
       case '/healthz':
         return sendJson(res, 200, { status: 'ok' });
       case '/readyz': {
-        const checks = { ...state.checks(), draining: !state.draining() };
+        const checks = { ...state.checks(), accepting: !state.draining() };
         const ready = Object.values(checks).every(Boolean);
         const body: Record<string, unknown> = {
           status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',

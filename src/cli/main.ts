@@ -46,7 +46,12 @@ async function run(
   }
   let gateway: Awaited<ReturnType<typeof Gateway.start>>;
   try {
-    gateway = await Gateway.start(config, { logger, configFile });
+    gateway = await Gateway.start(config, {
+      logger,
+      configFile,
+      // a worker that reloaded through the admin API asks the primary to reload the others
+      onAdminReload: isWorker() ? () => process.send?.({ type: 'gatehouse:reload-all' }) : () => undefined,
+    });
   } catch (err) {
     logger.fatal({ err }, 'could not start');
     process.exit(1);

@@ -56,6 +56,8 @@ const methodsClash = (a: readonly string[] | undefined, b: readonly string[] | u
 export type CheckInput = {
   listen?: { readonly port: number } | undefined;
   admin?: { readonly host: string; readonly port: number; readonly token: string } | undefined;
+  /** decoded (milliseconds), when the whole section is valid */
+  limits?: { readonly headersTimeout: number; readonly requestTimeout: number } | undefined;
   /** an entry that is not a string (already reported by the schema) is undefined */
   trustedProxies?: ReadonlyArray<string | undefined> | undefined;
   /** every service name, with its targets (an entry that failed the schema is undefined) */
@@ -79,6 +81,7 @@ export function checkConfig(config: GatewayConfig): CheckProblem[] {
   return checkParts({
     listen: config.listen,
     admin: config.admin,
+    limits: config.limits,
     trustedProxies: config.trustedProxies,
     services: Object.fromEntries(Object.entries(config.services).map(([name, s]) => [name, s.targets])),
     routes: config.routes.map((r) => ({
@@ -94,13 +97,20 @@ export function checkConfig(config: GatewayConfig): CheckProblem[] {
 export function checkParts(input: CheckInput): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const add = (path: PathSegment[], message: string) => problems.push({ path, message });
-  const { listen, admin, trustedProxies, services, routes = [] } = input;
+  const { listen, admin, limits, trustedProxies, services, routes = [] } = input;
 
   if (admin && !isLoopbackHost(admin.host) && admin.token === '') {
     add(['admin', 'token'], `is required when the admin port binds a non-loopback address (${admin.host})`);
   }
   if (admin && listen && admin.port !== 0 && admin.port === listen.port) {
     add(['admin', 'port'], `must differ from listen.port (both are ${listen.port})`);
+  }
+  if (limits && limits.requestTimeout !== 0 && limits.headersTimeout > limits.requestTimeout) {
+    // node:http refuses to start with such a pair
+    add(
+      ['limits', 'headersTimeout'],
+      `must not be longer than limits.requestTimeout (${limits.requestTimeout} ms)`,
+    );
   }
   trustedProxies?.forEach((entry, i) => {
     if (entry === undefined) return;

@@ -33,6 +33,7 @@ import {
   AdminSchema,
   ConfigSchema,
   ListenSchema,
+  LimitsSchema,
   RouteSchema,
   SERVICE_NAME,
   SERVICE_NAME_MESSAGE,
@@ -161,10 +162,11 @@ function validParts(config: Json): CheckInput {
   const valid = <T>(schema: TSchema, v: unknown): T | undefined =>
     Value.Check(schema, v) ? (v as T) : undefined;
   const route = RouteSchema.properties;
-  const { listen, admin, trustedProxies, services, routes } = config;
+  const { listen, admin, limits, trustedProxies, services, routes } = config;
   return {
     listen: valid(ListenSchema, listen),
     admin: valid(AdminSchema, admin),
+    limits: Value.Check(LimitsSchema, limits) ? Value.Decode(LimitsSchema, limits) : undefined,
     trustedProxies: Array.isArray(trustedProxies)
       ? trustedProxies.map((e: unknown) => (typeof e === 'string' ? e : undefined))
       : undefined,

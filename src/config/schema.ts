@@ -3,7 +3,7 @@
  * (`GatewayConfig` is what the loader returns: defaults applied, durations and sizes in
  * milliseconds and bytes), and `gatehouse schema` prints it as JSON Schema.
  */
-import { FormatRegistry, Type, type StaticDecode, type TSchema } from '@sinclair/typebox';
+import { FormatRegistry, Type, type StaticDecode, type TLiteral, type TSchema } from '@sinclair/typebox';
 import {
   DURATION_PATTERN,
   MAX_DURATION_MS,
@@ -173,7 +173,7 @@ export const RouteSchema = Type.Object(
           errorMessage: 'must be a path pattern starting with "/", such as "/api/orders/*"',
         }),
         methods: Type.Optional(
-          Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
+          Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)) as TLiteral<HttpMethod>[]), {
             minItems: 1,
             uniqueItems: true,
             description: 'absent = all methods',

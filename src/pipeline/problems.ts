@@ -13,6 +13,7 @@ export type ProblemCode =
   | 'upstream_error'
   | 'upstream_timeout'
   | 'unauthorized_admin'
+  | 'shutting_down'
   | 'internal_error';
 
 export type Problem = {
@@ -57,6 +58,11 @@ export const problems = {
   urlTooLong: (limit: number) => problem(414, 'url_too_long', `request target exceeds ${limit} bytes`),
   upstreamError: (detail: string) => problem(502, 'upstream_error', detail),
   upstreamTimeout: (detail: string) => problem(504, 'upstream_timeout', detail),
+  shuttingDown: () =>
+    problem(503, 'shutting_down', 'the gateway is shutting down; retry on another instance', [
+      'retry-after',
+      '1',
+    ]),
   internal: () => problem(500, 'internal_error', 'the gateway failed to handle this request'),
 } as const;
 

@@ -18,3 +18,29 @@ export function normaliseHost(host: string | undefined): string {
   }
   return name;
 }
+
+// Characters of a host name or IPv4 address (RFC 3986 unreserved), and of an IP literal.
+const NAME = /^[A-Za-z0-9._~-]*$/;
+const IP_LITERAL = /^\[[0-9A-Fa-f:.]+\]$/;
+const PORT = /^\d{0,5}$/;
+
+/**
+ * A `Host` header value as RFC 9112 §3.2 allows it: `name[:port]` or `[ip-literal][:port]`,
+ * empty allowed. Anything else (spaces, `/`, `@`, `%`, several colons) is a 400: an upstream
+ * building links or virtual-host decisions from it could read it differently.
+ */
+export function isValidHost(value: string): boolean {
+  let end = value.length;
+  if (value.charCodeAt(0) === 0x5b /* [ */) {
+    const close = value.indexOf(']');
+    if (close === -1 || !IP_LITERAL.test(value.slice(0, close + 1))) return false;
+    end = close + 1;
+    if (end === value.length) return true;
+    return value.charCodeAt(end) === 0x3a /* : */ && PORT.test(value.slice(end + 1));
+  }
+  const colon = value.indexOf(':');
+  if (colon !== -1) end = colon;
+  return (
+    NAME.test(colon === -1 ? value : value.slice(0, end)) && (colon === -1 || PORT.test(value.slice(end + 1)))
+  );
+}

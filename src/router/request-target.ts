@@ -6,8 +6,11 @@
  * - only origin-form (`/path?query`); absolute-form and `*` are refused;
  * - percent-encoded unreserved characters are decoded (`%7E` → `~`, `%2e` → `.`), other escapes
  *   are kept with upper-case hex;
- * - `%2F`, `%5C` (encoded `/` and `\`), `%00`, a raw `\`, and `%25XX` (double encoding) are refused;
- * - `.` and `..` segments are resolved and `//` collapsed; `..` above the root is refused;
+ * - `%2F`, `%5C` (encoded `/` and `\`), encoded control characters (`%00`-`%1F`, `%7F`), a raw
+ *   `\`, and `%25XX` (double encoding, also when the `XX` was itself encoded) are refused;
+ * - escapes that are not valid UTF-8 (overlong forms such as `%C0%AE`, surrogates) are refused;
+ * - `.` and `..` segments are resolved and `//` collapsed; `..` above the root is refused, and so
+ *   are dot segments with parameters (`..;x`, `.;`), which some servers (Tomcat) resolve;
  * - characters that are not valid in a path but that clients send anyway (`"<>^\`{|}`) are encoded.
  */
 
@@ -23,6 +26,7 @@ CHAR_CLASS['#'.charCodeAt(0)] = 0;
 const PERCENT = 0x25;
 const SLASH = 0x2f;
 const DOT = 0x2e;
+const SEMICOLON = 0x3b;
 
 const isHex = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 const hexValue = (c: number) => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57);
@@ -58,7 +62,12 @@ export function parseRequestTarget(url: string): RequestTarget {
       simple = false;
       break;
     }
-    if (c === SLASH && i > 0 && (rawPath.charCodeAt(i - 1) === SLASH || rawPath.charCodeAt(i - 1) === DOT)) {
+    if (
+      (c === SLASH || c === SEMICOLON) &&
+      i > 0 &&
+      (rawPath.charCodeAt(i - 1) === DOT || (c === SLASH && rawPath.charCodeAt(i - 1) === SLASH))
+    ) {
+      // "//", "./", "../", ".;", "..;": segments to resolve, collapse or refuse
       simple = false;
       break;
     }
@@ -71,6 +80,8 @@ export function parseRequestTarget(url: string): RequestTarget {
 function normalise(rawPath: string, query: string): RequestTarget {
   // Pass 1: characters and escapes, into `decoded` (still with '/' as the only separator).
   let decoded = '';
+  let nonAscii = false;
+  let encodedPercent = false;
   for (let i = 0; i < rawPath.length; i++) {
     const c = rawPath.charCodeAt(i);
     if (c === PERCENT) {
@@ -79,10 +90,9 @@ function normalise(rawPath: string, query: string): RequestTarget {
       if (!isHex(h) || !isHex(l)) return refuse('invalid percent-encoding in path');
       const byte = hexValue(h) * 16 + hexValue(l);
       if (byte === SLASH || byte === 0x5c) return refuse('encoded "/" or "\\" in path');
-      if (byte === 0) return refuse('encoded NUL in path');
-      if (byte === PERCENT && isHex(rawPath.charCodeAt(i + 3)) && isHex(rawPath.charCodeAt(i + 4))) {
-        return refuse('double percent-encoding in path');
-      }
+      if (byte < 0x20 || byte === 0x7f) return refuse('encoded control character in path');
+      if (byte >= 0x80) nonAscii = true;
+      else if (byte === PERCENT) encodedPercent = true;
       decoded += isUnreserved(byte)
         ? String.fromCharCode(byte)
         : `%${rawPath[i + 1]}${rawPath[i + 2]}`.toUpperCase();
@@ -93,6 +103,16 @@ function normalise(rawPath: string, query: string): RequestTarget {
     if (cls === 1) decoded += rawPath[i];
     else if (cls === 2) decoded += `%${c.toString(16).toUpperCase()}`;
     else return refuse(c === 0x5c ? 'backslash in path' : 'invalid character in path');
+  }
+  // `%25` followed by two hex digits, as sent (`%252e`) or once decoded (`%25%32%65` → `%252e`),
+  // decodes to another escape: the upstream could see a `.`, `/` or `\` we never checked.
+  if (encodedPercent && /%25[0-9A-Fa-f]{2}/.test(decoded)) return refuse('double percent-encoding in path');
+  if (nonAscii) {
+    try {
+      decodeURIComponent(decoded); // throws on overlong forms, surrogates, truncated sequences
+    } catch {
+      return refuse('invalid UTF-8 in path');
+    }
   }
   // Pass 2: segments (RFC 3986 remove_dot_segments, and "//" collapsed).
   const input = decoded.split('/');
@@ -106,12 +126,18 @@ function normalise(rawPath: string, query: string): RequestTarget {
       if (i === last) out.push('');
     } else if (seg === '.' || seg === '') {
       if (i === last) out.push('');
+    } else if (seg.charCodeAt(0) === DOT && isDotSegmentWithParams(seg)) {
+      return refuse('dot segment with parameters in path');
     } else {
       out.push(seg);
     }
   }
-  // "/a/" → ['a', ''] → "/a/"; "/" → [''] → "/"; collapse a lone trailing '' after '' pops
-  let path = '/' + out.join('/');
-  if (path.length > 1 && path.endsWith('//')) path = path.slice(0, -1);
-  return { ok: true, path, query };
+  // "/a/" → ['a', ''] → "/a/"; "/" → [''] → "/"
+  return { ok: true, path: '/' + out.join('/'), query };
+}
+
+/** `.;x`, `..;x`, `..%3B`: a dot segment followed by parameters (`;`, or `;` encoded). */
+function isDotSegmentWithParams(seg: string): boolean {
+  const after = seg.charCodeAt(1) === DOT ? 2 : 1;
+  return seg.charCodeAt(after) === SEMICOLON || seg.startsWith('%3B', after);
 }

@@ -1,7 +1,8 @@
 /**
  * `workers: auto | N`: the primary forks one worker per core (or N); all share the proxy and
  * admin ports. SIGTERM to the primary drains every worker, then exits 0. A worker that dies
- * outside a shutdown is replaced. SIGHUP (reload) is passed on to every worker.
+ * outside a shutdown is replaced. SIGHUP (reload) is passed on to every worker, and a reload through one worker's admin API
+ * reaches the others the same way.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -18,6 +19,10 @@ export function runPrimary(count: number, logger: Logger): Promise<number> {
     const fork = () => {
       const w = cluster.fork();
       alive.add(w);
+      w.on('message', (msg: { type?: string } | null) => {
+        if (msg?.type !== 'gatehouse:reload-all') return;
+        for (const other of alive) if (other !== w) other.process.kill('SIGHUP');
+      });
       w.on('exit', (code, signal) => {
         alive.delete(w);
         if (stopping) {

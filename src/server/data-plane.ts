@@ -29,7 +29,10 @@ export function createDataPlane(state: DataPlaneState): Server {
     headersTimeout: limits.headersTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
     maxHeaderSize: limits.maxHeaderSize,
-    requireHostHeader: true,
+    // Host is checked by `prepare`, so that its absence gets a problem+json like every error
+    requireHostHeader: false,
+    // how often node enforces headersTimeout/requestTimeout (default 30 s: far too coarse)
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 4))),
     joinDuplicateHeaders: false,
     noDelay: true,
   });
@@ -73,6 +76,8 @@ function prepare(state: DataPlaneState, req: IncomingMessage, res: ServerRespons
     return null;
   };
   if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
+  if (scan.host === undefined && req.httpVersionMinor === 1)
+    return fail(problems.badRequest('missing Host header'));
   if (url.length > rt.config.limits.maxUrlLength)
     return fail(problems.urlTooLong(rt.config.limits.maxUrlLength));
   const target = parseRequestTarget(url);
@@ -121,17 +126,64 @@ const CLIENT_ERRORS: Readonly<Record<string, Problem>> = {
 /** How long a client may keep its half of the connection open after an error answer. */
 const ERROR_LINGER_MS = 1000;
 
-/** Unparseable requests (smuggling attempts, bad framing, oversized headers, slowloris). */
+/** Sockets whose error answer is written or waiting for earlier responses. */
+const answered = new WeakSet<Socket>();
+
+type PendingResponse = ServerResponse & { req: IncomingMessage };
+const inFlightResponse = (socket: Socket) =>
+  (socket as Socket & { _httpMessage?: PendingResponse | null })._httpMessage ?? null;
+
+/**
+ * Unparseable requests (smuggling attempts, bad framing, oversized headers, slowloris).
+ * The answer is a problem+json and the connection is closed. When the error comes after a
+ * complete request still being answered (a pipelined request, or bytes after a request that
+ * closes the connection), that answer goes out first, so the client never reads our 400 as
+ * the answer to a request the upstream did process.
+ */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent === true) {
+  if (answered.has(socket)) return; // node reports the same parse error again on more input
+  if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
+  answered.add(socket);
   const p =
     CLIENT_ERRORS[err.code ?? ''] ??
     problems.badRequest(`malformed HTTP request (${err.code ?? 'parse error'})`);
+  const pending = inFlightResponse(socket);
+  if (pending !== null && pending.req.complete) {
+    afterResponses(socket, () => answerAndClose(socket, p));
+    return;
+  }
+  if (pending?.headersSent === true) {
+    // the failing request is the one being answered: its response cannot be completed
+    socket.destroy();
+    return;
+  }
+  answerAndClose(socket, p);
+}
+
+/** Calls `then` once the responses queued on the socket are all written (or the socket closed). */
+function afterResponses(socket: Socket, then: () => void): void {
+  const res = inFlightResponse(socket);
+  if (res === null || socket.destroyed) {
+    then();
+    return;
+  }
+  let done = false;
+  const next = () => {
+    if (done) return;
+    done = true;
+    // node's own 'finish' listener has run first and assigned the next queued response
+    afterResponses(socket, then);
+  };
+  res.once('finish', next);
+  res.once('close', next);
+}
+
+function answerAndClose(socket: Socket, p: Problem): void {
   writeRawProblem(socket, p, requestIdFor(undefined));
+  if (socket.destroyed) return;
   // The server socket allows half-open connections: a client that never closes its side (a
   // slowloris client does not) would keep this socket forever. Give it a moment to read the
   // answer (destroying at once could turn unread input into a reset that loses the answer).

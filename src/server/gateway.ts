@@ -17,12 +17,23 @@ export type GatewayOptions = {
   logger?: Logger;
   /** the file the config came from: `POST /reload` and SIGHUP re-read it */
   configFile?: string;
+  /** called after a reload through the admin API succeeded (workers: tell the others) */
+  onAdminReload?: () => void;
 };
 
 export type ReloadResult = { ok: true; restartNeeded: string[] } | { ok: false; problems: ConfigProblem[] };
 
 /** Settings a reload cannot change in a running process (they are reported, not applied). */
-const RESTART_ONLY = ['listen', 'admin.host', 'admin.port', 'workers', 'limits'] as const;
+const RESTART_ONLY = [
+  'listen',
+  'admin.host',
+  'admin.port',
+  'workers',
+  'limits.headersTimeout',
+  'limits.requestTimeout',
+  'limits.keepAliveTimeout',
+  'limits.maxHeaderSize',
+] as const;
 
 export class Gateway {
   private readonly state: DataPlaneState;
@@ -36,6 +47,7 @@ export class Gateway {
     config: GatewayConfig,
     readonly logger: Logger,
     private readonly configFile: string | undefined,
+    private readonly onAdminReload: (() => void) | undefined,
   ) {
     this.state = { runtime: compileRuntime(config), draining: false };
     this.data = createDataPlane(this.state);
@@ -43,12 +55,24 @@ export class Gateway {
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
       checks: () => ({ config: true }),
-      reload: this.configFile === undefined ? null : () => this.reload(),
+      reload:
+        this.configFile === undefined
+          ? null
+          : () =>
+              this.reload().then((result) => {
+                if (result.ok) this.onAdminReload?.();
+                return result;
+              }),
     });
   }
 
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, options.logger ?? silentLogger(), options.configFile);
+    const gw = new Gateway(
+      config,
+      options.logger ?? silentLogger(),
+      options.configFile,
+      options.onAdminReload,
+    );
     await listen(gw.data, config.listen.host, config.listen.port);
     await listen(gw.admin, config.admin.host, config.admin.port);
     gw.logger.info(
@@ -101,6 +125,7 @@ export class Gateway {
     if (this.state.draining) return { ok: true, restartNeeded: [] };
     const old = this.state.runtime;
     this.state.runtime = compileRuntime(result.config);
+    this.logger.level = result.config.logging.level;
     const restartNeeded = RESTART_ONLY.filter(
       (key) => JSON.stringify(pick(old.config, key)) !== JSON.stringify(pick(result.config, key)),
     );

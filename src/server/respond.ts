@@ -21,7 +21,7 @@ export function sendProblem(res: ServerResponse, p: Problem, requestId: string, 
   ];
   if (p.headers) headers.push(...p.headers);
   if (close) headers.push('connection', 'close');
-  res.writeHead(p.status, headers);
+  res.writeHead(p.status, p.title, headers);
   res.end(body);
 }
 

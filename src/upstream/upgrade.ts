@@ -29,7 +29,7 @@ export function handleUpgrade(
   const scan = scanRequestHeaders(req.rawHeaders);
   const requestId = requestIdFor(scan.requestId);
   const fail = (p: Problem) => writeRawProblem(socket, p, requestId);
-  if (draining) return fail(problems.upstreamError('the gateway is shutting down'));
+  if (draining) return fail(problems.shuttingDown());
   if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
   const upgrade = req.headers.upgrade;
   if (upgrade === undefined)

@@ -40,7 +40,7 @@ describe('probes', () => {
     }
     const ready = await fetch(gw.adminUrl + '/readyz?verbose');
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', checks: { config: true, draining: true } });
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { config: true, accepting: true } });
   });
 
   it('requires the admin token elsewhere, compared exactly', async () => {

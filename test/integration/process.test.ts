@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -57,6 +58,32 @@ describe('gatehouse start (a real process)', () => {
     expect(ports.size).toBe(1);
     const port = [...ports][0];
     for (let i = 0; i < 4; i++) expect((await fetch(`http://127.0.0.1:${port}/x`)).status).toBe(200);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  });
+
+  it("a reload through one worker's admin API reaches every worker; SIGHUP reloads too", async () => {
+    upstream = await startUpstream();
+    const base = yaml(upstream.url, '2');
+    const file = writeTempConfig(base);
+    proc = spawnCli(['start', '-c', file], { LOG_LEVEL: 'info' });
+    await proc.waitFor(/gatehouse ready[\s\S]*gatehouse ready/);
+    const [, port, adminPort] = /"port":(\d+),"adminPort":(\d+)/.exec(proc.output()) ?? [];
+    const allOk = async (path: string, status: number) => {
+      for (let i = 0; i < 6; i++)
+        expect((await fetch(`http://127.0.0.1:${port}${path}`)).status).toBe(status);
+    };
+    await allOk('/x', 200);
+
+    writeFileSync(file, base.replace('path: /**', 'path: /only/**'));
+    const res = await fetch(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    await vi.waitFor(() => allOk('/x', 404), { timeout: 5000, interval: 100 });
+    await allOk('/only/x', 200);
+
+    writeFileSync(file, base);
+    proc.child.kill('SIGHUP');
+    await vi.waitFor(() => allOk('/x', 200), { timeout: 5000, interval: 100 });
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   });

@@ -1,9 +1,10 @@
 /**
  * The client's address. X-Forwarded-For is believed only when the peer is a trusted proxy,
  * and then only up to the first untrusted hop from the right (the leftmost entries are
- * whatever the client chose to send).
+ * whatever the client chose to send). A hop that is not an IP address (`unknown`, garbage,
+ * a 10 kB string) ends the walk: the address is then the last hop we could trust.
  */
-import { BlockList, isIPv4 } from 'node:net';
+import { BlockList, isIP, isIPv4 } from 'node:net';
 import { addAddressOrCidr } from '../../config/checks.js';
 
 export class TrustedProxies {
@@ -33,12 +34,29 @@ export function plainAddress(address: string | undefined): string {
 export function clientIpFor(peer: string, forwardedFor: string | undefined, trusted: TrustedProxies): string {
   if (forwardedFor === undefined || !trusted.has(peer)) return peer;
   const hops = forwardedFor.split(',');
+  let last = peer;
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = plainAddress((hops[i] ?? '').trim());
+    const hop = hopAddress((hops[i] ?? '').trim());
     if (hop === '') continue;
+    if (hop === null) return last;
     if (!trusted.has(hop)) return hop;
+    last = hop;
   }
-  return plainAddress((hops[0] ?? '').trim()) || peer;
+  return last;
+}
+
+/** `1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`, `::ffff:1.2.3.4` → the address; '' for empty; null if not an IP. */
+function hopAddress(hop: string): string | null {
+  if (hop === '') return '';
+  let ip = hop;
+  if (ip.charCodeAt(0) === 0x5b /* [ */) {
+    const close = ip.indexOf(']');
+    ip = close === -1 ? ip : ip.slice(1, close);
+  } else if (ip.indexOf(':') !== -1 && ip.indexOf(':') === ip.lastIndexOf(':')) {
+    ip = ip.slice(0, ip.indexOf(':')); // IPv4 with a port
+  }
+  ip = plainAddress(ip);
+  return isIP(ip) === 0 ? null : ip;
 }
 
 /** The X-Forwarded-For to send upstream: the trusted chain plus the peer, or just the peer. */
