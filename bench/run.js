@@ -15,7 +15,7 @@ import { startGatehouse } from './lib/gatehouse.js';
 import { CLOSE, KEEP_ALIVE, SkipError, measure } from './lib/measure.js';
 import { freePort, httpGet, waitForPort } from './lib/net.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
-import { installCleanupHooks, pinSelf, runSync, spawnProcess, which } from './lib/proc.js';
+import { installCleanupHooks, pinSelf, runSync, sampleCpuBusy, spawnProcess, which } from './lib/proc.js';
 import { checkRatios, formatRatioChecks, markdownTable, notes } from './lib/report.js';
 import { parseDurationS } from './lib/wrk.js';
 
@@ -205,6 +205,13 @@ async function main() {
       `wrk + upstream on CPU ${loadCpu ?? '-'}, system under test on CPU ${sutCpu ?? '-'}.`,
   );
   console.log(`${nginxVersion}; ${wrkVersion}; node ${process.version}; ${os.cpus()[0]?.model ?? ''}`);
+  const busyBefore = await sampleCpuBusy(1000);
+  if (busyBefore !== null && busyBefore > 0.1) {
+    console.warn(
+      `warning: the CPUs were ${Math.round(busyBefore * 100)} % busy before starting: ` +
+        'other processes are running, the figures will be noisy',
+    );
+  }
 
   const upstream = await startNginx({ name: 'upstream', body: UPSTREAM_BODY, cpu: loadCpu });
   const probe = await httpGet(upstream.url);
@@ -237,7 +244,7 @@ async function main() {
   const tableNotes = notes(results);
   console.log(`\n${table}\n`);
   for (const line of tableNotes) console.log(line);
-  console.log('\nKey ratios (requests/s, this run):');
+  console.log(`${tableNotes.length ? '\n' : ''}Key ratios (requests/s, this run):`);
   for (const line of formatRatioChecks(ratioChecks)) console.log(`  ${line}`);
 
   const date = new Date();
@@ -256,6 +263,7 @@ async function main() {
       kernel: `${os.type()} ${os.release()}`,
       cpu: os.cpus()[0]?.model ?? '',
       cpus,
+      cpuBusyBefore: busyBefore,
     },
     upstream: { url: upstream.url, bodyBytes: Buffer.byteLength(UPSTREAM_BODY) },
     table,

@@ -1,6 +1,6 @@
 // Child processes, CPU pinning and temporary directories, with cleanup on every kind of exit.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -175,4 +175,31 @@ export function spawnProcess({ name, cmd, args = [], cpu = null, env = {}, cwd, 
 export function runSync(cmd, args) {
   const res = spawnSync(cmd, args, { encoding: 'utf8' });
   return { status: res.status, output: `${res.stdout ?? ''}${res.stderr ?? ''}`.trim() };
+}
+
+/** @returns {{ busy: number, total: number } | null} */
+function readCpuTimes() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const fields = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Share of the machine's CPU time (0..1, over all CPUs) that was busy during `ms`: a benchmark should
+ * start on an idle machine. Null where /proc/stat cannot be read.
+ * @param {number} [ms]
+ * @returns {Promise<number | null>}
+ */
+export async function sampleCpuBusy(ms = 1000) {
+  const before = readCpuTimes();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = readCpuTimes();
+  if (!before || !after || after.total === before.total) return null;
+  return (after.busy - before.busy) / (after.total - before.total);
 }
