@@ -2,7 +2,7 @@
 // Gatehouse benchmark: requests/s and latency of Gatehouse, nginx and http-proxy in front of one
 // nginx upstream, measured with wrk as in shared/BASELINE.md. See README.md.
 //
-//   node bench/run.js [direct] [nginx] [http-proxy] [gatehouse]
+//   node bench/run.js [direct] [nginx] [http-proxy] [undici-naive] [gatehouse]
 //
 // Env: BENCH_RUNS (3), BENCH_DURATION (10s), BENCH_WARMUP (3s, 0 = none), BENCH_CLOSE (1; 0 = skip the
 // close mode), BENCH_CONNECTIONS (64), BENCH_THREADS (1).
@@ -21,12 +21,13 @@ import { parseDurationS } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.resolve(BENCH_DIR, '..');
-const ALL_SYSTEMS = ['direct', 'nginx', 'http-proxy', 'gatehouse'];
+const ALL_SYSTEMS = ['direct', 'nginx', 'http-proxy', 'undici-naive', 'gatehouse'];
 /** The ratios Gatehouse is held to (requests/s, same invocation). */
 const TARGETS = [
   { system: 'gatehouse', versus: 'nginx', mode: 'ka', target: 0.45 },
   { system: 'gatehouse', versus: 'nginx', mode: 'close', target: 0.45 },
   { system: 'gatehouse', versus: 'http-proxy', mode: 'ka', target: 1.6 },
+  { system: 'gatehouse', versus: 'undici-naive', mode: 'ka', target: 1.1 },
 ];
 
 /**
@@ -121,35 +122,11 @@ function systemOptions(name, { upstreamUrl, upstreamPort, sutCpu, close }) {
         },
       };
     case 'http-proxy':
+    case 'undici-naive':
       return {
         name,
         modes: [KEEP_ALIVE],
-        start: async () => {
-          if (!existsSync(path.join(BENCH_DIR, 'node_modules', 'http-proxy'))) {
-            throw new SkipError(`http-proxy is not installed: run  cd ${BENCH_DIR} && npm ci`);
-          }
-          const port = await freePort();
-          const proc = spawnProcess({
-            name,
-            cmd: process.execPath,
-            args: [
-              path.join(BENCH_DIR, 'peers', 'http-proxy.js'),
-              '--port',
-              String(port),
-              '--target',
-              upstreamUrl,
-            ],
-            cwd: BENCH_DIR,
-            cpu: sutCpu,
-          });
-          try {
-            await waitForPort(port, { isAlive: proc.running, what: name });
-          } catch (err) {
-            await proc.stop();
-            throw new Error(`${err instanceof Error ? err.message : err}\n${proc.output()}`);
-          }
-          return { url: `http://127.0.0.1:${port}/`, stop: () => proc.stop(), running: proc.running };
-        },
+        start: () => startNodePeer(name, upstreamUrl, sutCpu),
       };
     case 'gatehouse':
       return {
@@ -171,6 +148,34 @@ function systemOptions(name, { upstreamUrl, upstreamPort, sutCpu, close }) {
   }
 }
 
+/**
+ * A Node peer from peers/<name>.js (its dependencies in bench/node_modules).
+ * @param {string} name
+ * @param {string} upstreamUrl
+ * @param {number | null} cpu
+ */
+async function startNodePeer(name, upstreamUrl, cpu) {
+  const dep = name === 'http-proxy' ? 'http-proxy' : 'undici';
+  if (!existsSync(path.join(BENCH_DIR, 'node_modules', dep))) {
+    throw new SkipError(`${dep} is not installed: run  cd ${BENCH_DIR} && npm ci`);
+  }
+  const port = await freePort();
+  const proc = spawnProcess({
+    name,
+    cmd: process.execPath,
+    args: [path.join(BENCH_DIR, 'peers', `${name}.js`), '--port', String(port), '--target', upstreamUrl],
+    cwd: BENCH_DIR,
+    cpu,
+  });
+  try {
+    await waitForPort(port, { isAlive: proc.running, what: name });
+  } catch (err) {
+    await proc.stop();
+    throw new Error(`${err instanceof Error ? err.message : err}\n${proc.output()}`);
+  }
+  return { url: `http://127.0.0.1:${port}/`, stop: () => proc.stop(), running: proc.running };
+}
+
 async function main() {
   const systems = parseSystems();
   const settings = readSettings();
@@ -184,7 +189,8 @@ async function main() {
 
   // Bounded total time: a hung step cannot keep the run going forever.
   const perRun = parseDurationS(settings.duration) + 2;
-  const modesOf = (/** @type {string} */ s) => (settings.close && s !== 'http-proxy' ? 2 : 1);
+  const modesOf = (/** @type {string} */ s) =>
+    settings.close && s !== 'http-proxy' && s !== 'undici-naive' ? 2 : 1;
   const budgetS =
     60 +
     systems.reduce(
