@@ -11,6 +11,7 @@
  *   hex (`/caf%C3%A9`), unreserved characters not encoded (`~`, not `%7E`). A pattern that no
  *   request could ever match is refused here rather than accepted and silently dead.
  */
+import { parseRequestTarget } from './request-target.js';
 
 export type Segment = { kind: 'literal'; value: string } | { kind: 'star' } | { kind: 'globstar' };
 
@@ -73,6 +74,11 @@ function literalProblem(part: string): string | null {
       return `"${part}": write it percent-encoded, as requests carry it: "${canonical(part)}"`;
     }
   }
+  // Last word to the request normaliser: a literal it would refuse or rewrite can never match.
+  const asRequest = parseRequestTarget('/' + part);
+  if (!asRequest.ok) return `"${part}": requests with this segment are refused (${asRequest.reason})`;
+  if (asRequest.path !== '/' + part)
+    return `"${part}": requests arrive normalised as "${asRequest.path.slice(1)}"`;
   return null;
 }
 

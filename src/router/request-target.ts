@@ -9,8 +9,11 @@
  * - `%2F`, `%5C` (encoded `/` and `\`), encoded control characters (`%00`-`%1F`, `%7F`), a raw
  *   `\`, and `%25XX` (double encoding, also when the `XX` was itself encoded) are refused;
  * - escapes that are not valid UTF-8 (overlong forms such as `%C0%AE`, surrogates) are refused;
- * - `.` and `..` segments are resolved and `//` collapsed; `..` above the root is refused, and so
- *   are dot segments with parameters (`..;x`, `.;`), which some servers (Tomcat) resolve;
+ * - `.` and `..` segments are resolved and `//` collapsed; `..` above the root is refused;
+ * - a raw `;` is refused: servlet containers (Tomcat, Jetty, Undertow) cut path parameters out
+ *   before routing, so `/admin;x/secret` or `/public/..;/admin` would route one way here and
+ *   another way there; an encoded `%3B` is plain data to them and is kept (but not after a dot
+ *   segment: `..%3B` is refused too);
  * - characters that are not valid in a path but that clients send anyway (`"<>^\`{|}`) are encoded.
  */
 
@@ -22,6 +25,7 @@ for (let c = 0x21; c < 0x7f; c++) CHAR_CLASS[c] = 1;
 for (const ch of '"<>^`{|}') CHAR_CLASS[ch.charCodeAt(0)] = 2;
 CHAR_CLASS['\\'.charCodeAt(0)] = 0;
 CHAR_CLASS['#'.charCodeAt(0)] = 0;
+CHAR_CLASS[';'.charCodeAt(0)] = 0;
 
 const PERCENT = 0x25;
 const SLASH = 0x2f;
@@ -62,13 +66,8 @@ export function parseRequestTarget(url: string): RequestTarget {
       simple = false;
       break;
     }
-    if (
-      (c === SLASH || c === SEMICOLON) &&
-      i > 0 &&
-      (rawPath.charCodeAt(i - 1) === DOT || (c === SLASH && rawPath.charCodeAt(i - 1) === SLASH))
-    ) {
-      // "//", "./", "../", ".;", "..;": segments to resolve, collapse or refuse
-      simple = false;
+    if (c === SLASH && i > 0 && (rawPath.charCodeAt(i - 1) === SLASH || rawPath.charCodeAt(i - 1) === DOT)) {
+      simple = false; // "//", "./", "../": segments to collapse or resolve
       break;
     }
   }
@@ -102,7 +101,7 @@ function normalise(rawPath: string, query: string): RequestTarget {
     const cls = c < 0x80 ? CHAR_CLASS[c] : 0;
     if (cls === 1) decoded += rawPath[i];
     else if (cls === 2) decoded += `%${c.toString(16).toUpperCase()}`;
-    else return refuse(c === 0x5c ? 'backslash in path' : 'invalid character in path');
+    else return refuse(refusedCharacter(c));
   }
   // `%25` followed by two hex digits, as sent (`%252e`) or once decoded (`%25%32%65` → `%252e`),
   // decodes to another escape: the upstream could see a `.`, `/` or `\` we never checked.
@@ -127,7 +126,7 @@ function normalise(rawPath: string, query: string): RequestTarget {
     } else if (seg === '.' || seg === '') {
       if (i === last) out.push('');
     } else if (seg.charCodeAt(0) === DOT && isDotSegmentWithParams(seg)) {
-      return refuse('dot segment with parameters in path');
+      return refuse('dot segment with an encoded ";" in path');
     } else {
       out.push(seg);
     }
@@ -136,8 +135,13 @@ function normalise(rawPath: string, query: string): RequestTarget {
   return { ok: true, path: '/' + out.join('/'), query };
 }
 
-/** `.;x`, `..;x`, `..%3B`: a dot segment followed by parameters (`;`, or `;` encoded). */
+function refusedCharacter(c: number): string {
+  if (c === 0x5c) return 'backslash in path';
+  if (c === SEMICOLON) return '";" (path parameters) in path';
+  return 'invalid character in path';
+}
+
+/** `.%3B`, `..%3Bx`: a dot segment followed by an encoded `;`. */
 function isDotSegmentWithParams(seg: string): boolean {
-  const after = seg.charCodeAt(1) === DOT ? 2 : 1;
-  return seg.charCodeAt(after) === SEMICOLON || seg.startsWith('%3B', after);
+  return seg.startsWith('%3B', seg.charCodeAt(1) === DOT ? 2 : 1);
 }

@@ -9,7 +9,7 @@ import { RequestContext } from '../pipeline/context.js';
 import { problems, problem, type Problem } from '../pipeline/problems.js';
 import { normaliseHost } from '../router/host.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import { clientIpFor, forwardedForUpstream, plainAddress } from '../stages/real-ip/index.js';
+import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { forward, type ProxyEnv } from '../upstream/proxy.js';
 import { scanRequestHeaders } from '../upstream/request-headers.js';
@@ -20,6 +20,8 @@ import type { Runtime } from './runtime.js';
 export type DataPlaneState = {
   runtime: Runtime;
   draining: boolean;
+  /** client sockets of upgraded (WebSocket) connections: node's server no longer manages them */
+  readonly upgraded: Set<Socket>;
 };
 
 export function createDataPlane(state: DataPlaneState): Server {
@@ -59,7 +61,7 @@ export function createDataPlane(state: DataPlaneState): Server {
   server.on('checkContinue', (req, res) => onRequest(req, res, true));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const rt = state.runtime;
-    handleUpgrade(rt, req, socket, head, state.draining);
+    handleUpgrade(rt, req, socket, head, state.draining, state.upgraded);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket));
   return server;
@@ -90,18 +92,8 @@ function prepare(state: DataPlaneState, req: IncomingMessage, res: ServerRespons
   const peer = plainAddress(req.socket.remoteAddress);
   const trusted = rt.trustedProxies;
   const clientIp = clientIpFor(peer, scan.forwardedFor, trusted);
-  const peerTrusted = trusted.has(peer);
   const headers = scan.forward;
-  headers.push(
-    'x-request-id',
-    requestId,
-    'x-forwarded-for',
-    forwardedForUpstream(peer, scan.forwardedFor, trusted),
-    'x-forwarded-proto',
-    peerTrusted && scan.forwardedProto !== undefined ? scan.forwardedProto : 'http',
-    'x-forwarded-host',
-    peerTrusted && scan.forwardedHost !== undefined ? scan.forwardedHost : (scan.host ?? ''),
-  );
+  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
   return new RequestContext(
     req,
     res,

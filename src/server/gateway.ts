@@ -49,7 +49,7 @@ export class Gateway {
     private readonly configFile: string | undefined,
     private readonly onAdminReload: (() => void) | undefined,
   ) {
-    this.state = { runtime: compileRuntime(config), draining: false };
+    this.state = { runtime: compileRuntime(config), draining: false, upgraded: new Set() };
     this.data = createDataPlane(this.state);
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
@@ -162,6 +162,7 @@ export class Gateway {
     if (expired) {
       this.logger.warn('drain timeout reached; closing remaining connections');
       this.data.closeAllConnections();
+      for (const socket of this.state.upgraded) socket.destroy();
       await closed;
     }
     await closeRuntime(this.state.runtime);

@@ -35,8 +35,22 @@ export function writeRawProblem(socket: Socket, p: Problem, requestId: string): 
   const extra = p.headers
     ? p.headers.reduce((s, v, i, a) => (i % 2 === 0 ? `${s}${v}: ${a[i + 1]}\r\n` : s), '')
     : '';
-  socket.end(
+  endAndLinger(
+    socket,
     `HTTP/1.1 ${p.status} ${p.title}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `x-request-id: ${requestId}\r\n${extra}connection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Ends a raw socket: what the client still sends is read and discarded (unread bytes would keep
+ * the socket open), and a client that never closes its side loses the socket after 1 s.
+ */
+export function endAndLinger(socket: Socket, last?: string): void {
+  if (last === undefined) socket.end();
+  else socket.end(last);
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), 1000);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }

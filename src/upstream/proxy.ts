@@ -36,7 +36,7 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   if (ctx.expectContinue) ctx.res.writeContinue();
 
   const exchange = new Exchange(ctx, env, route.service.name);
-  ctx.res.once('close', exchange.onClientClose);
+  ctx.res.on('close', exchange.onClientClose); // 'close' comes once; `on` avoids once()'s wrapper
   target.pool.dispatch(
     { path, method: req.method as Dispatcher.HttpMethod, headers: ctx.upstreamHeaders, body },
     exchange,

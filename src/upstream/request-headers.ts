@@ -8,6 +8,8 @@
  * to the same variable, so they would otherwise spoof what the gateway sets.
  * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, and `Content-Length`) are added
  * after the removal of what `Connection` names, so a client cannot strip them that way.
+ * Refused (`invalid`): contradictory framing, several or malformed `Host`, more fields than node
+ * keeps, and an upgrade to anything but WebSocket.
  */
 import { isValidHost } from '../router/host.js';
 
@@ -24,6 +26,14 @@ export type RequestHeaderScan = {
   invalid: string | undefined;
 };
 
+/**
+ * node's parser stops collecting header fields once `rawHeaders` holds 2000 entries (its
+ * `maxHeaderPairs` default; 1000 fields): the fields after that are dropped without a word,
+ * yet the parser still frames the body by them (a `Content-Length` there is invisible here).
+ * A request that reaches the limit is refused, so the gateway never acts on a partial view.
+ */
+export const MAX_RAW_HEADER_ENTRIES = 2000;
+
 /** 1 = drop, 2 = drop but read */
 const SPECIAL = new Map<string, number>([
   ['connection', 2],
@@ -34,8 +44,13 @@ const SPECIAL = new Map<string, number>([
   ['te', 1],
   ['trailer', 1],
   ['transfer-encoding', 2],
-  ['upgrade', 1],
+  ['upgrade', 2],
   ['expect', 1],
+  // Method overrides: the route (and its permissions) were chosen for the request's method; an
+  // upstream honouring these (Express method-override, ASP.NET, ...) would run another one.
+  ['x-http-method-override', 1],
+  ['x-http-method', 1],
+  ['x-method-override', 1],
   ['host', 2],
   ['x-request-id', 2],
   ['x-forwarded-for', 2],
@@ -61,6 +76,7 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
   let connection: string | undefined;
   let contentLength: string | undefined;
   let transferEncoding: string | undefined;
+  let upgrade: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -78,6 +94,9 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
         break;
       case 'transfer-encoding':
         transferEncoding = join(transferEncoding, value);
+        break;
+      case 'upgrade':
+        upgrade = join(upgrade, value);
         break;
       case 'host':
         if (scan.host !== undefined) scan.invalid = 'multiple Host headers';
@@ -103,6 +122,7 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
         break;
     }
   }
+  if (raw.length >= MAX_RAW_HEADER_ENTRIES) scan.invalid = 'too many header fields';
   if (transferEncoding !== undefined) {
     // Node's parser already refuses TE together with CL; we only ever forward plain "chunked".
     if (transferEncoding.trim().toLowerCase() !== 'chunked') scan.invalid = 'unsupported Transfer-Encoding';
@@ -112,7 +132,16 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
     if (!/^\d{1,15}$/.test(contentLength)) scan.invalid = 'invalid Content-Length';
     else scan.bodyLength = Number(contentLength);
   }
-  if (connection !== undefined) dropNamedByConnection(forward, connection);
+  if (connection !== undefined) {
+    const tokens = connectionTokens(connection);
+    // An upgrade is a tunnel to the upstream, outside routing: only WebSocket is relayed. Any
+    // other protocol (h2c above all) would let the client send the upstream requests for
+    // paths no route allows.
+    if (upgrade !== undefined && tokens.includes('upgrade') && upgrade.trim().toLowerCase() !== 'websocket') {
+      scan.invalid = 'unsupported Upgrade (only websocket is relayed)';
+    }
+    dropNamedByConnection(forward, tokens);
+  }
   // After the Connection-named removal: `Connection: content-length` must not change the framing.
   if (scan.bodyLength > 0) forward.push('content-length', String(scan.bodyLength));
   return scan;
@@ -124,13 +153,15 @@ function isReservedAlias(lower: string): boolean {
   return SPECIAL.has(dashed) || dashed.startsWith('x-consumer-');
 }
 
-/** Removes the headers a `Connection` header names (other than the usual close/keep-alive/upgrade). */
-function dropNamedByConnection(forward: string[], connection: string): void {
-  const named = connection
+const connectionTokens = (connection: string) =>
+  connection
     .toLowerCase()
     .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade');
+    .map((t) => t.trim());
+
+/** Removes the headers a `Connection` header names (other than the usual close/keep-alive/upgrade). */
+function dropNamedByConnection(forward: string[], tokens: readonly string[]): void {
+  const named = tokens.filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade');
   if (named.length === 0) return;
   for (let i = forward.length - 2; i >= 0; i -= 2) {
     if (named.includes(forward[i] as string)) forward.splice(i, 2);

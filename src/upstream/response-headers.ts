@@ -12,6 +12,10 @@ const HOP_BY_HOP = new Set([
   'x-request-id',
 ]);
 
+/** Only names of these lengths can be in HOP_BY_HOP: the others skip the lower-casing. */
+const HOP_LENGTHS = new Uint8Array(32);
+for (const name of HOP_BY_HOP) HOP_LENGTHS[name.length] = 1;
+
 export function responseHeaders(
   raw: readonly Buffer[],
   requestId: string,
@@ -20,11 +24,15 @@ export function responseHeaders(
   const out: string[] = [];
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    const rawName = raw[i] as Buffer;
+    let name = rawName.toString('latin1');
     const value = (raw[i + 1] as Buffer).toString('latin1');
-    if (HOP_BY_HOP.has(name)) {
-      if (name === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
-      continue;
+    if (rawName.length < 32 && HOP_LENGTHS[rawName.length] === 1) {
+      name = name.toLowerCase();
+      if (HOP_BY_HOP.has(name)) {
+        if (name === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
+        continue;
+      }
     }
     out.push(name, value);
   }
@@ -33,7 +41,9 @@ export function responseHeaders(
       .toLowerCase()
       .split(',')
       .map((t) => t.trim());
-    for (let i = out.length - 2; i >= 0; i -= 2) if (named.includes(out[i] as string)) out.splice(i, 2);
+    for (let i = out.length - 2; i >= 0; i -= 2) {
+      if (named.includes((out[i] as string).toLowerCase())) out.splice(i, 2);
+    }
   }
   out.push('x-request-id', requestId);
   if (closeConnection) out.push('connection', 'close');

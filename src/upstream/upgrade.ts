@@ -11,9 +11,9 @@ import { RequestContext } from '../pipeline/context.js';
 import { problems, type Problem } from '../pipeline/problems.js';
 import { normaliseHost } from '../router/host.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import { writeRawProblem } from '../server/respond.js';
+import { endAndLinger, writeRawProblem } from '../server/respond.js';
 import type { Runtime } from '../server/runtime.js';
-import { clientIpFor, forwardedForUpstream, plainAddress } from '../stages/real-ip/index.js';
+import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { classify, problemFor } from './errors.js';
 import { scanRequestHeaders } from './request-headers.js';
@@ -24,7 +24,11 @@ export function handleUpgrade(
   socket: Socket,
   head: Buffer,
   draining: boolean,
+  /** open upgraded connections, so a drain that times out can close them */
+  upgraded: Set<Socket>,
 ): void {
+  upgraded.add(socket);
+  socket.once('close', () => upgraded.delete(socket));
   socket.on('error', () => socket.destroy());
   const scan = scanRequestHeaders(req.rawHeaders);
   const requestId = requestIdFor(scan.requestId);
@@ -43,19 +47,8 @@ export function handleUpgrade(
   if (route === undefined) return fail(problems.noRoute());
 
   const peer = plainAddress(socket.remoteAddress);
-  const peerTrusted = rt.trustedProxies.has(peer);
   const headers = scan.forward;
-  // The same X-Forwarded-* as plain requests get (see server/data-plane.ts `prepare`).
-  headers.push(
-    'x-request-id',
-    requestId,
-    'x-forwarded-for',
-    forwardedForUpstream(peer, scan.forwardedFor, rt.trustedProxies),
-    'x-forwarded-proto',
-    peerTrusted && scan.forwardedProto !== undefined ? scan.forwardedProto : 'http',
-    'x-forwarded-host',
-    peerTrusted && scan.forwardedHost !== undefined ? scan.forwardedHost : (scan.host ?? ''),
-  );
+  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
   const ctx = new RequestContext(
     req,
     new ServerResponse(req), // never written: upgrade answers go to the raw socket
@@ -138,7 +131,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onComplete(): void {
-    this.client.end();
+    endAndLinger(this.client);
   }
 
   onError(err: Error): void {

@@ -164,3 +164,20 @@ describe('reload', () => {
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/livez', '/readyz', '/reload']));
   });
 });
+
+describe('shutdown with an open WebSocket', () => {
+  it('closes upgraded connections when the drain timeout expires', { timeout: 5000 }, async () => {
+    const { connect } = await import('node:net');
+    upstream = await startUpstream();
+    gw = await startGateway(config(upstream.url, '200ms'));
+    const socket = connect(gw.gateway.port, '127.0.0.1');
+    const upgraded = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n');
+    await upgraded;
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    await gw.gateway.shutdown();
+    await closed;
+    expect(socket.destroyed).toBe(true);
+  });
+});

@@ -67,3 +67,36 @@ export function forwardedForUpstream(
 ): string {
   return forwardedFor !== undefined && trusted.has(peer) ? `${forwardedFor}, ${peer}` : peer;
 }
+
+/** What `appendForwarded` needs from the client's request headers. */
+export type ForwardedFrom = {
+  readonly host: string | undefined;
+  readonly forwardedFor: string | undefined;
+  readonly forwardedProto: string | undefined;
+  readonly forwardedHost: string | undefined;
+};
+
+/**
+ * Appends the gateway's X-Request-Id and X-Forwarded-For/-Proto/-Host to the upstream headers.
+ * Client-sent X-Forwarded-* are believed only from a trusted proxy; X-Forwarded-Host is left out
+ * when there is no host to report (HTTP/1.0 without Host).
+ */
+export function appendForwarded(
+  headers: string[],
+  requestId: string,
+  peer: string,
+  sent: ForwardedFrom,
+  trusted: TrustedProxies,
+): void {
+  const peerTrusted = trusted.has(peer);
+  headers.push(
+    'x-request-id',
+    requestId,
+    'x-forwarded-for',
+    forwardedForUpstream(peer, sent.forwardedFor, trusted),
+    'x-forwarded-proto',
+    peerTrusted && sent.forwardedProto !== undefined ? sent.forwardedProto : 'http',
+  );
+  const host = peerTrusted && sent.forwardedHost !== undefined ? sent.forwardedHost : sent.host;
+  if (host !== undefined && host !== '') headers.push('x-forwarded-host', host);
+}
