@@ -66,7 +66,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
       return true;
     }
-    res.writeHead(statusCode, responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining()));
+    res.writeHead(statusCode, responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this));
     this.resume = resume;
     if (
       (statusCode === 204 || statusCode === 304) &&
@@ -85,9 +85,20 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   private resume: (() => void) | null = null;
+  /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
+  contentLength = -1;
 
   onData(chunk: Buffer): boolean {
     const res = this.ctx.res;
+    if (chunk.length === this.contentLength) {
+      // The whole (rest of the) body: one end() writes it with the headers in a single syscall,
+      // without write()'s deferred uncork. done first: 'close' must not abort a finished exchange.
+      this.done = true;
+      this.contentLength = 0;
+      res.end(chunk);
+      return true;
+    }
+    if (this.contentLength > 0) this.contentLength -= chunk.length;
     if (res.write(chunk)) return true;
     if (this.resume !== null && !res.destroyed) res.once('drain', this.resume);
     return false;
@@ -95,7 +106,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   onComplete(): void {
     this.done = true;
-    this.ctx.res.end();
+    if (!this.ctx.res.writableEnded) this.ctx.res.end();
   }
 
   onError(err: Error): void {

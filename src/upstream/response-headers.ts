@@ -16,10 +16,14 @@ const HOP_BY_HOP = new Set([
 const HOP_LENGTHS = new Uint8Array(32);
 for (const name of HOP_BY_HOP) HOP_LENGTHS[name.length] = 1;
 
+/** Where responseHeaders reports the response's Content-Length (-1: none or unusable). */
+export type LengthSink = { contentLength: number };
+
 export function responseHeaders(
   raw: readonly Buffer[],
   requestId: string,
   closeConnection: boolean,
+  sink: LengthSink,
 ): string[] {
   const out: string[] = [];
   let connection: string | undefined;
@@ -27,7 +31,9 @@ export function responseHeaders(
     const rawName = raw[i] as Buffer;
     let name = rawName.toString('latin1');
     const value = (raw[i + 1] as Buffer).toString('latin1');
-    if (rawName.length < 32 && HOP_LENGTHS[rawName.length] === 1) {
+    if (rawName.length === 14 && name.toLowerCase() === 'content-length') {
+      sink.contentLength = /^\d{1,15}$/.test(value) && sink.contentLength === -1 ? Number(value) : -2;
+    } else if (rawName.length < 32 && HOP_LENGTHS[rawName.length] === 1) {
       name = name.toLowerCase();
       if (HOP_BY_HOP.has(name)) {
         if (name === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
@@ -45,6 +51,7 @@ export function responseHeaders(
       if (named.includes((out[i] as string).toLowerCase())) out.splice(i, 2);
     }
   }
+  if (sink.contentLength < -1) sink.contentLength = -1; // repeated: let the client's parser judge
   out.push('x-request-id', requestId);
   if (closeConnection) out.push('connection', 'close');
   return out;
