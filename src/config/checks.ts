@@ -64,6 +64,17 @@ export type CheckInput = {
   services?: Readonly<Record<string, ReadonlyArray<string | undefined> | undefined>> | undefined;
   /** one entry per route (indexes kept for the paths), each field only when it is valid */
   routes?: ReadonlyArray<RouteParts> | undefined;
+  /** the whole section, when valid */
+  rateLimit?:
+    | {
+        readonly anonymousTier: string;
+        readonly defaultTier: string;
+        readonly tiers: Readonly<
+          Record<string, { readonly limits: readonly unknown[]; readonly quota?: unknown }>
+        >;
+      }
+    | undefined;
+  redis?: { readonly url?: string | undefined; readonly cluster?: readonly string[] | undefined } | undefined;
 };
 
 export type RouteParts = {
@@ -74,6 +85,7 @@ export type RouteParts = {
   /** the whole `match`, when it is valid (needed to compare two routes) */
   match?: RouteConfig['match'] | undefined;
   stripPrefix?: string | undefined;
+  rateLimit?: 'tier' | 'ip' | 'off' | undefined;
 };
 
 /** The cross-field checks of a whole config that satisfied the schema. */
@@ -90,7 +102,10 @@ export function checkConfig(config: GatewayConfig): CheckProblem[] {
       path: r.match.path,
       match: r.match,
       stripPrefix: r.stripPrefix,
+      rateLimit: r.rateLimit,
     })),
+    rateLimit: config.rateLimit,
+    redis: config.redis,
   });
 }
 
@@ -174,7 +189,41 @@ export function checkParts(input: CheckInput): CheckProblem[] {
       }
     }
   });
+  checkRateLimit(input, add);
   return problems;
+}
+
+function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: string) => void): void {
+  const { rateLimit, redis, routes = [] } = input;
+  if (redis && (redis.url === undefined) === (redis.cluster === undefined)) {
+    add(['redis'], 'must have exactly one of `url` (one node) or `cluster` (seed nodes)');
+  }
+  if (!rateLimit) return;
+  const tierNames = Object.keys(rateLimit.tiers);
+  for (const [name, tier] of Object.entries(rateLimit.tiers)) {
+    if (tier.limits.length === 0 && tier.quota === undefined)
+      add(['rateLimit', 'tiers', name], 'has neither limits nor a quota');
+  }
+  const known = (tier: string) => Object.hasOwn(rateLimit.tiers, tier);
+  const list = tierNames.length > 0 ? tierNames.join(', ') : 'none';
+  let needsAnonymous: number | null = null;
+  let needsDefault: number | null = null;
+  routes.forEach((route, i) => {
+    if (route.rateLimit === 'ip' || route.rateLimit === 'tier') needsAnonymous ??= i;
+    if (route.rateLimit === 'tier') needsDefault ??= i;
+  });
+  if (needsAnonymous !== null && !known(rateLimit.anonymousTier)) {
+    add(
+      ['rateLimit', 'anonymousTier'],
+      `names an unknown tier "${rateLimit.anonymousTier}" (used by routes[${needsAnonymous}]; tiers: ${list})`,
+    );
+  }
+  if (needsDefault !== null && !known(rateLimit.defaultTier)) {
+    add(
+      ['rateLimit', 'defaultTier'],
+      `names an unknown tier "${rateLimit.defaultTier}" (used by routes[${needsDefault}]; tiers: ${list})`,
+    );
+  }
 }
 
 /** A target passed the schema's pattern; it must also be a URL Node can connect to. */

@@ -34,6 +34,8 @@ import {
   ConfigSchema,
   ListenSchema,
   LimitsSchema,
+  RateLimitSchema,
+  RedisSchema,
   RouteSchema,
   SERVICE_NAME,
   SERVICE_NAME_MESSAGE,
@@ -167,6 +169,8 @@ function validParts(config: Json): CheckInput {
     listen: valid(ListenSchema, listen),
     admin: valid(AdminSchema, admin),
     limits: Value.Check(LimitsSchema, limits) ? Value.Decode(LimitsSchema, limits) : undefined,
+    rateLimit: valid(RateLimitSchema, config.rateLimit),
+    redis: config.redis === undefined ? undefined : valid(RedisSchema, config.redis),
     trustedProxies: Array.isArray(trustedProxies)
       ? trustedProxies.map((e: unknown) => (typeof e === 'string' ? e : undefined))
       : undefined,
@@ -190,6 +194,7 @@ function validParts(config: Json): CheckInput {
             path: valid(route.match.properties.path, match.path),
             match: valid(route.match, r.match),
             stripPrefix: valid(route.stripPrefix, r.stripPrefix),
+            rateLimit: valid(route.rateLimit, r.rateLimit),
           };
         })
       : undefined,

@@ -183,6 +183,12 @@ export const RouteSchema = Type.Object(
       strict,
     ),
     service: Type.String({ description: 'name of a service in `services`' }),
+    rateLimit: Type.Optional(
+      Type.Union([Type.Literal('tier'), Type.Literal('ip'), Type.Literal('off')], {
+        description:
+          'tier: by consumer and its tier (anonymous callers by IP, with rateLimit.anonymousTier); ip: by client IP with rateLimit.anonymousTier; off (default)',
+      }),
+    ),
     stripPrefix: Type.Optional(
       Type.String({
         pattern: '^/',
@@ -207,6 +213,81 @@ export const LoggingSchema = Section(
 export const SERVICE_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
 export const SERVICE_NAME_MESSAGE =
   'is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit';
+
+const TIER_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
+
+export const LimitSchema = Type.Object(
+  {
+    requests: Type.Integer({ minimum: 1, description: 'requests allowed per window' }),
+    per: Type.String({
+      pattern: '^\\s*\\d+(\\.\\d+)?\\s*(s|m|h|d)\\s*$',
+      description: 'the sliding window: "1s", "10s", "1m", "1h", "1d" (whole seconds or more)',
+      errorMessage: 'must be a window such as "1s", "1m", "1h" or "1d"',
+    }),
+  },
+  { ...strict, description: 'a sliding-window limit' },
+);
+
+export const TierSchema = Type.Object(
+  {
+    limits: Type.Array(LimitSchema, { default: [], description: 'all must allow a request' }),
+    quota: Type.Optional(
+      Type.Object(
+        {
+          requests: Type.Integer({ minimum: 1, description: 'requests allowed per calendar period (UTC)' }),
+          per: Type.Union([Type.Literal('day'), Type.Literal('month')], { description: 'day | month (UTC)' }),
+        },
+        strict,
+      ),
+    ),
+  },
+  { ...strict, description: 'a subscription tier: its limits and quota' },
+);
+
+export const RateLimitSchema = Type.Object(
+  {
+    onStoreError: Type.Union([Type.Literal('open'), Type.Literal('closed'), Type.Literal('local')], {
+      default: 'local',
+      description:
+        'while Redis is unreachable: open (allow), closed (503 store_unavailable), local (per-instance limits)',
+    }),
+    anonymousTier: Type.String({
+      default: 'anonymous',
+      description: 'tier for `rateLimit: ip` and anonymous callers',
+    }),
+    defaultTier: Type.String({ default: 'free', description: 'tier of a consumer that has none' }),
+    headers: Type.Union(
+      [Type.Literal('draft'), Type.Literal('legacy'), Type.Literal('both'), Type.Literal('none')],
+      {
+        default: 'both',
+        description: 'RateLimit-Policy/RateLimit (draft), X-RateLimit-* (legacy), both, none',
+      },
+    ),
+    keyPrefix: Type.String({ default: 'gh:', description: 'prefix of every Redis key' }),
+    tiers: Type.Record(Type.String({ pattern: TIER_NAME }), TierSchema, {
+      default: {},
+      additionalProperties: false,
+      description: 'tiers by name',
+    }),
+  },
+  { ...strict, default: {}, description: 'Rate limits and quotas by tier (docs/rate-limiting.md).' },
+);
+
+export const RedisSchema = Type.Object(
+  {
+    url: Type.Optional(
+      Type.String({ pattern: '^rediss?://', description: 'one Redis node: redis://host:6379' }),
+    ),
+    cluster: Type.Optional(
+      Type.Array(Type.String({ pattern: '^redis://' }), {
+        minItems: 1,
+        description: 'Redis Cluster seed nodes',
+      }),
+    ),
+    timeout: Duration('50ms'),
+  },
+  { ...strict, description: 'Shared counters. Absent: in-memory counters (one instance only).' },
+);
 
 export const ConfigSchema = Type.Object(
   {
@@ -235,6 +316,8 @@ export const ConfigSchema = Type.Object(
       description: 'upstream services, by name',
     }),
     routes: Type.Array(RouteSchema, { default: [], description: 'routes; the most specific match wins' }),
+    redis: Type.Optional(RedisSchema),
+    rateLimit: RateLimitSchema,
     logging: LoggingSchema,
   },
   {
@@ -247,6 +330,8 @@ export const ConfigSchema = Type.Object(
 export type GatewayConfig = StaticDecode<typeof ConfigSchema>;
 export type ServiceConfig = StaticDecode<typeof ServiceSchema>;
 export type RouteConfig = StaticDecode<typeof RouteSchema>;
+export type RateLimitConfig = StaticDecode<typeof RateLimitSchema>;
+export type RedisConfig = StaticDecode<typeof RedisSchema>;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
 /**

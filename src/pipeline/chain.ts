@@ -1,17 +1,18 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
 import type { RequestContext } from './context.js';
 import { problems, type Problem } from './problems.js';
-import type { Stage, StageFactory, StageOutcome } from './stage.js';
+import type { SharedResources, Stage, StageFactory, StageOutcome } from './stage.js';
 
 /** The route's stages, in the fixed order of `factories`, skipping those it does not use. */
 export function compileChain(
   factories: readonly StageFactory[],
   route: RouteConfig,
   config: GatewayConfig,
+  shared: SharedResources,
 ): Stage[] {
   const stages: Stage[] = [];
   for (const f of factories) {
-    const stage = f.compile(route, config);
+    const stage = f.compile(route, config, shared);
     if (stage) stages.push(stage);
   }
   return stages;

@@ -9,6 +9,8 @@ import type { CompiledRoute } from './route.js';
 export class RequestContext {
   /** set by stages that authenticate (issue: authentication) */
   consumer: { id: string; tier: string; roles: readonly string[] } | null = null;
+  /** headers stages add to the response (e.g. RateLimit), as a flat [name, value, ...] list */
+  extraResponseHeaders: string[] | null = null;
   /** set when the client sent `Expect: 100-continue`: the 100 is sent only once we proxy */
   expectContinue = false;
 

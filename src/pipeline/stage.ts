@@ -4,6 +4,7 @@
  * (`undefined`) or ends it with a Problem value. Async only when it must be.
  */
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
+import type { RateLimiter } from '../ratelimit/limiter.js';
 import type { RequestContext } from './context.js';
 import type { Problem } from './problems.js';
 
@@ -14,7 +15,12 @@ export interface Stage {
   run(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
 }
 
+/** Resources a runtime creates once and its stages share (closed when the runtime is replaced). */
+export type SharedResources = {
+  readonly rateLimiter: RateLimiter | null;
+};
+
 export interface StageFactory {
   readonly name: string;
-  compile(route: RouteConfig, config: GatewayConfig): Stage | null;
+  compile(route: RouteConfig, config: GatewayConfig, shared: SharedResources): Stage | null;
 }

@@ -49,12 +49,18 @@ export class Gateway {
     private readonly configFile: string | undefined,
     private readonly onAdminReload: (() => void) | undefined,
   ) {
-    this.state = { runtime: compileRuntime(config), draining: false, upgraded: new Set() };
+    this.state = { runtime: compileRuntime(config, logger), draining: false, upgraded: new Set() };
     this.data = createDataPlane(this.state);
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
-      checks: () => ({ config: true }),
+      checks: () => {
+        const limiter = this.state.runtime.shared.rateLimiter;
+        const checks: Record<string, boolean> = { config: true };
+        // degraded is still ready unless the policy is to refuse
+        if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
+        return checks;
+      },
       reload:
         this.configFile === undefined
           ? null
@@ -73,6 +79,8 @@ export class Gateway {
       options.configFile,
       options.onAdminReload,
     );
+    // bounded: an unreachable Redis means starting degraded (by policy), not hanging
+    await gw.state.runtime.shared.rateLimiter?.ready();
     await listen(gw.data, config.listen.host, config.listen.port);
     await listen(gw.admin, config.admin.host, config.admin.port);
     gw.logger.info(
@@ -124,7 +132,9 @@ export class Gateway {
     }
     if (this.state.draining) return { ok: true, restartNeeded: [] };
     const old = this.state.runtime;
-    this.state.runtime = compileRuntime(result.config);
+    const next = compileRuntime(result.config, this.logger);
+    await next.shared.rateLimiter?.ready();
+    this.state.runtime = next;
     this.logger.level = result.config.logging.level;
     const restartNeeded = RESTART_ONLY.filter(
       (key) => JSON.stringify(pick(old.config, key)) !== JSON.stringify(pick(result.config, key)),

@@ -5,7 +5,10 @@
 import type { GatewayConfig } from '../config/schema.js';
 import { compileChain } from '../pipeline/chain.js';
 import type { CompiledRoute } from '../pipeline/route.js';
+import type { SharedResources } from '../pipeline/stage.js';
 import { STAGES } from '../pipeline/stages.js';
+import { createRateLimiter } from '../ratelimit/limiter.js';
+import { silentLogger, type Logger } from '../observability/logger.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
 import { TrustedProxies } from '../stages/real-ip/index.js';
@@ -16,9 +19,11 @@ export type Runtime = {
   readonly router: Router<CompiledRoute>;
   readonly services: ReadonlyMap<string, Service>;
   readonly trustedProxies: TrustedProxies;
+  readonly shared: SharedResources;
 };
 
-export function compileRuntime(config: GatewayConfig): Runtime {
+export function compileRuntime(config: GatewayConfig, logger: Logger = silentLogger()): Runtime {
+  const shared: SharedResources = { rateLimiter: createRateLimiter(config, logger) };
   const services = new Map<string, Service>();
   for (const [name, svc] of Object.entries(config.services)) services.set(name, new Service(name, svc));
   const specs = config.routes.map((route) => {
@@ -31,7 +36,7 @@ export function compileRuntime(config: GatewayConfig): Runtime {
       config: route,
       service,
       stripLength: route.stripPrefix ? route.stripPrefix.replace(/\/$/, '').length : 0,
-      stages: compileChain(STAGES, route, config),
+      stages: compileChain(STAGES, route, config, shared),
     };
     return {
       host: route.match.host,
@@ -45,9 +50,11 @@ export function compileRuntime(config: GatewayConfig): Runtime {
     router: new Router(specs),
     services,
     trustedProxies: new TrustedProxies(config.trustedProxies),
+    shared,
   };
 }
 
 export async function closeRuntime(rt: Runtime): Promise<void> {
   await Promise.all([...rt.services.values()].map((s) => s.close()));
+  await rt.shared.rateLimiter?.close();
 }

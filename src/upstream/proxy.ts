@@ -66,7 +66,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
       return true;
     }
-    res.writeHead(statusCode, responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this));
+    const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
+    const extra = this.ctx.extraResponseHeaders;
+    if (extra !== null) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
+    res.writeHead(statusCode, headers);
     this.resume = resume;
     if (
       (statusCode === 204 || statusCode === 304) &&

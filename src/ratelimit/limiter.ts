@@ -1,0 +1,81 @@
+/**
+ * The rate limiter of one runtime: the tiers compiled into plans, the store (Redis when
+ * `redis` is configured, else memory) behind its failure policy, and how keys are made.
+ */
+import type { GatewayConfig } from '../config/schema.js';
+import { parseDuration } from '../config/units.js';
+import type { Logger } from '../observability/logger.js';
+import { connectRedis } from '../stores/redis.js';
+import type { Plan } from './decision.js';
+import { GuardedStore } from './guarded-store.js';
+import type { HeaderMode } from './headers.js';
+import { MemoryStore } from './memory-store.js';
+import { RedisStore } from './redis-store.js';
+
+export type RateLimiter = {
+  readonly store: GuardedStore;
+  readonly plans: ReadonlyMap<string, Plan>;
+  readonly headers: HeaderMode;
+  readonly anonymousTier: string;
+  readonly defaultTier: string;
+  /** `<prefix>{rl:<tier>:<subject>}`: every key of one decision shares this hash tag */
+  keyFor(tier: string, subject: string): string;
+  /** waits (bounded) for the shared store; false = starting degraded */
+  ready(): Promise<boolean>;
+  close(): Promise<void>;
+};
+
+export function compilePlans(config: GatewayConfig['rateLimit']): Map<string, Plan> {
+  const plans = new Map<string, Plan>();
+  for (const [tier, spec] of Object.entries(config.tiers)) {
+    plans.set(tier, {
+      tier,
+      limits: spec.limits.map((l) => ({
+        requests: l.requests,
+        windowMs: parseDuration(l.per.trim()),
+        name: l.per.trim(),
+      })),
+      quota: spec.quota ? { requests: spec.quota.requests, per: spec.quota.per } : null,
+    });
+  }
+  return plans;
+}
+
+/** Braces would end the hash tag early: they are escaped in subjects. */
+const escapeSubject = (s: string) =>
+  s.includes('{') || s.includes('}') ? s.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : s;
+
+export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLimiter | null {
+  const used = config.routes.some((r) => r.rateLimit === 'tier' || r.rateLimit === 'ip');
+  if (!used) return null;
+  const rl = config.rateLimit;
+  const shared = config.redis
+    ? new RedisStore(
+        connectRedis(
+          config.redis.cluster
+            ? { cluster: config.redis.cluster, timeout: config.redis.timeout }
+            : { url: config.redis.url ?? 'redis://127.0.0.1:6379', timeout: config.redis.timeout },
+        ),
+      )
+    : new MemoryStore();
+  const store = new GuardedStore(shared, rl.onStoreError, logger);
+  const prefix = rl.keyPrefix;
+  return {
+    store,
+    plans: compilePlans(rl),
+    headers: rl.headers,
+    anonymousTier: rl.anonymousTier,
+    defaultTier: rl.defaultTier,
+    keyFor: (tier, subject) => `${prefix}{rl:${tier}:${escapeSubject(subject)}}`,
+    ready: async () => {
+      const ok = await shared.ready(2000);
+      if (!ok)
+        logger.warn(
+          { store: shared.kind, policy: rl.onStoreError },
+          'rate-limit store not reachable at start',
+        );
+      return ok;
+    },
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * The Lua script behind the Redis store: one EVALSHA per request checks and counts every limit
+ * and the quota of a plan, atomically, with the time taken from Redis (`TIME`), never from the
+ * gateway's clock: instances whose clocks disagree still share one limit.
+ *
+ * KEYS: one hash per limit, then the quota's hash (all with one hash tag: one Cluster slot).
+ * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none).
+ * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded), now (ms), then per limit its
+ * window index, current and previous count, then the quota's period and used count; counts are
+ * after this request when it was allowed. The admission rule is window.ts's, in Lua.
+ */
+export const RATE_LIMIT_SCRIPT = `
+local function month_index(ms)
+  local z = math.floor(ms / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y * 12 + (m - 1)
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local outcome = 0
+local qreq = tonumber(ARGV[2 * n + 2])
+local qper = ARGV[2 * n + 3]
+local qperiod, qused = 0, 0
+if qper ~= '' then
+  if qper == 'day' then qperiod = math.floor(now / 86400000) else qperiod = month_index(now) end
+  local v = redis.call('HMGET', KEYS[n + 1], 'p', 'n')
+  if tonumber(v[1]) == qperiod then qused = tonumber(v[2]) or 0 end
+  if qused + 1 > qreq then outcome = 2 end
+end
+local idx, cur, prev = {}, {}, {}
+for i = 1, n do
+  local w = tonumber(ARGV[2 * i])
+  local l = tonumber(ARGV[2 * i + 1])
+  local ix = math.floor(now / w)
+  local v = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
+  local si = tonumber(v[1])
+  local c, p = 0, 0
+  if si == ix then
+    c = tonumber(v[2]) or 0
+    p = tonumber(v[3]) or 0
+  elseif si == ix - 1 then
+    p = tonumber(v[2]) or 0
+  end
+  idx[i], cur[i], prev[i] = ix, c, p
+  if outcome == 0 and p * (w - (now - ix * w)) / w + c + 1 > l then outcome = 1 end
+end
+if outcome == 0 then
+  for i = 1, n do
+    cur[i] = cur[i] + 1
+    redis.call('HSET', KEYS[i], 'i', idx[i], 'c', cur[i], 'p', prev[i])
+    redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[2 * i]))
+  end
+  if qper ~= '' then
+    qused = qused + 1
+    redis.call('HSET', KEYS[n + 1], 'p', qperiod, 'n', qused)
+    if qper == 'day' then redis.call('PEXPIRE', KEYS[n + 1], 2 * 86400000) else redis.call('PEXPIRE', KEYS[n + 1], 32 * 86400000) end
+  end
+end
+local out = { outcome, now }
+for i = 1, n do
+  out[#out + 1] = idx[i]
+  out[#out + 1] = cur[i]
+  out[#out + 1] = prev[i]
+end
+out[#out + 1] = qperiod
+out[#out + 1] = qused
+return out
+`;

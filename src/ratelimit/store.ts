@@ -1,0 +1,21 @@
+import type { Decision, Plan } from './decision.js';
+
+/**
+ * Where counters live. `consume` checks every limit and the quota of `plan` for `key` and, when
+ * the request is admitted, counts it everywhere, atomically. A refused request counts nothing.
+ */
+export interface RateLimitStore {
+  readonly kind: 'memory' | 'redis' | 'redis-cluster';
+  consume(key: string, plan: Plan): Promise<Decision>;
+  /** resolves once the store can answer, or after `timeoutMs` (then requests meet the failure policy) */
+  ready(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Thrown (or rejected with) when the store could not decide: the failure policy applies. */
+export class StoreUnavailableError extends Error {
+  readonly code = 'GATEHOUSE_STORE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Rate limiting: every limit and the quota of the caller's tier, checked and counted in one
+ * store call (one Redis round trip). Consumers are limited by id and tier; anonymous callers
+ * and `rateLimit: ip` routes by client IP (through trustedProxies) with the anonymous tier.
+ */
+import type { RequestContext } from '../../pipeline/context.js';
+import { problem, type Problem } from '../../pipeline/problems.js';
+import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { Decision } from '../../ratelimit/decision.js';
+import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
+import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
+import type { RateLimiter } from '../../ratelimit/limiter.js';
+
+const storeUnavailable = problem(
+  503,
+  'store_unavailable',
+  'the rate-limit store is unavailable and this gateway is configured to refuse meanwhile',
+  ['retry-after', '1'],
+);
+
+export const rateLimit: StageFactory = {
+  name: 'rate-limit',
+  compile(route, _config, shared): Stage | null {
+    const mode = route.rateLimit ?? 'off';
+    const limiter = shared.rateLimiter;
+    if (mode === 'off' || limiter === null) return null;
+    const byConsumer = mode === 'tier';
+    const settle = (ctx: RequestContext, d: GuardedDecision): StageOutcome => {
+      if (d === 'open') return undefined;
+      if (d === 'closed') return storeUnavailable;
+      return apply(ctx, d, limiter);
+    };
+    return {
+      name: 'rate-limit',
+      run(ctx) {
+        const consumer = byConsumer ? ctx.consumer : null;
+        let tier = limiter.anonymousTier;
+        let subject = `ip:${ctx.clientIp}`;
+        if (consumer !== null) {
+          tier =
+            consumer.tier !== '' && limiter.plans.has(consumer.tier) ? consumer.tier : limiter.defaultTier;
+          subject = `c:${consumer.id}`;
+        }
+        const plan = limiter.plans.get(tier);
+        if (plan === undefined) return undefined; // checked at load: the tiers used exist
+        const result = limiter.store.consume(limiter.keyFor(tier, subject), plan);
+        return result instanceof Promise ? result.then((d) => settle(ctx, d)) : settle(ctx, result);
+      },
+    };
+  },
+};
+
+function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem | undefined {
+  const headers: string[] = [];
+  appendRateLimitHeaders(headers, d, limiter.headers);
+  if (d.outcome === 'allowed') {
+    if (headers.length > 0) (ctx.extraResponseHeaders ??= []).push(...headers);
+    return undefined;
+  }
+  headers.unshift('retry-after', String(d.retryAfterSec));
+  return d.outcome === 'quota_exceeded'
+    ? problem(
+        429,
+        'quota_exceeded',
+        `the ${d.policies[d.tightest]?.name ?? ''} quota of this tier is used up`,
+        headers,
+      )
+    : problem(429, 'rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
+}

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+let upstream: Upstream;
+let gw: TestGateway | undefined;
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(() => upstream.close());
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+const config = (store: string, prefix: string, extra = '') => `
+${store}
+rateLimit:
+  keyPrefix: "${prefix}"
+  ${extra}
+  tiers:
+    anonymous: { limits: [{ requests: 5, per: 1m }, { requests: 100, per: 1h }] }
+services:
+  echo: { targets: ["${upstream.url}"] }
+routes:
+  - { name: limited, match: { path: /limited/** }, service: echo, rateLimit: ip }
+  - { name: free, match: { path: /free/** }, service: echo }
+`;
+
+const stores = {
+  memory: '',
+  redis: `redis: { url: "${REDIS_URL}" }`,
+};
+
+describe.each(Object.entries(stores))('rate limiting with the %s store', (_name, store) => {
+  it('admits exactly the limit out of a concurrent burst; the rest get 429 with Retry-After', async () => {
+    gw = await startGateway(config(store, `test:${randomUUID()}:`));
+    const results = await Promise.all(Array.from({ length: 30 }, () => fetch(`${gw!.url}/limited/x`)));
+    const statuses = results.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(25);
+    const refused = results.find((r) => r.status === 429)!;
+    expect(refused.headers.get('content-type')).toBe('application/problem+json');
+    const body = (await refused.json()) as { code: string };
+    expect(body.code).toBe('rate_limited');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(refused.headers.get('ratelimit-policy')).toBe('"1m";q=5;w=60, "1h";q=100;w=3600');
+    expect(refused.headers.get('ratelimit')).toMatch(/^"1m";r=0;t=\d+$/);
+    expect(refused.headers.get('x-ratelimit-remaining')).toBe('0');
+    const ok = results.find((r) => r.status === 200)!;
+    expect(ok.headers.get('x-ratelimit-limit')).toBe('5');
+    expect(Number(ok.headers.get('x-ratelimit-remaining'))).toBeLessThan(5);
+    await Promise.all(results.filter((r) => !r.bodyUsed).map((r) => r.body?.cancel()));
+  });
+
+  it('counts nothing for refused requests and leaves unlimited routes alone', async () => {
+    gw = await startGateway(config(store, `test:${randomUUID()}:`, 'headers: legacy'));
+    for (let i = 0; i < 5; i++) expect((await fetch(`${gw.url}/limited/a`)).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await fetch(`${gw.url}/limited/a`)).status).toBe(429);
+    const free = await fetch(`${gw.url}/free/a`);
+    expect(free.status).toBe(200);
+    expect(free.headers.get('x-ratelimit-limit')).toBeNull();
+    const last = await fetch(`${gw.url}/limited/a`);
+    expect(last.headers.get('ratelimit')).toBeNull(); // headers: legacy
+    expect(last.headers.get('x-ratelimit-remaining')).toBe('0');
+  });
+});
+
+describe('the Redis store', () => {
+  it('keeps all keys of one decision in one hash tag, expiring on their own', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    gw = await startGateway(config(stores.redis, prefix));
+    expect((await fetch(`${gw.url}/limited/a`)).status).toBe(200);
+    const redis = new Redis(REDIS_URL);
+    try {
+      const keys = await redis.keys(`${prefix}*`);
+      expect(keys.sort()).toEqual([
+        `${prefix}{rl:anonymous:ip:127.0.0.1}:1h`,
+        `${prefix}{rl:anonymous:ip:127.0.0.1}:1m`,
+      ]);
+      for (const key of keys) expect(await redis.pttl(key)).toBeGreaterThan(0);
+      await redis.del(...keys);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
