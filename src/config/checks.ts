@@ -2,6 +2,7 @@
 import { BlockList, isIP } from 'node:net';
 import { parsePattern, type Segment } from '../router/pattern.js';
 import type { PathSegment } from './problems.js';
+import { isDuration, parseDuration } from './units.js';
 import type { GatewayConfig, RouteConfig } from './schema.js';
 
 export type CheckProblem = { path: PathSegment[]; message: string };
@@ -74,7 +75,13 @@ export type CheckInput = {
         >;
       }
     | undefined;
-  redis?: { readonly url?: string | undefined; readonly cluster?: readonly string[] | undefined } | undefined;
+  redis?:
+    | {
+        readonly url?: string | undefined;
+        readonly cluster?: readonly string[] | undefined;
+        readonly timeout?: string | number;
+      }
+    | undefined;
 };
 
 export type RouteParts = {
@@ -198,11 +205,33 @@ function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: s
   if (redis && (redis.url === undefined) === (redis.cluster === undefined)) {
     add(['redis'], 'must have exactly one of `url` (one node) or `cluster` (seed nodes)');
   }
+  if (redis && typeof redis.timeout !== 'undefined') {
+    const t =
+      typeof redis.timeout === 'number'
+        ? redis.timeout
+        : isDuration(redis.timeout)
+          ? parseDuration(redis.timeout)
+          : 1;
+    if (t < 1) add(['redis', 'timeout'], 'must be at least 1ms (0 would mean no timeout at all)');
+  }
   if (!rateLimit) return;
   const tierNames = Object.keys(rateLimit.tiers);
   for (const [name, tier] of Object.entries(rateLimit.tiers)) {
     if (tier.limits.length === 0 && tier.quota === undefined)
       add(['rateLimit', 'tiers', name], 'has neither limits nor a quota');
+    const seen = new Map<number, number>();
+    tier.limits.forEach((limit, i) => {
+      const per = (limit as { per?: unknown }).per;
+      if (typeof per !== 'string' || !isDuration(per.trim())) return;
+      const ms = parseDuration(per.trim());
+      const where = ['rateLimit', 'tiers', name, 'limits', i, 'per'];
+      if (ms < 1000 || ms % 1000 !== 0)
+        add(where, `must be a whole number of seconds, at least "1s" (got "${per}")`);
+      const other = seen.get(ms);
+      // two limits over one window would share one counter
+      if (other !== undefined) add(where, `repeats the window of limits[${other}]: use one limit per window`);
+      else seen.set(ms, i);
+    });
   }
   const known = (tier: string) => Object.hasOwn(rateLimit.tiers, tier);
   const list = tierNames.length > 0 ? tierNames.join(', ') : 'none';

@@ -2,9 +2,10 @@
 import {
   admits,
   periodEnd,
+  periodStart,
   remaining,
+  replenishMs,
   waitMs,
-  windowResetMs,
   type LimitSpec,
   type LimitState,
   type QuotaSpec,
@@ -22,10 +23,20 @@ export type Outcome = 'allowed' | 'rate_limited' | 'quota_exceeded';
 
 /** One entry of RateLimit-Policy, and the state of the tightest one for RateLimit. */
 export type PolicyView = {
+  /** a limit's window as written (`1m`), or the quota's period (`day`, `month`) */
   name: string;
+  kind: 'limit' | 'quota';
+  /** `q`: requests per window or period */
   quota: number;
+  /** `w`: the window or period, in seconds */
   windowSec: number;
+  /** `r`: requests still admitted now */
   remaining: number;
+  /**
+   * `t`: seconds until more requests are admitted than `remaining` (a sliding window frees
+   * capacity as its previous window fades; a quota at the end of its period); 0 when nothing is
+   * used. When `remaining` is 0 this is when the next request is admitted.
+   */
   resetSec: number;
 };
 
@@ -34,11 +45,14 @@ export type Decision = {
   /** whole seconds, ≥ 1, when refused; 0 when allowed */
   readonly retryAfterSec: number;
   readonly policies: readonly PolicyView[];
-  /** index into `policies` of the one with the fewest requests left */
+  /** index into `policies` of the one with the fewest requests left (ties: the longest `t`) */
   readonly tightest: number;
 };
 
-/** The admission rule (the Redis script applies the same one). States are rolled to `now`. */
+/**
+ * The admission rule (the Redis script applies the same one): the quota first, then every
+ * limit. States are rolled to `now`.
+ */
 export function admitted(
   plan: Plan,
   states: readonly LimitState[],
@@ -53,8 +67,8 @@ export function admitted(
 }
 
 /**
- * The decision as the client sees it. `states`/`quota` are the counts after this request was
- * counted (when allowed) or as they were (when refused).
+ * The decision as the client sees it. `states`/`quota` are rolled to `now` and are the counts
+ * after this request was counted (when allowed) or as they were (when refused).
  */
 export function describe(
   plan: Plan,
@@ -64,33 +78,34 @@ export function describe(
   now: number,
 ): Decision {
   const policies: PolicyView[] = [];
+  // when refused: the latest time at which every limit and the quota admit again (each stays
+  // open once it opens, so the latest opening is when all are open)
   let retryMs = 0;
   plan.limits.forEach((limit, i) => {
     const state = states[i] as LimitState;
     policies.push({
       name: limit.name,
+      kind: 'limit',
       quota: limit.requests,
       windowSec: Math.round(limit.windowMs / 1000),
       remaining: remaining(state, limit, now),
-      resetSec: Math.max(1, Math.ceil(windowResetMs(limit, now) / 1000)),
+      resetSec: Math.ceil(replenishMs(state, limit, now) / 1000),
     });
-    if (outcome === 'rate_limited' && !admits(state, limit, now))
+    if (outcome !== 'allowed' && !admits(state, limit, now))
       retryMs = Math.max(retryMs, waitMs(state, limit, now));
   });
   if (plan.quota && quota) {
-    const end = periodEnd(plan.quota.per, now);
-    const periodMs =
-      plan.quota.per === 'day'
-        ? 86_400_000
-        : end - Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), 1);
+    const { requests, per } = plan.quota;
+    const end = periodEnd(per, now);
     policies.push({
-      name: plan.quota.per,
-      quota: plan.quota.requests,
-      windowSec: Math.round(periodMs / 1000),
-      remaining: Math.max(0, plan.quota.requests - quota.used),
-      resetSec: Math.max(1, Math.ceil((end - now) / 1000)),
+      name: per,
+      kind: 'quota',
+      quota: requests,
+      windowSec: Math.round((end - periodStart(per, now)) / 1000),
+      remaining: Math.max(0, requests - quota.used),
+      resetSec: quota.used > 0 ? Math.ceil((end - now) / 1000) : 0,
     });
-    if (outcome === 'quota_exceeded') retryMs = end - now;
+    if (outcome !== 'allowed' && quota.used + 1 > requests) retryMs = Math.max(retryMs, end - now);
   }
   let tightest = 0;
   for (let i = 1; i < policies.length; i++) {

@@ -11,6 +11,7 @@ import { GuardedStore } from './guarded-store.js';
 import type { HeaderMode } from './headers.js';
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
+import type { RateLimitStore } from './store.js';
 
 export type RateLimiter = {
   readonly store: GuardedStore;
@@ -49,16 +50,40 @@ export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLi
   const used = config.routes.some((r) => r.rateLimit === 'tier' || r.rateLimit === 'ip');
   if (!used) return null;
   const rl = config.rateLimit;
-  const shared = config.redis
-    ? new RedisStore(
-        connectRedis(
-          config.redis.cluster
-            ? { cluster: config.redis.cluster, timeout: config.redis.timeout }
-            : { url: config.redis.url ?? 'redis://127.0.0.1:6379', timeout: config.redis.timeout },
-        ),
-      )
-    : new MemoryStore();
-  const store = new GuardedStore(shared, rl.onStoreError, logger);
+  if (!config.redis && config.workers !== 1) {
+    logger.warn(
+      { workers: config.workers },
+      'rate limits without `redis` are counted per process: with several workers a client gets up to workers × the limit',
+    );
+  }
+  let shared: RateLimitStore;
+  let store: GuardedStore;
+  if (config.redis) {
+    // `redis.timeout` is enforced by the breaker (GuardedStore.bounded), which does not mistake
+    // a busy event loop for a slow Redis; the client's own command timeout is only a backstop
+    // that ends commands nobody waits for any more.
+    const timeout = config.redis.timeout;
+    const backstop = Math.max(4 * timeout, timeout + 1000);
+    const client = connectRedis(
+      config.redis.cluster
+        ? { cluster: config.redis.cluster, timeout: backstop }
+        : { url: config.redis.url ?? 'redis://127.0.0.1:6379', timeout: backstop },
+    );
+    shared = new RedisStore(client);
+    // while degraded, the breaker probes with a PING
+    store = new GuardedStore(shared, rl.onStoreError, logger, {
+      probe: () => client.ping(),
+      timeoutMs: timeout,
+    });
+    // connection errors are the breaker's business (it logs each transition once); without a
+    // listener ioredis would print every failed reconnect attempt to stderr
+    client.on('error', () => undefined);
+    // reconnected: probe now rather than at the end of the open period
+    client.on('ready', () => store.hint('available'));
+  } else {
+    shared = new MemoryStore();
+    store = new GuardedStore(shared, rl.onStoreError, logger);
+  }
   const prefix = rl.keyPrefix;
   return {
     store,
@@ -69,11 +94,8 @@ export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLi
     keyFor: (tier, subject) => `${prefix}{rl:${tier}:${escapeSubject(subject)}}`,
     ready: async () => {
       const ok = await shared.ready(2000);
-      if (!ok)
-        logger.warn(
-          { store: shared.kind, policy: rl.onStoreError },
-          'rate-limit store not reachable at start',
-        );
+      // starting degraded: the policy applies (and /readyz reports it) until a probe succeeds
+      if (!ok) store.hint('unavailable', 'not reachable at start');
       return ok;
     },
     close: () => store.close(),

@@ -1,15 +1,5 @@
-/**
- * The Lua script behind the Redis store: one EVALSHA per request checks and counts every limit
- * and the quota of a plan, atomically, with the time taken from Redis (`TIME`), never from the
- * gateway's clock: instances whose clocks disagree still share one limit.
- *
- * KEYS: one hash per limit, then the quota's hash (all with one hash tag: one Cluster slot).
- * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none).
- * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded), now (ms), then per limit its
- * window index, current and previous count, then the quota's period and used count; counts are
- * after this request when it was allowed. The admission rule is window.ts's, in Lua.
- */
-export const RATE_LIMIT_SCRIPT = `
+/** month_index(ms): months since year 0 (year·12 + month, UTC), as getUTCFullYear()·12 + getUTCMonth(). */
+export const MONTH_INDEX_LUA = `
 local function month_index(ms)
   local z = math.floor(ms / 86400000) + 719468
   local era = math.floor(z / 146097)
@@ -22,7 +12,21 @@ local function month_index(ms)
   if m <= 2 then y = y + 1 end
   return y * 12 + (m - 1)
 end
+`;
 
+/**
+ * The Lua script behind the Redis store: one EVALSHA per request checks and counts every limit
+ * and the quota of a plan, atomically, with the time taken from Redis (`TIME`), never from the
+ * gateway's clock: instances whose clocks disagree still share one limit.
+ *
+ * KEYS: one hash per limit, then the quota's hash (all with one hash tag: one Cluster slot).
+ * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none).
+ * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded), now (ms), then per limit its
+ * window index, current and previous count, then the quota's period and used count; counts are
+ * after this request when it was allowed. The admission rule is window.ts's, in Lua.
+ */
+export const RATE_LIMIT_SCRIPT = `
+${MONTH_INDEX_LUA}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])

@@ -68,7 +68,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     const extra = this.ctx.extraResponseHeaders;
-    if (extra !== null) for (let i = 0; i < extra.length; i++) headers.push(extra[i] as string);
+    if (extra !== null) appendOwnHeaders(headers, extra);
     res.writeHead(statusCode, headers);
     this.resume = resume;
     if (
@@ -170,4 +170,17 @@ function relayEarlyHints(res: ServerResponse, raw: readonly Buffer[]): void {
   } catch {
     // an invalid Link value: hints are optional, drop them
   }
+}
+
+/**
+ * Adds the gateway's own response headers (e.g. RateLimit) in place of any the upstream sent
+ * under the same names, so the client never sees two conflicting copies.
+ */
+function appendOwnHeaders(headers: string[], own: readonly string[]): void {
+  const names = new Set<string>();
+  for (let i = 0; i < own.length; i += 2) names.add(own[i] as string);
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (names.has((headers[i] as string).toLowerCase())) headers.splice(i, 2);
+  }
+  for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }

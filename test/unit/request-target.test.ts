@@ -197,7 +197,9 @@ describe('parseRequestTarget properties', () => {
         const escaped = !(result.path === '/public' || result.path.startsWith('/public/'));
         // Leaving /public/ is only possible through a dot-dot segment (raw or %2e-encoded):
         // then routing sees the escaped path too, which is the point.
-        if (escaped) expect(rest.replace(/%2e/gi, '.')).toMatch(/(^|\/)\.\.(\/|$)/);
+        // (the query is not part of the path: "/..?x" has a visible ".." segment)
+        const pathPart = rest.split('?')[0] ?? '';
+        if (escaped) expect(pathPart.replace(/%2e/gi, '.')).toMatch(/(^|\/)\.\.(\/|$)/);
       }),
       { numRuns: 2000 },
     );

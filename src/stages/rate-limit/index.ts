@@ -58,12 +58,14 @@ function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem 
     return undefined;
   }
   headers.unshift('retry-after', String(d.retryAfterSec));
-  return d.outcome === 'quota_exceeded'
-    ? problem(
-        429,
-        'quota_exceeded',
-        `the ${d.policies[d.tightest]?.name ?? ''} quota of this tier is used up`,
-        headers,
-      )
-    : problem(429, 'rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
+  if (d.outcome === 'quota_exceeded') {
+    const quota = d.policies.find((p) => p.kind === 'quota');
+    return problem(
+      429,
+      'quota_exceeded',
+      `the ${quota?.name ?? ''} quota of this tier is used up; it renews in ${d.retryAfterSec} s`,
+      headers,
+    );
+  }
+  return problem(429, 'rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
 }

@@ -1,0 +1,249 @@
+/**
+ * Issue 3, store failure: a private redis-server behind a gateway with `redis.timeout: 50ms`.
+ * Killed mid-run, then started again on the same port: each `onStoreError` policy applies, no
+ * request waits much past the timeout, the breaker logs once and counts what it decided, and
+ * the gateway recovers by itself. Frozen (SIGSTOP: connections accepted, nothing answered):
+ * the timeout bounds the wait and the breaker stops paying it on every request.
+ */
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FailurePolicy, GuardedStore } from '../../src/ratelimit/guarded-store.js';
+import { Gateway } from '../../src/server/gateway.js';
+import type { Runtime } from '../../src/server/runtime.js';
+import { configFrom, TestGateway } from '../helpers/gateway.js';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+const LIMIT = 5;
+const TIMEOUT_MS = 50;
+/** generous: what "not delayed past the timeout" must mean on a loaded CI machine */
+const LATENCY_BOUND_MS = 1000;
+const RECOVERY_BOUND_MS = 10_000;
+
+let redis: PrivateRedis | undefined;
+let upstream: Upstream | undefined;
+let gw: TestGateway | undefined;
+
+afterEach(async () => {
+  await gw?.close();
+  await upstream?.close();
+  await redis?.close();
+  gw = undefined;
+  upstream = undefined;
+  redis = undefined;
+});
+
+type Log = { level: number; msg: string; [k: string]: unknown };
+
+async function setup(policy: FailurePolicy) {
+  redis = await startPrivateRedis();
+  upstream = await startUpstream();
+  const logs: Log[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Log) });
+  const config = configFrom(`
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+redis: { url: "${redis.url}", timeout: ${TIMEOUT_MS}ms }
+rateLimit:
+  onStoreError: ${policy}
+  keyPrefix: "t:"
+  tiers:
+    anonymous: { limits: [{ requests: ${LIMIT}, per: 1m }] }
+services:
+  echo: { targets: ["${upstream.url}"] }
+routes:
+  - { name: limited, match: { path: /limited/** }, service: echo, rateLimit: ip }
+`);
+  gw = new TestGateway(await Gateway.start(config, { logger }));
+  const guard = guardOf(gw.gateway);
+  const url = gw.url;
+  const adminUrl = gw.adminUrl;
+  return { logs, guard, url, adminUrl, redis, transitions: () => transitions(logs) };
+}
+
+/** The rate limiter's breaker inside a running gateway (not part of its public surface). */
+function guardOf(gateway: Gateway): GuardedStore {
+  const store = (gateway as unknown as { state: { runtime: Runtime } }).state.runtime.shared.rateLimiter
+    ?.store;
+  if (store === undefined) throw new Error('no rate limiter');
+  return store;
+}
+
+const transitions = (logs: Log[]) =>
+  logs
+    .filter((l) => l.msg.startsWith('rate-limit store'))
+    .map((l) => `${l.level === 40 ? 'warn' : l.level === 30 ? 'info' : l.level}: ${l.msg}`);
+
+type Sample = { status: number; ms: number; headers: Headers; body: string };
+
+async function timed(url: string): Promise<Sample> {
+  const start = performance.now();
+  const res = await fetch(url);
+  const body = await res.text();
+  return { status: res.status, ms: performance.now() - start, headers: res.headers, body };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `n` requests one after another, `gapMs` apart, and a concurrent burst of `burst` first. */
+async function traffic(url: string, n: number, gapMs: number, burst = 0): Promise<Sample[]> {
+  const samples = await Promise.all(Array.from({ length: burst }, (_, i) => timed(`${url}/limited/b${i}`)));
+  for (let i = 0; i < n; i++) {
+    samples.push(await timed(`${url}/limited/s${i}`));
+    await sleep(gapMs);
+  }
+  return samples;
+}
+
+async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
+  const start = performance.now();
+  while (!(await cond())) {
+    if (performance.now() - start > timeoutMs) throw new Error(`condition not met in ${timeoutMs} ms`);
+    await sleep(10);
+  }
+  return performance.now() - start;
+}
+
+async function readyz(adminUrl: string): Promise<{ status: number; checks: Record<string, boolean> }> {
+  const res = await fetch(`${adminUrl}/readyz?verbose`);
+  const body = (await res.json()) as { checks: Record<string, boolean> };
+  return { status: res.status, checks: body.checks };
+}
+
+const maxMs = (samples: Sample[]) => Math.max(...samples.map((s) => s.ms));
+const statuses = (samples: Sample[]) => samples.map((s) => s.status);
+const figures: string[] = [];
+
+describe.each(['local', 'closed', 'open'] as const)('Redis killed mid-run, onStoreError: %s', (policy) => {
+  it('applies the policy at once, within the timeout, and recovers by itself after a restart', async () => {
+    const { logs, guard, url, adminUrl, redis: node } = await setup(policy);
+
+    // up: decided by this Redis
+    const before = await traffic(url, 2, 0);
+    expect(statuses(before)).toEqual([200, 200]);
+    expect(before[0]!.headers.get('ratelimit-policy')).toBe(`"1m";q=${LIMIT};w=60`);
+    expect(await node.client().keys('t:*')).not.toHaveLength(0);
+    expect(await node.calls('evalsha')).toBeGreaterThan(0);
+
+    await node.stop();
+    const down = await traffic(url, 30, 15, 10);
+    expect(down).toHaveLength(40);
+    const downMax = maxMs(down);
+    expect(downMax).toBeLessThan(LATENCY_BOUND_MS);
+    expect(guard.isDegraded).toBe(true);
+    expect(guard.degradedDecisions).toBe(40);
+
+    if (policy === 'local') {
+      // per-instance limits: exactly the limit, counted from when Redis went away
+      expect(statuses(down).filter((s) => s === 200)).toHaveLength(LIMIT);
+      expect(statuses(down).filter((s) => s === 429)).toHaveLength(40 - LIMIT);
+      const refused = down.find((s) => s.status === 429)!;
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(refused.headers.get('x-ratelimit-remaining')).toBe('0');
+    } else if (policy === 'closed') {
+      expect(new Set(statuses(down))).toEqual(new Set([503]));
+      for (const s of down) {
+        expect(s.headers.get('content-type')).toBe('application/problem+json');
+        expect((JSON.parse(s.body) as { code: string }).code).toBe('store_unavailable');
+        expect(Number(s.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      }
+    } else {
+      expect(new Set(statuses(down))).toEqual(new Set([200]));
+      for (const s of down) {
+        expect(s.headers.get('ratelimit')).toBeNull();
+        expect(s.headers.get('x-ratelimit-limit')).toBeNull();
+      }
+    }
+    // ready unless the policy refuses traffic
+    const degradedReady = await readyz(adminUrl);
+    expect(degradedReady.checks.rateLimitStore).toBe(policy !== 'closed');
+    expect(degradedReady.status).toBe(policy === 'closed' ? 503 : 200);
+    expect(transitions(logs)).toEqual(['warn: rate-limit store unavailable: degraded mode']);
+
+    // restart on the same port; no traffic: the breaker's own probe finds it
+    await node.start();
+    const recoveryMs = await waitUntil(() => !guard.isDegraded, RECOVERY_BOUND_MS);
+    expect((await readyz(adminUrl)).status).toBe(200);
+    const callsBefore = await node.calls('evalsha');
+    const after = await timed(`${url}/limited/after`);
+    // counted in the restarted Redis again (empty: no persistence), so admitted
+    expect(after.status).toBe(200);
+    expect(after.headers.get('ratelimit')).toMatch(new RegExp(`^"1m";r=${LIMIT - 1};t=\\d+$`));
+    expect(await node.client().keys('t:*')).not.toHaveLength(0);
+    expect((await node.calls('evalsha')) + (await node.calls('eval'))).toBeGreaterThan(callsBefore);
+    expect(guard.degradedDecisions).toBe(40);
+    expect(transitions(logs)).toEqual([
+      'warn: rate-limit store unavailable: degraded mode',
+      'info: rate-limit store recovered',
+    ]);
+    figures.push(
+      `killed (${policy}): max latency while down ${downMax.toFixed(1)} ms over ${down.length} requests; recovered ${recoveryMs.toFixed(0)} ms after the restart`,
+    );
+  });
+});
+
+describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
+  it.each(['local', 'closed'] as const)(
+    '%s: the timeout bounds each wait and the breaker stops paying it on every request',
+    async (policy) => {
+      const { logs, guard, url, adminUrl, redis: node } = await setup(policy);
+      expect((await timed(`${url}/limited/up`)).status).toBe(200);
+
+      node.freeze();
+      // the first requests wait for the timeout (concurrently), then the breaker is open
+      const stalled = await traffic(url, 80, 20, 10);
+      const burst = stalled.slice(0, 10);
+      const sequential = stalled.slice(10);
+      const stallMax = maxMs(stalled);
+      expect(stallMax).toBeLessThan(LATENCY_BOUND_MS);
+      for (const s of burst) expect(s.ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 5); // they did wait
+      const slow = sequential.filter((s) => s.ms >= TIMEOUT_MS - 5);
+      // 80 requests over ≥ 1.6 s: probes at most every 250 ms (doubling), and from the
+      // background: nearly every request is answered without waiting for Redis
+      expect(slow.length).toBeLessThanOrEqual(8);
+      expect(guard.isDegraded).toBe(true);
+      expect(guard.degradedDecisions).toBeGreaterThanOrEqual(90);
+      if (policy === 'local') {
+        expect(statuses(stalled).filter((s) => s === 200)).toHaveLength(LIMIT);
+        expect((await readyz(adminUrl)).status).toBe(200);
+      } else {
+        expect(new Set(statuses(stalled))).toEqual(new Set([503]));
+        expect((await readyz(adminUrl)).status).toBe(503);
+      }
+      expect(transitions(logs)).toEqual(['warn: rate-limit store unavailable: degraded mode']);
+
+      node.thaw();
+      const recoveryMs = await waitUntil(() => !guard.isDegraded, RECOVERY_BOUND_MS);
+      const keysBefore = await node.client().dbsize();
+      const calls = await node.calls('evalsha');
+      const after = await timed(`${url}/limited/after`);
+      expect(await node.calls('evalsha')).toBeGreaterThan(calls);
+      expect(await node.client().dbsize()).toBeGreaterThanOrEqual(Math.max(1, keysBefore));
+      // Redis counted the request before the freeze, then, once thawed, ran the 10 commands
+      // the burst had given up on (they had been sent): a timeout can over-count in Redis,
+      // never under-count, so the limit of 5 is used up there
+      expect(after.status).toBe(429);
+      expect(transitions(logs)).toEqual([
+        'warn: rate-limit store unavailable: degraded mode',
+        'info: rate-limit store recovered',
+      ]);
+      figures.push(
+        `frozen (${policy}): burst of 10 waited ${Math.min(...burst.map((s) => s.ms)).toFixed(1)}–${maxMs(burst).toFixed(1)} ms; ` +
+          `then ${slow.length}/${sequential.length} sequential requests waited ≥ ${TIMEOUT_MS - 5} ms, ` +
+          `median ${median(sequential).toFixed(1)} ms, max ${stallMax.toFixed(1)} ms; recovered ${recoveryMs.toFixed(0)} ms after SIGCONT`,
+      );
+    },
+  );
+});
+
+function median(samples: Sample[]): number {
+  const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
+  return ms[Math.floor(ms.length / 2)] ?? 0;
+}
+
+describe('figures', () => {
+  it('reports', () => {
+    for (const f of figures) console.log(f);
+  });
+});
