@@ -16,6 +16,8 @@ export type AdminState = {
   draining(): boolean;
   /** named readiness checks: true = ok */
   checks(): Record<string, boolean>;
+  /** the Prometheus text exposition */
+  metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
   reload: (() => Promise<ReloadResult>) | null;
 };
@@ -78,6 +80,15 @@ export function createAdminServer(state: AdminState): Server {
         if (!ready) res.setHeader('retry-after', '1');
         return sendJson(res, ready ? 200 : 503, body);
       }
+      case '/metrics':
+        state.metrics().then(
+          ({ contentType, body }) => {
+            res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+            res.end(body);
+          },
+          () => sendProblem(res, requestId, problem(500, 'internal_error', 'metrics collection failed')),
+        );
+        return;
       case '/openapi.json':
         return sendJson(res, 200, openApiDocument());
       default:

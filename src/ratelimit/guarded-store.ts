@@ -31,6 +31,14 @@ export type GuardOptions = {
    * are read first, so a stalled event loop does not pass for a stalled Redis.
    */
   timeoutMs?: number;
+  /** where failures and degraded decisions are counted (Prometheus, see observability/metrics.ts) */
+  metrics?: GuardMetrics;
+};
+
+export type GuardMetrics = {
+  storeError(): void;
+  degradedDecision(): void;
+  degraded(on: boolean): void;
 };
 
 /** A call to the store that took longer than `timeoutMs`. */
@@ -60,6 +68,7 @@ export class GuardedStore {
   private readonly now: () => number;
   private readonly probe: (() => Promise<unknown>) | undefined;
   private readonly timeoutMs: number | undefined;
+  private readonly metrics: GuardMetrics | undefined;
 
   constructor(
     readonly store: RateLimitStore,
@@ -70,6 +79,7 @@ export class GuardedStore {
     this.now = options.now ?? Date.now;
     this.probe = options.probe;
     this.timeoutMs = options.timeoutMs;
+    this.metrics = options.metrics;
   }
 
   get isDegraded(): boolean {
@@ -96,6 +106,7 @@ export class GuardedStore {
       },
       (err: unknown) => {
         this.storeErrors++;
+        this.metrics?.storeError();
         this.failed(err, probe);
         return this.fallback(key, plan);
       },
@@ -119,6 +130,7 @@ export class GuardedStore {
 
   private fallback(key: string, plan: Plan): GuardedDecision {
     this.degradedDecisions++;
+    this.metrics?.degradedDecision();
     if (this.policy === 'local') return (this.local ??= new MemoryStore(this.now)).consumeSync(key, plan);
     return this.policy;
   }
@@ -133,6 +145,7 @@ export class GuardedStore {
     if (!this.degraded) {
       this.degraded = true;
       this.trips++;
+      this.metrics?.degraded(true);
       this.openMs = this.confirmed ? MIN_OPEN_MS : Math.min(this.openMs * 2, MAX_OPEN_MS);
       this.logger.warn(
         {
@@ -151,6 +164,7 @@ export class GuardedStore {
 
   private recover(): void {
     this.degraded = false;
+    this.metrics?.degraded(false);
     this.probing = false;
     if (this.confirmed) this.openMs = MIN_OPEN_MS;
     clearTimeout(this.timer);
@@ -184,6 +198,7 @@ export class GuardedStore {
       },
       (err: unknown) => {
         this.storeErrors++;
+        this.metrics?.storeError();
         if (!this.closed) this.failed(err, true);
         else this.probing = false;
       },

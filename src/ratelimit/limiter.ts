@@ -7,7 +7,8 @@ import { parseDuration } from '../config/units.js';
 import type { Logger } from '../observability/logger.js';
 import { connectRedis } from '../stores/redis.js';
 import type { Plan } from './decision.js';
-import { GuardedStore } from './guarded-store.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { GuardedStore, type GuardMetrics } from './guarded-store.js';
 import type { HeaderMode } from './headers.js';
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
@@ -46,7 +47,11 @@ export function compilePlans(config: GatewayConfig['rateLimit']): Map<string, Pl
 const escapeSubject = (s: string) =>
   s.includes('{') || s.includes('}') ? s.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : s;
 
-export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLimiter | null {
+export function createRateLimiter(
+  config: GatewayConfig,
+  logger: Logger,
+  metrics: GatewayMetrics | null = null,
+): RateLimiter | null {
   const used = config.routes.some((r) => r.rateLimit === 'tier' || r.rateLimit === 'ip');
   if (!used) return null;
   const rl = config.rateLimit;
@@ -74,6 +79,7 @@ export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLi
     store = new GuardedStore(shared, rl.onStoreError, logger, {
       probe: () => client.ping(),
       timeoutMs: timeout,
+      ...guardMetrics(metrics, shared.kind, rl.onStoreError),
     });
     // connection errors are the breaker's business (it logs each transition once); without a
     // listener ioredis would print every failed reconnect attempt to stderr
@@ -82,7 +88,12 @@ export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLi
     client.on('ready', () => store.hint('available'));
   } else {
     shared = new MemoryStore();
-    store = new GuardedStore(shared, rl.onStoreError, logger);
+    store = new GuardedStore(
+      shared,
+      rl.onStoreError,
+      logger,
+      guardMetrics(metrics, 'memory', rl.onStoreError),
+    );
   }
   const prefix = rl.keyPrefix;
   return {
@@ -99,5 +110,24 @@ export function createRateLimiter(config: GatewayConfig, logger: Logger): RateLi
       return ok;
     },
     close: () => store.close(),
+  };
+}
+
+function guardMetrics(
+  metrics: GatewayMetrics | null,
+  store: string,
+  policy: string,
+): { metrics?: GuardMetrics } {
+  if (metrics === null) return {};
+  const errors = metrics.storeErrors.labels(store);
+  const degraded = metrics.degradedDecisions.labels(store, policy);
+  const gauge = metrics.storeDegraded.labels(store);
+  gauge.set(0);
+  return {
+    metrics: {
+      storeError: () => errors.inc(),
+      degradedDecision: () => degraded.inc(),
+      degraded: (on) => gauge.set(on ? 1 : 0),
+    },
   };
 }

@@ -10,6 +10,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
+import { GatewayMetrics } from '../observability/metrics.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { closeRuntime, compileRuntime } from './runtime.js';
 
@@ -42,6 +43,8 @@ export class Gateway {
   private closing: Promise<void> | null = null;
 
   private reloading: Promise<ReloadResult> | null = null;
+  /** one registry for the process's life: counters carry on across reloads */
+  readonly metrics = new GatewayMetrics();
 
   private constructor(
     config: GatewayConfig,
@@ -49,11 +52,19 @@ export class Gateway {
     private readonly configFile: string | undefined,
     private readonly onAdminReload: (() => void) | undefined,
   ) {
-    this.state = { runtime: compileRuntime(config, logger), draining: false, upgraded: new Set() };
+    this.state = {
+      runtime: compileRuntime(config, logger, this.metrics),
+      draining: false,
+      upgraded: new Set(),
+    };
     this.data = createDataPlane(this.state);
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
+      metrics: async () => ({
+        contentType: this.metrics.registry.contentType,
+        body: await this.metrics.registry.metrics(),
+      }),
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean> = { config: true };
@@ -132,7 +143,7 @@ export class Gateway {
     }
     if (this.state.draining) return { ok: true, restartNeeded: [] };
     const old = this.state.runtime;
-    const next = compileRuntime(result.config, this.logger);
+    const next = compileRuntime(result.config, this.logger, this.metrics);
     await next.shared.rateLimiter?.ready();
     this.state.runtime = next;
     this.logger.level = result.config.logging.level;

@@ -9,6 +9,7 @@ import type { SharedResources } from '../pipeline/stage.js';
 import { STAGES } from '../pipeline/stages.js';
 import { createRateLimiter } from '../ratelimit/limiter.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
 import { TrustedProxies } from '../stages/real-ip/index.js';
@@ -22,8 +23,12 @@ export type Runtime = {
   readonly shared: SharedResources;
 };
 
-export function compileRuntime(config: GatewayConfig, logger: Logger = silentLogger()): Runtime {
-  const shared: SharedResources = { rateLimiter: createRateLimiter(config, logger) };
+export function compileRuntime(
+  config: GatewayConfig,
+  logger: Logger = silentLogger(),
+  metrics: GatewayMetrics | null = null,
+): Runtime {
+  const shared: SharedResources = { rateLimiter: createRateLimiter(config, logger, metrics), metrics };
   const services = new Map<string, Service>();
   for (const [name, svc] of Object.entries(config.services)) services.set(name, new Service(name, svc));
   const specs = config.routes.map((route) => {

@@ -133,6 +133,13 @@ describe.each(['local', 'closed', 'open'] as const)('Redis killed mid-run, onSto
     expect(downMax).toBeLessThan(LATENCY_BOUND_MS);
     expect(guard.isDegraded).toBe(true);
     expect(guard.degradedDecisions).toBe(40);
+    // ... and in the metrics
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+    expect(metrics).toContain(
+      `gatehouse_ratelimit_degraded_decisions_total{store="redis",policy="${policy}"} 40`,
+    );
+    expect(metrics).toContain('gatehouse_ratelimit_store_degraded{store="redis"} 1');
+    expect(metrics).toMatch(/gatehouse_store_errors_total\{store="redis"\} [1-9]/);
 
     if (policy === 'local') {
       // per-instance limits: exactly the limit, counted from when Redis went away

@@ -55,6 +55,12 @@ describe.each(Object.entries(stores))('rate limiting with the %s store', (_name,
     expect(ok.headers.get('x-ratelimit-limit')).toBe('5');
     expect(Number(ok.headers.get('x-ratelimit-remaining'))).toBeLessThan(5);
     await Promise.all(results.filter((r) => !r.bodyUsed).map((r) => r.body?.cancel()));
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    expect(metrics).toContain('gatehouse_ratelimit_decisions_total{tier="anonymous",result="allowed"} 5');
+    expect(metrics).toContain(
+      'gatehouse_ratelimit_decisions_total{tier="anonymous",result="rate_limited"} 25',
+    );
+    expect(metrics).toMatch(/gatehouse_ratelimit_store_degraded\{store="(memory|redis)"\} 0/);
   });
 
   it('counts nothing for refused requests and leaves unlimited routes alone', async () => {

@@ -319,7 +319,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
   };
 
   async function run(rl: RateLimiter, c: RequestContext, mode: 'ip' | 'tier' = 'ip') {
-    const stage = rateLimit.compile(route(mode), config, { rateLimiter: rl });
+    const stage = rateLimit.compile(route(mode), config, { rateLimiter: rl, metrics: null });
     if (stage === null) throw new Error('no stage');
     return (await stage.run(c)) as Problem | undefined;
   }
@@ -332,8 +332,8 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
 
   it('is not compiled for `rateLimit: off` or without a limiter', () => {
     const { rl } = limiter(() => 'open');
-    expect(rateLimit.compile(route('off'), config, { rateLimiter: rl })).toBeNull();
-    expect(rateLimit.compile(route('ip'), config, { rateLimiter: null })).toBeNull();
+    expect(rateLimit.compile(route('off'), config, { rateLimiter: rl, metrics: null })).toBeNull();
+    expect(rateLimit.compile(route('ip'), config, { rateLimiter: null, metrics: null })).toBeNull();
   });
 
   it('allowed: continues, with the headers on the response', async () => {
@@ -432,7 +432,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     const clock = { t: at('2027-01-10T08:00:00.000Z') };
     const s = store(clock);
     const { rl } = limiter((k, p) => s.consume(k, p) as unknown as GuardedDecision);
-    const stage = rateLimit.compile(route('ip'), config, { rateLimiter: rl });
+    const stage = rateLimit.compile(route('ip'), config, { rateLimiter: rl, metrics: null });
     const result = stage?.run(ctx());
     expect(result).toBeInstanceOf(Promise);
     expect(await result).toBeUndefined();

@@ -10,6 +10,7 @@ import type { Decision } from '../../ratelimit/decision.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
 import type { RateLimiter } from '../../ratelimit/limiter.js';
+import type { DecisionResult } from '../../observability/metrics.js';
 
 const storeUnavailable = problem(
   503,
@@ -25,9 +26,31 @@ export const rateLimit: StageFactory = {
     const limiter = shared.rateLimiter;
     if (mode === 'off' || limiter === null) return null;
     const byConsumer = mode === 'tier';
-    const settle = (ctx: RequestContext, d: GuardedDecision): StageOutcome => {
-      if (d === 'open') return undefined;
-      if (d === 'closed') return storeUnavailable;
+    const noop = { inc: () => undefined };
+    const counters = new Map<string, Record<DecisionResult, { inc(): void }>>();
+    for (const tier of limiter.plans.keys()) {
+      counters.set(
+        tier,
+        shared.metrics?.decisionCounter(tier) ?? {
+          allowed: noop,
+          rate_limited: noop,
+          quota_exceeded: noop,
+          fail_open: noop,
+          fail_closed: noop,
+        },
+      );
+    }
+    const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome => {
+      const count = counters.get(tier);
+      if (d === 'open') {
+        count?.fail_open.inc();
+        return undefined;
+      }
+      if (d === 'closed') {
+        count?.fail_closed.inc();
+        return storeUnavailable;
+      }
+      count?.[d.outcome].inc();
       return apply(ctx, d, limiter);
     };
     return {
@@ -44,7 +67,9 @@ export const rateLimit: StageFactory = {
         const plan = limiter.plans.get(tier);
         if (plan === undefined) return undefined; // checked at load: the tiers used exist
         const result = limiter.store.consume(limiter.keyFor(tier, subject), plan);
-        return result instanceof Promise ? result.then((d) => settle(ctx, d)) : settle(ctx, result);
+        return result instanceof Promise
+          ? result.then((d) => settle(ctx, tier, d))
+          : settle(ctx, tier, result);
       },
     };
   },
