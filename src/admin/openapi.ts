@@ -70,6 +70,13 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (text exposition format)',
+          security: [],
+          responses: { '200': { description: 'metrics', content: { 'text/plain': {} } } },
+        },
+      },
       '/openapi.json': {
         get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3.1' } } },
       },
