@@ -92,6 +92,8 @@ export class GuardedStore {
   }
 
   consume(key: string, plan: Plan): Promise<GuardedDecision> | GuardedDecision {
+    // an in-process store cannot fail: decide synchronously, no promise, no timer
+    if (this.store instanceof MemoryStore) return this.store.consumeSync(key, plan);
     let probe = false;
     if (this.degraded) {
       if (this.probing || this.now() < this.openUntil) return this.fallback(key, plan);
