@@ -12,9 +12,25 @@ beforeAll(async () => {
   upstream = await startUpstream();
 });
 afterAll(() => upstream.close());
+const prefixes: string[] = [];
+/** a key prefix of this test's own, deleted after it */
+const freshPrefix = () => {
+  const p = `test:${randomUUID()}:`;
+  prefixes.push(p);
+  return p;
+};
 afterEach(async () => {
   await gw?.close();
   gw = undefined;
+  const redis = new Redis(REDIS_URL);
+  try {
+    for (const p of prefixes.splice(0)) {
+      const keys = await redis.keys(`${p}*`);
+      if (keys.length > 0) await redis.del(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
 });
 
 const config = (store: string, prefix: string, extra = '') => `
@@ -38,7 +54,7 @@ const stores = {
 
 describe.each(Object.entries(stores))('rate limiting with the %s store', (_name, store) => {
   it('admits exactly the limit out of a concurrent burst; the rest get 429 with Retry-After', async () => {
-    gw = await startGateway(config(store, `test:${randomUUID()}:`));
+    gw = await startGateway(config(store, freshPrefix()));
     const results = await Promise.all(Array.from({ length: 30 }, () => fetch(`${gw!.url}/limited/x`)));
     const statuses = results.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(5);
@@ -64,7 +80,7 @@ describe.each(Object.entries(stores))('rate limiting with the %s store', (_name,
   });
 
   it('counts nothing for refused requests and leaves unlimited routes alone', async () => {
-    gw = await startGateway(config(store, `test:${randomUUID()}:`, 'headers: legacy'));
+    gw = await startGateway(config(store, freshPrefix(), 'headers: legacy'));
     for (let i = 0; i < 5; i++) expect((await fetch(`${gw.url}/limited/a`)).status).toBe(200);
     for (let i = 0; i < 5; i++) expect((await fetch(`${gw.url}/limited/a`)).status).toBe(429);
     const free = await fetch(`${gw.url}/free/a`);
@@ -78,7 +94,7 @@ describe.each(Object.entries(stores))('rate limiting with the %s store', (_name,
 
 describe('the Redis store', () => {
   it('keeps all keys of one decision in one hash tag, expiring on their own', async () => {
-    const prefix = `test:${randomUUID()}:`;
+    const prefix = freshPrefix();
     gw = await startGateway(config(stores.redis, prefix));
     expect((await fetch(`${gw.url}/limited/a`)).status).toBe(200);
     const redis = new Redis(REDIS_URL);
