@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { parsePattern, type Segment } from '../router/pattern.js';
 import type { PathSegment } from './problems.js';
 import { isDuration, parseDuration } from './units.js';
+import { compileRoles, grantable } from '../auth/permissions.js';
 import type { GatewayConfig, RouteConfig } from './schema.js';
 
 export type CheckProblem = { path: PathSegment[]; message: string };
@@ -75,6 +76,18 @@ export type CheckInput = {
         >;
       }
     | undefined;
+  /** the `auth` section and `rbac.roles`, when valid */
+  auth?:
+    | {
+        readonly jwt?:
+          | { readonly jwksUrl?: string | undefined; readonly publicKeys?: readonly string[] | undefined }
+          | undefined;
+        readonly apiKey?: { readonly secret: string } | undefined;
+      }
+    | undefined;
+  roles?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** false when `auth` is present but failed the schema (then its absence is not reported) */
+  authValidated?: boolean;
   redis?:
     | {
         readonly url?: string | undefined;
@@ -93,6 +106,8 @@ export type RouteParts = {
   match?: RouteConfig['match'] | undefined;
   stripPrefix?: string | undefined;
   rateLimit?: 'tier' | 'ip' | 'off' | undefined;
+  auth?: readonly string[] | undefined;
+  permissions?: readonly string[] | undefined;
 };
 
 /** The cross-field checks of a whole config that satisfied the schema. */
@@ -110,7 +125,11 @@ export function checkConfig(config: GatewayConfig): CheckProblem[] {
       match: r.match,
       stripPrefix: r.stripPrefix,
       rateLimit: r.rateLimit,
+      auth: r.auth,
+      permissions: r.permissions,
     })),
+    auth: config.auth,
+    roles: config.rbac.roles,
     rateLimit: config.rateLimit,
     redis: config.redis,
   });
@@ -197,7 +216,46 @@ export function checkParts(input: CheckInput): CheckProblem[] {
     }
   });
   checkRateLimit(input, add);
+  checkAuth(input, add);
   return problems;
+}
+
+function checkAuth(input: CheckInput, add: (path: PathSegment[], message: string) => void): void {
+  const { auth, roles, routes = [] } = input;
+  const jwt = auth?.jwt;
+  if (jwt && (jwt.jwksUrl === undefined) === (jwt.publicKeys === undefined)) {
+    add(['auth', 'jwt'], 'must have exactly one of `jwksUrl` or `publicKeys`');
+  }
+  const secret = auth?.apiKey?.secret;
+  if (auth?.apiKey && secret !== undefined && secret.length < 16) {
+    add(
+      ['auth', 'apiKey', 'secret'],
+      'must be at least 16 characters (set it from the environment: ${GATEHOUSE_KEY_SECRET})',
+    );
+  }
+  const table = roles ? compileRoles(roles) : null;
+  routes.forEach((route, i) => {
+    for (const method of route.auth ?? []) {
+      if (auth !== undefined && (method === 'jwt' ? auth.jwt : auth.apiKey) === undefined) {
+        add(['routes', i, 'auth'], `uses ${method}, but auth.${method} is not configured`);
+      } else if (auth === undefined && input.authValidated !== false) {
+        add(['routes', i, 'auth'], `uses ${method}, but there is no \`auth\` section`);
+      }
+    }
+    const perms = route.permissions ?? [];
+    if (perms.length > 0 && (route.auth ?? []).length === 0) {
+      add(
+        ['routes', i, 'permissions'],
+        'need `auth` on the route: permissions belong to an authenticated consumer',
+      );
+    }
+    if (table) {
+      for (const p of perms) {
+        if (!grantable(table, p))
+          add(['routes', i, 'permissions'], `"${p}" is granted by no role in rbac.roles`);
+      }
+    }
+  });
 }
 
 function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: string) => void): void {

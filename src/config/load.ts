@@ -35,6 +35,8 @@ import {
   ListenSchema,
   LimitsSchema,
   RateLimitSchema,
+  AuthSchema,
+  RbacSchema,
   RedisSchema,
   RouteSchema,
   SERVICE_NAME,
@@ -170,6 +172,9 @@ function validParts(config: Json): CheckInput {
     admin: valid(AdminSchema, admin),
     limits: Value.Check(LimitsSchema, limits) ? Value.Decode(LimitsSchema, limits) : undefined,
     rateLimit: valid(RateLimitSchema, config.rateLimit),
+    auth: config.auth === undefined ? undefined : valid(AuthSchema, config.auth),
+    authValidated: config.auth === undefined || Value.Check(AuthSchema, config.auth),
+    roles: isPlainObject(config.rbac) ? valid(RbacSchema.properties.roles, config.rbac.roles) : undefined,
     redis: config.redis === undefined ? undefined : valid(RedisSchema, config.redis),
     trustedProxies: Array.isArray(trustedProxies)
       ? trustedProxies.map((e: unknown) => (typeof e === 'string' ? e : undefined))
@@ -195,6 +200,8 @@ function validParts(config: Json): CheckInput {
             match: valid(route.match, r.match),
             stripPrefix: valid(route.stripPrefix, r.stripPrefix),
             rateLimit: valid(route.rateLimit, r.rateLimit),
+            auth: valid(route.auth, r.auth),
+            permissions: valid(route.permissions, r.permissions),
           };
         })
       : undefined,

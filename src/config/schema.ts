@@ -183,6 +183,18 @@ export const RouteSchema = Type.Object(
       strict,
     ),
     service: Type.String({ description: 'name of a service in `services`' }),
+    auth: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('jwt'), Type.Literal('apiKey')]), {
+        uniqueItems: true,
+        description: 'credentials accepted on this route, any one suffices; [] or absent = public',
+      }),
+    ),
+    permissions: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]+:[A-Za-z0-9_.*-]+$|^\\*$' }), {
+        uniqueItems: true,
+        description: 'permissions (resource:action) the consumer must all have; needs `auth`',
+      }),
+    ),
     rateLimit: Type.Optional(
       Type.Union([Type.Literal('tier'), Type.Literal('ip'), Type.Literal('off')], {
         description:
@@ -289,6 +301,80 @@ export const RedisSchema = Type.Object(
   { ...strict, description: 'Shared counters. Absent: in-memory counters (one instance only).' },
 );
 
+export const JwtSchema = Type.Object(
+  {
+    algorithms: Type.Array(
+      Type.Union(
+        ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) =>
+          Type.Literal(a),
+        ),
+      ),
+      {
+        default: ['RS256'],
+        minItems: 1,
+        uniqueItems: true,
+        description: 'accepted algorithms (never taken from the token)',
+      },
+    ),
+    issuer: Type.Optional(Type.String({ description: 'required `iss`' })),
+    audience: Type.Optional(Type.String({ description: 'required `aud`' })),
+    jwksUrl: Type.Optional(
+      Type.String({ pattern: '^https?://', description: 'JWKS endpoint (cached, refreshed, rotated)' }),
+    ),
+    publicKeys: Type.Optional(
+      Type.Array(Type.String(), { minItems: 1, description: 'PEM files (SPKI public keys)' }),
+    ),
+    clockTolerance: Duration('60s'),
+    rolesClaim: Type.String({ default: 'roles', description: 'claim holding an array of role names' }),
+    tierClaim: Type.String({ default: 'tier', description: 'claim holding the subscription tier' }),
+    requireExp: Type.Boolean({ default: true, description: 'refuse tokens without `exp`' }),
+  },
+  { ...strict, description: 'JWT bearer tokens' },
+);
+
+export const ApiKeySchema = Type.Object(
+  {
+    header: Type.String({ default: 'x-api-key', description: 'request header carrying the key' }),
+    secret: Type.String({
+      default: '',
+      description: 'server secret of the keyed hash (HMAC-SHA-256) of stored keys',
+    }),
+  },
+  { ...strict, description: 'API keys issued by `gatehouse keys`' },
+);
+
+export const AuthSchema = Type.Object(
+  { jwt: Type.Optional(JwtSchema), apiKey: Type.Optional(ApiKeySchema) },
+  { ...strict, description: 'How consumers authenticate (docs/authentication.md).' },
+);
+
+export const RbacSchema = Type.Object(
+  {
+    roles: Type.Record(
+      Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }),
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.*-]+:[A-Za-z0-9_.*-]+$|^\\*$' }), {
+        uniqueItems: true,
+      }),
+      {
+        default: {},
+        additionalProperties: false,
+        description: 'role → permissions (resource:action, orders:*, *)',
+      },
+    ),
+  },
+  { ...strict, default: {}, description: 'Roles and the permissions they grant.' },
+);
+
+export const DatabaseSchema = Type.Object(
+  {
+    url: Type.Optional(
+      Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL; absent = embedded SQLite' }),
+    ),
+    file: Type.String({ default: './data/gatehouse.db', description: 'the embedded SQLite file (no `url`)' }),
+  },
+  { ...strict, default: {}, description: 'Where API keys live.' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     listen: ListenSchema,
@@ -317,6 +403,9 @@ export const ConfigSchema = Type.Object(
     }),
     routes: Type.Array(RouteSchema, { default: [], description: 'routes; the most specific match wins' }),
     redis: Type.Optional(RedisSchema),
+    database: DatabaseSchema,
+    auth: Type.Optional(AuthSchema),
+    rbac: RbacSchema,
     rateLimit: RateLimitSchema,
     logging: LoggingSchema,
   },
@@ -332,6 +421,8 @@ export type ServiceConfig = StaticDecode<typeof ServiceSchema>;
 export type RouteConfig = StaticDecode<typeof RouteSchema>;
 export type RateLimitConfig = StaticDecode<typeof RateLimitSchema>;
 export type RedisConfig = StaticDecode<typeof RedisSchema>;
+export type JwtConfig = StaticDecode<typeof JwtSchema>;
+export type ApiKeyConfig = StaticDecode<typeof ApiKeySchema>;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
 /**

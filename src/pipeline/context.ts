@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Consumer } from '../auth/types.js';
 import type { CompiledRoute } from './route.js';
 
 /**
@@ -8,7 +9,7 @@ import type { CompiledRoute } from './route.js';
  */
 export class RequestContext {
   /** set by stages that authenticate (issue: authentication) */
-  consumer: { id: string; tier: string; roles: readonly string[] } | null = null;
+  consumer: Consumer | null = null;
   /** headers stages add to the response (e.g. RateLimit), as a flat [name, value, ...] list */
   extraResponseHeaders: string[] | null = null;
   /** set when the client sent `Expect: 100-continue`: the 100 is sent only once we proxy */

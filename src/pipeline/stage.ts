@@ -4,6 +4,7 @@
  * (`undefined`) or ends it with a Problem value. Async only when it must be.
  */
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
+import type { Authenticators } from '../auth/index.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RateLimiter } from '../ratelimit/limiter.js';
 import type { RequestContext } from './context.js';
@@ -19,6 +20,7 @@ export interface Stage {
 /** Resources a runtime creates once and its stages share (closed when the runtime is replaced). */
 export type SharedResources = {
   readonly rateLimiter: RateLimiter | null;
+  readonly authenticators: Authenticators;
   /** the process's metrics (null in tests that do not need them) */
   readonly metrics: GatewayMetrics | null;
 };

@@ -52,7 +52,7 @@ export function createRateLimiter(
   logger: Logger,
   metrics: GatewayMetrics | null = null,
 ): RateLimiter | null {
-  const used = config.routes.some((r) => r.rateLimit === 'tier' || r.rateLimit === 'ip');
+  const used = config.routes.some((r) => effectiveRateLimit(r, config) !== 'off');
   if (!used) return null;
   const rl = config.rateLimit;
   if (!config.redis && config.workers !== 1) {
@@ -130,4 +130,16 @@ function guardMetrics(
       degraded: (on) => gauge.set(on ? 1 : 0),
     },
   };
+}
+
+/**
+ * A route's rate limiting: as configured, else (SPEC) `tier` when the route has `auth` and tiers
+ * are defined, otherwise `off`.
+ */
+export function effectiveRateLimit(
+  route: GatewayConfig['routes'][number],
+  config: GatewayConfig,
+): 'tier' | 'ip' | 'off' {
+  if (route.rateLimit !== undefined) return route.rateLimit;
+  return (route.auth?.length ?? 0) > 0 && Object.keys(config.rateLimit.tiers).length > 0 ? 'tier' : 'off';
 }

@@ -6,6 +6,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
+import { readyAuthenticators } from '../auth/index.js';
 import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -92,6 +93,7 @@ export class Gateway {
     );
     // bounded: an unreachable Redis means starting degraded (by policy), not hanging
     await gw.state.runtime.shared.rateLimiter?.ready();
+    await readyAuthenticators(gw.state.runtime.shared.authenticators);
     await listen(gw.data, config.listen.host, config.listen.port);
     await listen(gw.admin, config.admin.host, config.admin.port);
     gw.logger.info(
@@ -145,6 +147,7 @@ export class Gateway {
     const old = this.state.runtime;
     const next = compileRuntime(result.config, this.logger, this.metrics);
     await next.shared.rateLimiter?.ready();
+    await readyAuthenticators(next.shared.authenticators);
     this.state.runtime = next;
     this.logger.level = result.config.logging.level;
     const restartNeeded = RESTART_ONLY.filter(

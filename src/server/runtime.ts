@@ -5,6 +5,7 @@
 import type { GatewayConfig } from '../config/schema.js';
 import { compileChain } from '../pipeline/chain.js';
 import type { CompiledRoute } from '../pipeline/route.js';
+import { closeAuthenticators, createAuthenticators } from '../auth/index.js';
 import type { SharedResources } from '../pipeline/stage.js';
 import { STAGES } from '../pipeline/stages.js';
 import { createRateLimiter } from '../ratelimit/limiter.js';
@@ -28,7 +29,11 @@ export function compileRuntime(
   logger: Logger = silentLogger(),
   metrics: GatewayMetrics | null = null,
 ): Runtime {
-  const shared: SharedResources = { rateLimiter: createRateLimiter(config, logger, metrics), metrics };
+  const shared: SharedResources = {
+    rateLimiter: createRateLimiter(config, logger, metrics),
+    authenticators: createAuthenticators(config, logger),
+    metrics,
+  };
   const services = new Map<string, Service>();
   for (const [name, svc] of Object.entries(config.services)) services.set(name, new Service(name, svc));
   const specs = config.routes.map((route) => {
@@ -62,4 +67,5 @@ export function compileRuntime(
 export async function closeRuntime(rt: Runtime): Promise<void> {
   await Promise.all([...rt.services.values()].map((s) => s.close()));
   await rt.shared.rateLimiter?.close();
+  await closeAuthenticators(rt.shared.authenticators);
 }

@@ -7,6 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { Consumer } from '../auth/types.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { sendProblem } from '../server/respond.js';
 import { classify, problemFor } from './errors.js';
@@ -33,6 +34,7 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   let body: Readable | null = null;
   if (ctx.bodyLength > 0) body = req;
   else if (ctx.bodyLength < 0) body = Readable.from(limitedBody(req, env.bodyLimit), { objectMode: false });
+  if (ctx.consumer !== null) appendConsumer(ctx.upstreamHeaders, ctx.consumer);
   if (ctx.expectContinue) ctx.res.writeContinue();
 
   const exchange = new Exchange(ctx, env, route.service.name);
@@ -184,3 +186,18 @@ function appendOwnHeaders(headers: string[], own: readonly string[]): void {
   }
   for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }
+
+/** X-Consumer-* for the upstream (client-sent ones were removed by the header scan). */
+function appendConsumer(headers: string[], consumer: Consumer): void {
+  headers.push(
+    'x-consumer-id',
+    headerSafe(consumer.id),
+    'x-consumer-tier',
+    headerSafe(consumer.tier),
+    'x-consumer-roles',
+    headerSafe(consumer.roles.join(',')),
+  );
+}
+
+/** Identity values come from tokens and keys: anything outside printable ASCII is %-encoded. */
+const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));

@@ -52,7 +52,8 @@ describe('problem messages', () => {
         'must be a host name such as "api.example.com", or "*." and a domain such as "*.example.com" (no port)',
       'routes[0].match.methods': 'must not list the same item twice',
       'routes[0].stripPrefix': 'must be a path starting with "/", such as "/api"',
-      'routes[1].extra': 'unknown key (expected one of: name, match, service, rateLimit, stripPrefix)',
+      'routes[1].extra':
+        'unknown key (expected one of: name, match, service, auth, permissions, rateLimit, stripPrefix)',
       'routes[2].match': 'is required',
       'routes[2].service': 'is required',
       'logging.level': 'must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',

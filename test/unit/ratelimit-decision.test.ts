@@ -2,6 +2,7 @@
  * From counts to what the client sees: decisions (decision.ts), the RateLimit / X-RateLimit
  * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly per SPEC.
  */
+import { NO_AUTHENTICATORS } from '../../src/auth/index.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayConfig, RouteConfig } from '../../src/config/schema.js';
@@ -319,7 +320,11 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
   };
 
   async function run(rl: RateLimiter, c: RequestContext, mode: 'ip' | 'tier' = 'ip') {
-    const stage = rateLimit.compile(route(mode), config, { rateLimiter: rl, metrics: null });
+    const stage = rateLimit.compile(route(mode), config, {
+      rateLimiter: rl,
+      metrics: null,
+      authenticators: NO_AUTHENTICATORS,
+    });
     if (stage === null) throw new Error('no stage');
     return (await stage.run(c)) as Problem | undefined;
   }
@@ -332,8 +337,20 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
 
   it('is not compiled for `rateLimit: off` or without a limiter', () => {
     const { rl } = limiter(() => 'open');
-    expect(rateLimit.compile(route('off'), config, { rateLimiter: rl, metrics: null })).toBeNull();
-    expect(rateLimit.compile(route('ip'), config, { rateLimiter: null, metrics: null })).toBeNull();
+    expect(
+      rateLimit.compile(route('off'), config, {
+        rateLimiter: rl,
+        metrics: null,
+        authenticators: NO_AUTHENTICATORS,
+      }),
+    ).toBeNull();
+    expect(
+      rateLimit.compile(route('ip'), config, {
+        rateLimiter: null,
+        metrics: null,
+        authenticators: NO_AUTHENTICATORS,
+      }),
+    ).toBeNull();
   });
 
   it('allowed: continues, with the headers on the response', async () => {
@@ -432,7 +449,11 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     const clock = { t: at('2027-01-10T08:00:00.000Z') };
     const s = store(clock);
     const { rl } = limiter((k, p) => s.consume(k, p) as unknown as GuardedDecision);
-    const stage = rateLimit.compile(route('ip'), config, { rateLimiter: rl, metrics: null });
+    const stage = rateLimit.compile(route('ip'), config, {
+      rateLimiter: rl,
+      metrics: null,
+      authenticators: NO_AUTHENTICATORS,
+    });
     const result = stage?.run(ctx());
     expect(result).toBeInstanceOf(Promise);
     expect(await result).toBeUndefined();

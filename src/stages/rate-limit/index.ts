@@ -9,7 +9,7 @@ import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js'
 import type { Decision } from '../../ratelimit/decision.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
-import type { RateLimiter } from '../../ratelimit/limiter.js';
+import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js';
 import type { DecisionResult } from '../../observability/metrics.js';
 
 const storeUnavailable = problem(
@@ -21,8 +21,8 @@ const storeUnavailable = problem(
 
 export const rateLimit: StageFactory = {
   name: 'rate-limit',
-  compile(route, _config, shared): Stage | null {
-    const mode = route.rateLimit ?? 'off';
+  compile(route, config, shared): Stage | null {
+    const mode = effectiveRateLimit(route, config);
     const limiter = shared.rateLimiter;
     if (mode === 'off' || limiter === null) return null;
     const byConsumer = mode === 'tier';

@@ -1,0 +1,31 @@
+import type { IncomingMessage } from 'node:http';
+
+/** Who is calling, as authentication established it. */
+export type Consumer = { readonly id: string; readonly tier: string; readonly roles: readonly string[] };
+
+/**
+ * What one authentication method made of a request:
+ * - absent: no credential of this kind (another method may apply);
+ * - ok: a valid credential;
+ * - invalid: a credential that is wrong, expired, revoked... (never echoed back: no token in it);
+ * - unavailable: it could not be checked (its store is down): 503, not 401.
+ */
+export type AuthAttempt =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'ok'; readonly consumer: Consumer }
+  | { readonly kind: 'invalid'; readonly reason: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+export type AuthMethod = 'jwt' | 'apiKey';
+
+export interface Authenticator {
+  readonly method: AuthMethod;
+  /** the WWW-Authenticate challenge for a 401 */
+  readonly challenge: string;
+  authenticate(req: IncomingMessage): AuthAttempt | Promise<AuthAttempt>;
+  /** waits (bounded) until keys are loaded */
+  ready?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const ABSENT: AuthAttempt = Object.freeze({ kind: 'absent' });

@@ -1,0 +1,59 @@
+/**
+ * Authentication: the route's methods (`auth: [jwt, apiKey]`) are tried in order; the first
+ * valid credential makes the consumer. No valid credential: 401 `unauthenticated` with a
+ * `WWW-Authenticate` challenge per method; a method whose store is down and no valid
+ * credential otherwise: 503 `store_unavailable` (a cached key still works meanwhile).
+ */
+import type { AuthAttempt, Authenticator } from '../../auth/types.js';
+import type { RequestContext } from '../../pipeline/context.js';
+import { problem, type Problem } from '../../pipeline/problems.js';
+import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+
+export const authenticate: StageFactory = {
+  name: 'authenticate',
+  compile(route, _config, shared): Stage | null {
+    const methods = route.auth ?? [];
+    if (methods.length === 0) return null;
+    const authenticators = methods.map((m) => {
+      const a = shared.authenticators[m];
+      if (a === null) throw new Error(`route "${route.name}": auth method ${m} is not configured`); // refused by checks
+      return a;
+    });
+    const challenges: string[] = [];
+    for (const a of authenticators) challenges.push('www-authenticate', a.challenge);
+    const unauthenticated = problem(401, 'unauthenticated', 'valid credentials are required', challenges);
+    const unavailable = problem(
+      503,
+      'store_unavailable',
+      'credentials cannot be checked right now (the key store is unavailable)',
+      ['retry-after', '1'],
+    );
+    const run = (
+      ctx: RequestContext,
+      from: number,
+      sawUnavailable: boolean,
+    ): StageOutcome | Promise<StageOutcome> => {
+      for (let i = from; i < authenticators.length; i++) {
+        const attempt = (authenticators[i] as Authenticator).authenticate(ctx.req);
+        if (attempt instanceof Promise) {
+          return attempt.then((a) => {
+            const done = settle(ctx, a);
+            if (done !== null) return done;
+            return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable');
+          });
+        }
+        const done = settle(ctx, attempt);
+        if (done !== null) return done;
+        if (attempt.kind === 'unavailable') sawUnavailable = true;
+      }
+      return sawUnavailable ? unavailable : unauthenticated;
+    };
+    /** undefined: authenticated; null: try the next method */
+    const settle = (ctx: RequestContext, a: AuthAttempt): Problem | undefined | null => {
+      if (a.kind !== 'ok') return null;
+      ctx.consumer = a.consumer;
+      return undefined;
+    };
+    return { name: 'authenticate', run: (ctx) => run(ctx, 0, false) };
+  },
+};
