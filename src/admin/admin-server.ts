@@ -8,6 +8,7 @@ import { problem, problemBody, type Problem } from '../pipeline/problems.js';
 import type { ReloadResult } from '../server/gateway.js';
 import { formatProblem } from '../config/problems.js';
 import { requestIdFor } from '../stages/request-id/index.js';
+import type { KeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
 
 export type AdminState = {
@@ -20,6 +21,8 @@ export type AdminState = {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
   reload: (() => Promise<ReloadResult>) | null;
+  /** the `/keys` endpoints (src/admin/keys.ts) */
+  keys?: KeysAdmin;
 };
 
 const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
@@ -38,6 +41,14 @@ export function createAdminServer(state: AdminState): Server {
           'Bearer realm="gatehouse-admin"',
         ]),
       );
+    }
+    if (
+      state.keys?.handle(req, res, url.pathname, {
+        json: (status, body) => sendJson(res, status, body),
+        problem: (p) => sendProblem(res, requestId, p),
+      })
+    ) {
+      return;
     }
     if (url.pathname === '/reload' && req.method === 'POST') {
       if (state.reload === null) {

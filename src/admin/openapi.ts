@@ -77,6 +77,40 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { '200': { description: 'metrics', content: { 'text/plain': {} } } },
         },
       },
+      '/keys': {
+        post: {
+          summary:
+            'issue an API key: {name, tier, roles?, expiresAt?} → {id, key, ...}; the only time the key is shown',
+          responses: {
+            '201': { description: 'created' },
+            '400': problemResponse('invalid request'),
+            '401': problemResponse('missing or wrong admin token'),
+            '503': problemResponse('the key store is unavailable'),
+          },
+        },
+        get: {
+          summary: 'list keys (never the keys themselves)',
+          responses: { '200': { description: 'keys' } },
+        },
+      },
+      '/keys/{id}': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        get: {
+          summary: 'one key',
+          responses: { '200': { description: 'the key' }, '404': problemResponse('no such key') },
+        },
+        delete: {
+          summary: 'revoke the key (every instance refuses it within 1 s)',
+          responses: { '200': { description: 'revoked' }, '404': problemResponse('no such key') },
+        },
+      },
+      '/keys/{id}/rotate': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        post: {
+          summary: 'issue a replacement: {grace} → new key; the old one stays valid for `grace`',
+          responses: { '201': { description: 'the new key' }, '404': problemResponse('no such key') },
+        },
+      },
       '/openapi.json': {
         get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3.1' } } },
       },

@@ -8,6 +8,7 @@ import { loadConfigFile } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
 import { jsonSchema, type GatewayConfig } from '../config/schema.js';
 import { isWorker } from '../server/cluster.js';
+import { registerKeyCommands } from './keys.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -124,6 +125,8 @@ export function buildCli(): Command {
         await Promise.all(upstreams.map((s) => new Promise((r) => s.close(r))));
       });
     });
+
+  registerKeyCommands(program, { configOption, load: (opts) => loadOrExit(configPath(opts.config)) });
 
   program
     .command('version')

@@ -301,14 +301,24 @@ export const RedisSchema = Type.Object(
   { ...strict, description: 'Shared counters. Absent: in-memory counters (one instance only).' },
 );
 
+const JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+
 export const JwtSchema = Type.Object(
   {
     algorithms: Type.Array(
-      Type.Union(
-        ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) =>
-          Type.Literal(a),
-        ),
-      ),
+      Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a)) as TLiteral<JwtAlgorithm>[]),
       {
         default: ['RS256'],
         minItems: 1,

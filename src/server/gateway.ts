@@ -6,6 +6,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
+import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
+import { ApiKeyAuthenticator } from '../auth/api-keys/authenticator.js';
 import { readyAuthenticators } from '../auth/index.js';
 import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
@@ -44,6 +46,8 @@ export class Gateway {
   private closing: Promise<void> | null = null;
 
   private reloading: Promise<ReloadResult> | null = null;
+  /** admin `/keys`; a revocation made here also drops the key from this process's cache */
+  private readonly keys: KeysAdmin;
   /** one registry for the process's life: counters carry on across reloads */
   readonly metrics = new GatewayMetrics();
 
@@ -59,6 +63,14 @@ export class Gateway {
       upgraded: new Set(),
     };
     this.data = createDataPlane(this.state);
+    this.keys = createKeysAdmin(
+      () => this.state.runtime.config,
+      logger,
+      (id) => {
+        const a = this.state.runtime.shared.authenticators.apiKey;
+        if (a instanceof ApiKeyAuthenticator) a.invalidate(id);
+      },
+    );
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
@@ -73,6 +85,7 @@ export class Gateway {
         if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
         return checks;
       },
+      keys: this.keys,
       reload:
         this.configFile === undefined
           ? null
@@ -190,6 +203,7 @@ export class Gateway {
       await closed;
     }
     await closeRuntime(this.state.runtime);
+    await this.keys.close();
     this.admin.closeAllConnections();
     await new Promise<void>((resolve) => this.admin.close(() => resolve()));
     this.logger.info('stopped');

@@ -1,12 +1,66 @@
-/** JWT bearer tokens (jose). Being written: see issue 4. */
+/**
+ * JWT bearer tokens (jose): `Authorization: Bearer <jwt>` only; keys from `jwksUrl` or
+ * `publicKeys`. See verifier.ts for what is checked and jwks.ts for key caching and rotation.
+ * No bearer header: `absent` (another method may apply); a bad token: `invalid` (401); bearer
+ * tokens while no key set was ever loaded from the JWKS endpoint: `unavailable` (503).
+ */
 import type { GatewayConfig, JwtConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
-import type { Authenticator } from '../types.js';
+import { ABSENT, type AuthAttempt, type Authenticator } from '../types.js';
+import { bearerToken } from './bearer.js';
+import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from './jwks.js';
+import type { KeySource } from './keys.js';
+import { PemKeySource } from './pem.js';
+import { DEFAULT_VERIFIER_TUNING, JwtVerifier, type VerifierTuning } from './verifier.js';
+
+export type JwtTuning = { readonly jwks?: JwksTuning; readonly verifier?: VerifierTuning };
+
+export const JWT_CHALLENGE = 'Bearer realm="gatehouse"';
 
 export function createJwtAuthenticator(
-  _jwt: JwtConfig,
+  jwt: JwtConfig,
   _config: GatewayConfig,
-  _logger: Logger,
-): Authenticator {
-  throw new Error('auth.jwt is not available yet');
+  logger: Logger,
+  tuning: JwtTuning = {},
+): Authenticator & { readonly verifier: JwtVerifier; readonly keys: KeySource } {
+  // the config checks refuse anything else; this guards a config built in code
+  for (const alg of jwt.algorithms) {
+    if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
+      throw new Error(`auth.jwt.algorithms: ${alg} is not supported (asymmetric algorithms only)`);
+  }
+  let keys: KeySource;
+  if (jwt.jwksUrl !== undefined && jwt.publicKeys === undefined) {
+    keys = new JwksKeySource(jwt.jwksUrl, logger, tuning.jwks ?? DEFAULT_JWKS_TUNING);
+  } else if (jwt.publicKeys !== undefined && jwt.jwksUrl === undefined) {
+    keys = new PemKeySource(jwt.publicKeys);
+  } else {
+    throw new Error('auth.jwt: exactly one of jwksUrl or publicKeys is required');
+  }
+  const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING);
+  const log = logger.child({ auth: 'jwt' });
+  return {
+    method: 'jwt',
+    challenge: JWT_CHALLENGE,
+    verifier,
+    keys,
+    authenticate(req): Promise<AuthAttempt> | AuthAttempt {
+      const token = bearerToken(req);
+      if (token === null) return ABSENT;
+      const quick = verifier.quick(token); // a cached token is answered synchronously
+      if (quick !== null) {
+        if (quick.kind === 'invalid') log.debug({ reason: quick.reason }, 'bearer token refused');
+        return quick;
+      }
+      return verifier.full(token).then((attempt) => {
+        if (attempt.kind === 'invalid') log.debug({ reason: attempt.reason }, 'bearer token refused');
+        return attempt;
+      });
+    },
+    ready: () => keys.ready(),
+    close() {
+      keys.close();
+      verifier.cache.clear();
+      return Promise.resolve();
+    },
+  };
 }

@@ -11,7 +11,7 @@ import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js'
 
 export const authenticate: StageFactory = {
   name: 'authenticate',
-  compile(route, _config, shared): Stage | null {
+  compile(route, config, shared): Stage | null {
     const methods = route.auth ?? [];
     if (methods.length === 0) return null;
     const authenticators = methods.map((m) => {
@@ -25,7 +25,7 @@ export const authenticate: StageFactory = {
     const unavailable = problem(
       503,
       'store_unavailable',
-      'credentials cannot be checked right now (the key store is unavailable)',
+      'credentials cannot be checked right now (the key store or the JWKS endpoint is unavailable)',
       ['retry-after', '1'],
     );
     const run = (
@@ -54,6 +54,20 @@ export const authenticate: StageFactory = {
       ctx.consumer = a.consumer;
       return undefined;
     };
-    return { name: 'authenticate', run: (ctx) => run(ctx, 0, false) };
+    // The API key is a credential for the gateway, not for the upstream: never forwarded.
+    const keyHeader = methods.includes('apiKey')
+      ? (config.auth?.apiKey?.header ?? 'x-api-key').toLowerCase()
+      : null;
+    const stripKey = (ctx: RequestContext) => {
+      const h = ctx.upstreamHeaders;
+      for (let i = h.length - 2; i >= 0; i -= 2) if (h[i] === keyHeader) h.splice(i, 2);
+    };
+    return {
+      name: 'authenticate',
+      run: (ctx) => {
+        if (keyHeader !== null) stripKey(ctx);
+        return run(ctx, 0, false);
+      },
+    };
   },
 };

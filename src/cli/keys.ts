@@ -1,0 +1,239 @@
+/**
+ * `gatehouse keys create|list|revoke|rotate` and `gatehouse migrate`: the config's database
+ * (`database.url`, else the embedded SQLite file) and its `auth.apiKey.secret`.
+ * A new key is printed once, alone on stdout; everything else goes to stderr or is a listing
+ * that never holds a key or its hash.
+ */
+import { Command, type Option } from 'commander';
+import type { GatewayConfig } from '../config/schema.js';
+import { parseDuration } from '../config/units.js';
+import {
+  createKey,
+  NAME_PATTERN,
+  ROLE_PATTERN,
+  rotateKey,
+  TIER_PATTERN,
+  viewOf,
+} from '../auth/api-keys/manage.js';
+import { ID_PATTERN } from '../auth/api-keys/format.js';
+import { openKeyRepository, type ApiKeyRecord, type KeyRepository } from '../stores/database.js';
+
+export type KeyCliDeps = {
+  configOption: () => Option;
+  /** loads and validates the config (exits with its problems when invalid) */
+  load: (opts: { config?: string }) => Promise<GatewayConfig>;
+};
+
+const MAX_LIFETIME_MS = 10 * 365 * 86_400_000;
+
+class UsageError extends Error {}
+
+function duration(value: string, what: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(value);
+  } catch {
+    throw new UsageError(`${what}: invalid duration "${value}" (use e.g. 30m, 24h, 90d)`);
+  }
+  if (ms < 0 || ms > MAX_LIFETIME_MS) throw new UsageError(`${what}: must be between 0 and 3650d`);
+  return ms;
+}
+
+function secretOf(config: GatewayConfig): string {
+  const secret = config.auth?.apiKey?.secret;
+  if (!secret) throw new UsageError('auth.apiKey.secret is not configured: keys cannot be hashed');
+  return secret;
+}
+
+async function withRepository<T>(config: GatewayConfig, fn: (repo: KeyRepository) => Promise<T>): Promise<T> {
+  const repo = await openKeyRepository(config.database);
+  try {
+    await repo.migrate();
+    return await fn(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+function status(k: ApiKeyRecord, now: number): string {
+  if (k.revokedAt !== null) {
+    return k.revokedAt.getTime() <= now ? 'revoked' : `grace until ${k.revokedAt.toISOString()}`;
+  }
+  if (k.expiresAt !== null && k.expiresAt.getTime() <= now) return 'expired';
+  return 'active';
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map(
+      (r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd() + '\n',
+    )
+    .join('');
+}
+
+/** runs an action, turning failures into a message on stderr and exit code 1 (never a stack) */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      const message =
+        err instanceof UsageError
+          ? err.message
+          : `database error: ${err instanceof Error ? err.message : String(err)}`;
+      process.stderr.write(`gatehouse: ${message}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
+  program
+    .command('migrate')
+    .description('create or upgrade the database schema (also done at start)')
+    .addOption(deps.configOption())
+    .action(
+      action(async (opts: { config?: string }) => {
+        const config = await deps.load(opts);
+        await withRepository(config, async (repo) => {
+          process.stdout.write(`migrated (${repo.kind})\n`);
+        });
+      }),
+    );
+
+  const keys = new Command('keys').description('manage API keys');
+
+  keys
+    .command('create')
+    .description('create a key and print it (the only time it is shown)')
+    .requiredOption('--name <name>', 'who the key is for')
+    .requiredOption('--tier <tier>', 'rate-limit tier')
+    .option('--roles <roles>', 'comma-separated role names')
+    .option('--expires <duration>', 'lifetime, e.g. 90d (default: no expiry)')
+    .addOption(deps.configOption())
+    .action(
+      action(
+        async (opts: { name: string; tier: string; roles?: string; expires?: string; config?: string }) => {
+          const config = await deps.load(opts);
+          const secret = secretOf(config);
+          if (!NAME_PATTERN.test(opts.name))
+            throw new UsageError('--name: 1 to 100 letters, digits, spaces or _.@:-');
+          if (!TIER_PATTERN.test(opts.tier)) throw new UsageError('--tier: letters, digits or _.-');
+          const tiers = Object.keys(config.rateLimit.tiers);
+          if (tiers.length > 0 && !tiers.includes(opts.tier)) {
+            throw new UsageError(`--tier: unknown tier "${opts.tier}" (configured: ${tiers.join(', ')})`);
+          }
+          const roles = (opts.roles ?? '')
+            .split(',')
+            .map((r) => r.trim())
+            .filter((r) => r !== '');
+          for (const r of roles) {
+            if (!ROLE_PATTERN.test(r)) throw new UsageError(`--roles: invalid role name "${r}"`);
+          }
+          const known = Object.keys(config.rbac.roles);
+          const unknown = roles.filter((r) => !known.includes(r));
+          if (known.length > 0 && unknown.length > 0) {
+            throw new UsageError(
+              `--roles: unknown role(s) ${unknown.join(', ')} (configured: ${known.join(', ')})`,
+            );
+          }
+          const expiresAt =
+            opts.expires === undefined ? null : new Date(Date.now() + duration(opts.expires, '--expires'));
+          await withRepository(config, async (repo) => {
+            const { key, record } = await createKey(repo, secret, {
+              name: opts.name,
+              tier: opts.tier,
+              roles,
+              expiresAt,
+            });
+            process.stdout.write(key + '\n');
+            process.stderr.write(
+              `created key ${record.id} (name ${record.name}, tier ${record.tier}, roles ${record.roles.join(',') || '-'}, ` +
+                `expires ${record.expiresAt ?? 'never'}); the key above is shown only once\n`,
+            );
+          });
+        },
+      ),
+    );
+
+  keys
+    .command('list')
+    .description('list keys (never the keys themselves)')
+    .option('--json', 'one JSON array')
+    .addOption(deps.configOption())
+    .action(
+      action(async (opts: { json?: boolean; config?: string }) => {
+        const config = await deps.load(opts);
+        await withRepository(config, async (repo) => {
+          const all = await repo.list();
+          if (opts.json) {
+            process.stdout.write(JSON.stringify(all.map(viewOf), null, 2) + '\n');
+            return;
+          }
+          const now = Date.now();
+          const rows = [['ID', 'NAME', 'TIER', 'ROLES', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS']];
+          for (const k of all) {
+            rows.push([
+              k.id,
+              k.name,
+              k.tier,
+              k.roles.join(',') || '-',
+              k.createdAt.toISOString(),
+              k.expiresAt?.toISOString() ?? '-',
+              k.lastUsedAt?.toISOString() ?? '-',
+              status(k, now),
+            ]);
+          }
+          process.stdout.write(table(rows));
+        });
+      }),
+    );
+
+  keys
+    .command('revoke')
+    .description('revoke a key now (every instance refuses it within 1 s)')
+    .argument('<id>', 'the key id (the part after gh_)')
+    .addOption(deps.configOption())
+    .action(
+      action(async (id: string, opts: { config?: string }) => {
+        const config = await deps.load(opts);
+        if (!ID_PATTERN.test(id)) throw new UsageError(`no key ${JSON.stringify(id.slice(0, 20))}`);
+        await withRepository(config, async (repo) => {
+          const revoked = await repo.revoke(id, new Date());
+          if (revoked === null) throw new UsageError(`no key ${id}`);
+          process.stdout.write(`revoked ${id}\n`);
+        });
+      }),
+    );
+
+  keys
+    .command('rotate')
+    .description('issue a new key with the same name, tier and roles; the old one stays valid for --grace')
+    .argument('<id>', 'the key id')
+    .option('--grace <duration>', 'how long the old key stays valid', '24h')
+    .addOption(deps.configOption())
+    .action(
+      action(async (id: string, opts: { grace: string; config?: string }) => {
+        const config = await deps.load(opts);
+        const secret = secretOf(config);
+        const grace = duration(opts.grace, '--grace');
+        if (!ID_PATTERN.test(id)) throw new UsageError(`no key ${JSON.stringify(id.slice(0, 20))}`);
+        await withRepository(config, async (repo) => {
+          const rotated = await rotateKey(repo, secret, id, grace);
+          if (rotated === null) throw new UsageError(`no active key ${id}`);
+          process.stdout.write(rotated.key + '\n');
+          process.stderr.write(
+            `new key ${rotated.record.id} replaces ${id}, which stays valid until ${rotated.previous.revokedAt}; ` +
+              'the key above is shown only once\n',
+          );
+        });
+      }),
+    );
+
+  program.addCommand(keys);
+}

@@ -1,0 +1,199 @@
+/**
+ * JWT and RBAC through the real gateway: 401 / 403 / 200, consumer headers upstream, key
+ * rotation, a JWKS endpoint going down, 503 before any key set, and the tier feeding rate limits.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+let upstream: Upstream;
+let k1: TestKey;
+let k2: TestKey;
+beforeAll(async () => {
+  upstream = await startUpstream();
+  [k1, k2] = await Promise.all([makeKey('k1'), makeKey('k2')]);
+});
+afterAll(() => upstream.close());
+
+const yaml = (jwksUrl: string) => `
+auth:
+  jwt:
+    algorithms: [RS256]
+    issuer: "${ISSUER}"
+    audience: ${AUDIENCE}
+    jwksUrl: "${jwksUrl}"
+    clockTolerance: 60s
+rbac:
+  roles:
+    reader: [orders:read]
+    writer: [orders:read, orders:write]
+    admin: ["*"]
+rateLimit:
+  defaultTier: free
+  tiers:
+    anonymous: { limits: [{ requests: 100, per: 1m }] }
+    free: { limits: [{ requests: 3, per: 1m }] }
+    pro: { limits: [{ requests: 6, per: 1m }] }
+services:
+  echo: { targets: ["${upstream.url}"] }
+routes:
+  - { name: read, match: { path: /orders/**, methods: [GET] }, service: echo, auth: [jwt], permissions: [orders:read], rateLimit: "off" }
+  - { name: write, match: { path: /orders/**, methods: [POST] }, service: echo, auth: [jwt], permissions: [orders:read, orders:write], rateLimit: "off" }
+  - { name: limited, match: { path: /limited/** }, service: echo, auth: [jwt] }
+  - { name: public, match: { path: /public/** }, service: echo }
+`;
+
+const bearer = (token: string, extra: Record<string, string> = {}) => ({
+  headers: { authorization: `Bearer ${token}`, ...extra },
+});
+type Echo = { headers: Record<string, string | undefined> };
+
+describe('JWT + RBAC through the gateway', () => {
+  let jwks: JwksServer;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    jwks = await JwksServer.start([k1]);
+    gw = await startGateway(yaml(jwks.url));
+  });
+  afterAll(async () => {
+    await gw.close();
+    await jwks.close();
+  });
+
+  it('401 without a token: WWW-Authenticate, problem+json, nothing upstream', async () => {
+    const before = upstream.received.length;
+    const res = await fetch(`${gw.url}/orders/1`);
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await res.json()).toMatchObject({ status: 401, code: 'unauthenticated' });
+    expect(upstream.received.length).toBe(before);
+  });
+
+  it('401 with an invalid token, which is never echoed back', async () => {
+    const token = await sign(k1, { iss: 'https://evil.example/' });
+    const res = await fetch(`${gw.url}/orders/1`, bearer(token));
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    const text = await res.text();
+    for (const part of token.split('.')) expect(text).not.toContain(part);
+  });
+
+  it('ignores a token in the query string', async () => {
+    const token = await sign(k1, { roles: ['reader'] });
+    const res = await fetch(`${gw.url}/orders/1?access_token=${token}`);
+    expect(res.status).toBe(401);
+  });
+
+  it('403 forbidden when a role lacks a permission (all are required)', async () => {
+    const token = await sign(k1, { sub: 'rita', roles: ['reader'] });
+    const ok = await fetch(`${gw.url}/orders/1`, bearer(token));
+    expect(ok.status).toBe(200);
+    const res = await fetch(`${gw.url}/orders/1`, { method: 'POST', body: '{}', ...bearer(token) });
+    expect(res.status).toBe(403);
+    expect(res.headers.get('www-authenticate')).toBeNull();
+    expect(await res.json()).toMatchObject({ status: 403, code: 'forbidden' });
+    const none = await sign(k1, { sub: 'nora' });
+    expect((await fetch(`${gw.url}/orders/1`, bearer(none))).status).toBe(403);
+    const unknown = await sign(k1, { sub: 'ursula', roles: ['superuser', 'root'] });
+    expect((await fetch(`${gw.url}/orders/1`, bearer(unknown))).status).toBe(403);
+    const admin = await sign(k1, { sub: 'ada', roles: ['admin'] });
+    expect((await fetch(`${gw.url}/orders/1`, { method: 'POST', body: '{}', ...bearer(admin) })).status).toBe(
+      200,
+    );
+  });
+
+  it('200 with X-Consumer-Id/-Tier/-Roles upstream; client-sent X-Consumer-* never get through', async () => {
+    const token = await sign(k1, { sub: 'wendy', roles: ['writer', 'reader'], tier: 'pro' });
+    const res = await fetch(
+      `${gw.url}/orders/1`,
+      bearer(token, {
+        'x-consumer-id': 'mallory',
+        'x-consumer-roles': 'admin',
+        'x-consumer-tier': 'gold',
+        'x-consumer-extra': '1',
+      }),
+    );
+    expect(res.status).toBe(200);
+    const { headers } = (await res.json()) as Echo;
+    expect(headers['x-consumer-id']).toBe('wendy');
+    expect(headers['x-consumer-tier']).toBe('pro');
+    expect(headers['x-consumer-roles']).toBe('writer,reader');
+    expect(headers['x-consumer-extra']).toBeUndefined();
+    const raw = upstream.received.at(-1)?.rawHeaders ?? [];
+    expect(raw.filter((h) => h.toLowerCase() === 'x-consumer-id')).toHaveLength(1);
+  });
+
+  it('a public route strips client-sent X-Consumer-* too', async () => {
+    const res = await fetch(`${gw.url}/public/x`, { headers: { 'x-consumer-id': 'mallory' } });
+    expect(((await res.json()) as Echo).headers['x-consumer-id']).toBeUndefined();
+  });
+
+  it('the tier from the token feeds rate limiting', async () => {
+    const free = await sign(k1, { sub: 'fred' }); // no tier: defaultTier free (3/min)
+    const pro = await sign(k1, { sub: 'paula', tier: 'pro' }); // 6/min
+    const statuses = async (token: string) => {
+      const out: number[] = [];
+      for (let i = 0; i < 8; i++) out.push((await fetch(`${gw.url}/limited/x`, bearer(token))).status);
+      return out;
+    };
+    const f = await statuses(free);
+    const p = await statuses(pro);
+    expect(f.filter((s) => s === 200)).toHaveLength(3);
+    expect(f.filter((s) => s === 429)).toHaveLength(5);
+    expect(p.filter((s) => s === 200)).toHaveLength(6);
+    expect(p.filter((s) => s === 429)).toHaveLength(2);
+  });
+});
+
+describe('JWKS rotation and outages through the gateway', () => {
+  let jwks: JwksServer;
+  let gw: TestGateway | undefined;
+  afterEach(async () => {
+    await gw?.close();
+    gw = undefined;
+    await jwks.close();
+  });
+
+  it('picks up a new kid (rotation), then keeps working with cached keys while the JWKS is down', async () => {
+    jwks = await JwksServer.start([k1]);
+    gw = await startGateway(yaml(jwks.url));
+    expect((await fetch(`${gw.url}/orders/1`, bearer(await sign(k1, { roles: ['reader'] })))).status).toBe(
+      200,
+    );
+    const startup = jwks.requests;
+    jwks.setKeys([k1, k2]);
+    const rotated = await fetch(
+      `${gw.url}/orders/1`,
+      bearer(await sign(k2, { sub: 'new', roles: ['reader'] })),
+    );
+    expect(rotated.status).toBe(200);
+    expect(jwks.requests).toBe(startup + 1);
+    jwks.mode = 'reset';
+    for (const [key, sub] of [
+      [k1, 'a'],
+      [k2, 'b'],
+    ] as const) {
+      const res = await fetch(`${gw.url}/orders/1`, bearer(await sign(key, { sub, roles: ['reader'] })));
+      expect(res.status).toBe(200);
+    }
+  });
+
+  it('503 store_unavailable (not 401) for bearer tokens until a first key set loads; no token stays 401', async () => {
+    jwks = await JwksServer.start([k1]);
+    jwks.mode = 'error';
+    gw = await startGateway(yaml(jwks.url)); // does not hang or fail: warns and retries
+    const token = await sign(k1, { roles: ['reader'] });
+    const res = await fetch(`${gw.url}/orders/1`, bearer(token));
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).not.toBeNull();
+    expect(await res.json()).toMatchObject({ code: 'store_unavailable' });
+    expect((await fetch(`${gw.url}/orders/1`)).status).toBe(401);
+    jwks.mode = 'up';
+    const url = `${gw.url}/orders/1`;
+    await expect
+      .poll(async () => (await fetch(url, bearer(token))).status, { timeout: 8000, interval: 250 })
+      .toBe(200);
+  }, 15_000);
+});

@@ -1,0 +1,194 @@
+/** `gatehouse keys ...` and `gatehouse migrate` as real processes (run `npm run build` first). */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keyMatches } from '../../src/auth/api-keys/format.js';
+import { isActive, type KeyRepository } from '../../src/stores/database.js';
+import { PostgresKeyRepository } from '../../src/stores/postgres-keys.js';
+import { SqliteKeyRepository } from '../../src/stores/sqlite-keys.js';
+import { spawnCli, writeTempConfig } from '../helpers/process.js';
+import { createSchema, tempSqliteFile, type PrivateSchema } from './api-keys-db.js';
+
+const SECRET = 'cli-test-secret-0123456789abcdef';
+
+async function cli(args: string[]): Promise<{ code: number | string; out: string }> {
+  const p = spawnCli(args);
+  const code = await p.exited;
+  return { code, out: p.output() };
+}
+
+const configYaml = (database: string, extra = '') => `
+database: ${database}
+auth: { apiKey: { secret: '${SECRET}' } }
+services: { a: { targets: ['http://127.0.0.1:1'] } }
+routes: [ { name: r, match: { path: /x }, service: a, auth: [apiKey] } ]
+${extra}`;
+
+type Backend = {
+  name: string;
+  setup(): Promise<{ database: string; repo: () => KeyRepository }>;
+  cleanup(): Promise<void>;
+};
+
+let schema: PrivateSchema | undefined;
+const sqlite = tempSqliteFile();
+const backends: Backend[] = [
+  {
+    name: 'postgres',
+    async setup() {
+      schema = await createSchema();
+      const url = schema.url;
+      return { database: `{ url: '${url}' }`, repo: () => new PostgresKeyRepository(url) };
+    },
+    cleanup: async () => schema?.drop(),
+  },
+  {
+    name: 'sqlite',
+    async setup() {
+      return { database: `{ file: '${sqlite.file}' }`, repo: () => new SqliteKeyRepository(sqlite.file) };
+    },
+    cleanup: async () => sqlite.remove(),
+  },
+];
+
+describe.each(backends)('gatehouse keys on $name', (backend) => {
+  let config: string;
+  let repo: KeyRepository;
+  beforeAll(async () => {
+    const s = await backend.setup();
+    config = writeTempConfig(configYaml(s.database));
+    const m = await cli(['migrate', '-c', config]);
+    expect(m.code).toBe(0);
+    repo = s.repo();
+  });
+  afterAll(async () => {
+    await repo?.close();
+    await backend.cleanup();
+  });
+
+  it('create prints the key once; list, rotate, revoke', async () => {
+    const created = await cli([
+      'keys',
+      'create',
+      '--name',
+      'acme',
+      '--tier',
+      'pro',
+      '--roles',
+      'reader,writer',
+      '--expires',
+      '90d',
+      '-c',
+      config,
+    ]);
+    expect(created.code).toBe(0);
+    const key = /gh_[0-9A-Za-z]{12}_[0-9A-Za-z]{43}/.exec(created.out)?.[0];
+    expect(key).toBeDefined();
+    const id = key!.slice(3, 15);
+    const stored = (await repo.get(id))!;
+    expect(stored).toMatchObject({ name: 'acme', tier: 'pro', roles: ['reader', 'writer'] });
+    expect(keyMatches(SECRET, key!, stored.hash)).toBe(true);
+    const days = (stored.expiresAt!.getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(89.9);
+    expect(days).toBeLessThan(90.1);
+
+    const list = await cli(['keys', 'list', '-c', config]);
+    expect(list.code).toBe(0);
+    expect(list.out).toContain(id);
+    expect(list.out).toContain('active');
+    expect(list.out).not.toContain(key!.slice(16));
+    expect(list.out).not.toContain(stored.hash);
+    const json = await cli(['keys', 'list', '--json', '-c', config]);
+    expect(json.out).not.toContain(stored.hash);
+    expect(json.out).not.toContain(key!.slice(16));
+
+    const rotated = await cli(['keys', 'rotate', id, '--grace', '1h', '-c', config]);
+    expect(rotated.code).toBe(0);
+    const newKey = /gh_[0-9A-Za-z]{12}_[0-9A-Za-z]{43}/.exec(rotated.out)?.[0];
+    expect(newKey).toBeDefined();
+    expect(newKey).not.toBe(key);
+    const old = (await repo.get(id))!;
+    expect(isActive(old, Date.now())).toBe(true);
+    expect(isActive(old, Date.now() + 3_600_001)).toBe(false);
+    const fresh = (await repo.get(newKey!.slice(3, 15)))!;
+    expect(fresh).toMatchObject({ name: 'acme', tier: 'pro', roles: ['reader', 'writer'] });
+    expect(keyMatches(SECRET, newKey!, fresh.hash)).toBe(true);
+
+    const revoked = await cli(['keys', 'revoke', id, '-c', config]);
+    expect(revoked.code).toBe(0);
+    expect(isActive((await repo.get(id))!, Date.now())).toBe(false);
+    expect((await cli(['keys', 'list', '-c', config])).out).toMatch(new RegExp(`${id}.*revoked`));
+  });
+
+  it('errors are clear and exit 1', async () => {
+    const unknown = await cli(['keys', 'revoke', 'AAAAAAAAAAAA', '-c', config]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.out).toContain('no key AAAAAAAAAAAA');
+    const badDuration = await cli([
+      'keys',
+      'create',
+      '--name',
+      'n',
+      '--tier',
+      't',
+      '--expires',
+      'soon',
+      '-c',
+      config,
+    ]);
+    expect(badDuration.code).toBe(1);
+    expect(badDuration.out).toContain('--expires');
+    const missing = await cli(['keys', 'create', '--tier', 't', '-c', config]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.out).toContain('--name');
+    expect((await cli(['keys', 'rotate', 'AAAAAAAAAAAA', '-c', config])).code).toBe(1);
+  });
+});
+
+describe('gatehouse keys: configuration checks', () => {
+  it('refuses a tier or role the config does not define, and a missing secret', async () => {
+    const db = tempSqliteFile();
+    try {
+      const config = writeTempConfig(
+        configYaml(
+          `{ file: '${db.file}' }`,
+          'rbac: { roles: { reader: [orders:read] } }\nrateLimit: { tiers: { free: { limits: [{ requests: 1, per: 1s }] } } }',
+        ),
+      );
+      const tier = await cli(['keys', 'create', '--name', 'n', '--tier', 'gold', '-c', config]);
+      expect(tier.code).toBe(1);
+      expect(tier.out).toContain('unknown tier "gold"');
+      const role = await cli([
+        'keys',
+        'create',
+        '--name',
+        'n',
+        '--tier',
+        'free',
+        '--roles',
+        'boss',
+        '-c',
+        config,
+      ]);
+      expect(role.code).toBe(1);
+      expect(role.out).toContain('unknown role(s) boss');
+      const ok = await cli([
+        'keys',
+        'create',
+        '--name',
+        'n',
+        '--tier',
+        'free',
+        '--roles',
+        'reader',
+        '-c',
+        config,
+      ]);
+      expect(ok.code).toBe(0);
+      const noSecret = writeTempConfig(`database: { file: '${db.file}' }\n`);
+      const refused = await cli(['keys', 'create', '--name', 'n', '--tier', 'free', '-c', noSecret]);
+      expect(refused.code).toBe(1);
+      expect(refused.out).toContain('auth.apiKey.secret');
+    } finally {
+      db.remove();
+    }
+  });
+});
