@@ -62,6 +62,7 @@ export function median(values) {
  * @property {number} [connections]  wrk connections (default 64)
  * @property {number | null} [wrkCpu]  CPU wrk is pinned to (default 0)
  * @property {(line: string) => void} [log]
+ * @property {string} [script]  a wrk Lua script for every run
  */
 
 /**
@@ -122,7 +123,13 @@ export async function measure(opts) {
       warn(`the check request failed: ${err instanceof Error ? err.message : err}`);
     }
 
-    const wrkBase = { url, threads, connections, cpu: wrkCpu };
+    const wrkBase = {
+      url,
+      threads,
+      connections,
+      cpu: wrkCpu,
+      ...(opts.script ? { script: opts.script } : {}),
+    };
     if (warmup) {
       log(`  warm-up ${warmup}`);
       const firstHeaders = { ...headers, ...(modes[0]?.headers ?? {}) };

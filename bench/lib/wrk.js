@@ -101,6 +101,7 @@ export function parseWrk(text) {
  * @property {Record<string, string>} [headers]
  * @property {number | null} [cpu]  CPU to pin wrk to
  * @property {string} [timeout]  wrk's per-request timeout (its default is 2s)
+ * @property {string} [script]  a wrk Lua script (-s), e.g. to vary a header per request
  */
 
 /**
@@ -116,9 +117,11 @@ export async function runWrk({
   headers = {},
   cpu = null,
   timeout,
+  script,
 }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', String(duration), '--latency'];
   if (timeout) args.push('--timeout', timeout);
+  if (script) args.push('-s', script);
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
   args.push(url);
   const wrk = spawnProcess({ name: 'wrk', cmd: 'wrk', args, cpu, collect: true });

@@ -24,6 +24,7 @@ export class GatewayMetrics {
   readonly storeErrors: Counter<'store'>;
   readonly degradedDecisions: Counter<'store' | 'policy'>;
   readonly storeDegraded: Gauge<'store'>;
+  readonly authFailures: Counter<'method' | 'reason'>;
 
   constructor() {
     const registers = [this.registry];
@@ -50,6 +51,12 @@ export class GatewayMetrics {
       name: 'gatehouse_ratelimit_degraded_decisions_total',
       help: 'Rate-limit decisions taken by the failure policy instead of the shared store',
       labelNames: ['store', 'policy'],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: 'gatehouse_auth_failures_total',
+      help: 'Requests an authentication method did not accept (reason: absent, invalid, unavailable)',
+      labelNames: ['method', 'reason'],
       registers,
     });
     this.storeDegraded = new Gauge({

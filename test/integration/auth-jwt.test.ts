@@ -78,6 +78,11 @@ describe('JWT + RBAC through the gateway', () => {
     expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
     const text = await res.text();
     for (const part of token.split('.')) expect(text).not.toContain(part);
+    // counted by method and kind, never by anything from the token
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/gatehouse_auth_failures_total\{method="jwt",reason="invalid"\} [1-9]/);
+    expect(metrics).toMatch(/gatehouse_auth_failures_total\{method="jwt",reason="absent"\} [1-9]/);
+    expect(metrics).not.toContain(token.split('.')[1] ?? 'x');
   });
 
   it('ignores a token in the query string', async () => {

@@ -19,6 +19,13 @@ export const authenticate: StageFactory = {
       if (a === null) throw new Error(`route "${route.name}": auth method ${m} is not configured`); // refused by checks
       return a;
     });
+    // counted per method and outcome kind: a small, fixed label set (never the token or key)
+    const noop = { inc: () => undefined };
+    const failures = authenticators.map((a) => ({
+      absent: shared.metrics?.authFailures.labels(a.method, 'absent') ?? noop,
+      invalid: shared.metrics?.authFailures.labels(a.method, 'invalid') ?? noop,
+      unavailable: shared.metrics?.authFailures.labels(a.method, 'unavailable') ?? noop,
+    }));
     const challenges: string[] = [];
     for (const a of authenticators) challenges.push('www-authenticate', a.challenge);
     const unauthenticated = problem(401, 'unauthenticated', 'valid credentials are required', challenges);
@@ -37,20 +44,23 @@ export const authenticate: StageFactory = {
         const attempt = (authenticators[i] as Authenticator).authenticate(ctx.req);
         if (attempt instanceof Promise) {
           return attempt.then((a) => {
-            const done = settle(ctx, a);
+            const done = settle(ctx, a, i);
             if (done !== null) return done;
             return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable');
           });
         }
-        const done = settle(ctx, attempt);
+        const done = settle(ctx, attempt, i);
         if (done !== null) return done;
         if (attempt.kind === 'unavailable') sawUnavailable = true;
       }
       return sawUnavailable ? unavailable : unauthenticated;
     };
     /** undefined: authenticated; null: try the next method */
-    const settle = (ctx: RequestContext, a: AuthAttempt): Problem | undefined | null => {
-      if (a.kind !== 'ok') return null;
+    const settle = (ctx: RequestContext, a: AuthAttempt, i: number): Problem | undefined | null => {
+      if (a.kind !== 'ok') {
+        failures[i]?.[a.kind].inc();
+        return null;
+      }
       ctx.consumer = a.consumer;
       return undefined;
     };
