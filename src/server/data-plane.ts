@@ -5,15 +5,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { runChain, type ChainEnd } from '../pipeline/chain.js';
-import { RequestContext } from '../pipeline/context.js';
+import type { RequestContext } from '../pipeline/context.js';
 import { problems, problem, type Problem } from '../pipeline/problems.js';
-import { normaliseHost } from '../router/host.js';
-import { parseRequestTarget } from '../router/request-target.js';
-import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { forward, type ProxyEnv } from '../upstream/proxy.js';
-import { scanRequestHeaders } from '../upstream/request-headers.js';
 import { handleUpgrade } from '../upstream/upgrade.js';
+import { resolveRequest } from './resolve.js';
 import { sendProblem, writeRawProblem } from './respond.js';
 import type { Runtime } from './runtime.js';
 
@@ -69,43 +66,10 @@ export function createDataPlane(state: DataPlaneState): Server {
 
 /** Everything before the stages: returns the context, or null after answering with an error. */
 function prepare(state: DataPlaneState, req: IncomingMessage, res: ServerResponse): RequestContext | null {
-  const rt = state.runtime;
-  const scan = scanRequestHeaders(req.rawHeaders);
-  const requestId = requestIdFor(scan.requestId);
-  const url = req.url ?? '/';
-  const fail = (p: Problem) => {
-    sendProblem(res, p, requestId, scan.bodyLength !== 0 || state.draining);
-    return null;
-  };
-  if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
-  if (scan.host === undefined && req.httpVersionMinor === 1)
-    return fail(problems.badRequest('missing Host header'));
-  if (url.length > rt.config.limits.maxUrlLength)
-    return fail(problems.urlTooLong(rt.config.limits.maxUrlLength));
-  const target = parseRequestTarget(url);
-  if (!target.ok) return fail(problems.badRequest(target.reason));
-
-  const host = normaliseHost(scan.host);
-  const route = rt.router.match(host, req.method as string, target.path);
-  if (route === undefined) return fail(problems.noRoute());
-
-  const peer = plainAddress(req.socket.remoteAddress);
-  const trusted = rt.trustedProxies;
-  const clientIp = clientIpFor(peer, scan.forwardedFor, trusted);
-  const headers = scan.forward;
-  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
-  return new RequestContext(
-    req,
-    res,
-    requestId,
-    route,
-    target.path,
-    target.query,
-    clientIp,
-    headers,
-    scan.bodyLength,
-    performance.now(),
-  );
+  const r = resolveRequest(state.runtime, req, res);
+  if (r.ok) return r.ctx;
+  sendProblem(res, r.problem, r.requestId, r.bodyLength !== 0 || state.draining);
+  return null;
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, Problem>> = {

@@ -20,15 +20,21 @@ export type ProxyEnv = {
   isDraining(): boolean;
 };
 
+/** The path the upstream gets: the normalised path less `stripPrefix`, and the query. */
+export function upstreamPath(ctx: RequestContext): string {
+  const strip = ctx.route.stripLength;
+  let path = ctx.path;
+  if (strip > 0) {
+    path = path.length > strip ? path.slice(strip) : '/';
+    if (path.charCodeAt(0) !== 0x2f) path = '/' + path;
+  }
+  return ctx.query === '' ? path : path + '?' + ctx.query;
+}
+
 export function forward(ctx: RequestContext, env: ProxyEnv): void {
   const route = ctx.route;
   const target = route.service.pick();
-  let path = ctx.path;
-  if (route.stripLength > 0) {
-    path = path.length > route.stripLength ? path.slice(route.stripLength) : '/';
-    if (path.charCodeAt(0) !== 0x2f) path = '/' + path;
-  }
-  if (ctx.query !== '') path += '?' + ctx.query;
+  const path = upstreamPath(ctx);
 
   const req = ctx.req;
   let body: Readable | null = null;

@@ -2,21 +2,17 @@
  * Connection upgrades (WebSocket): routed and checked like any request, then the upstream's
  * 101 is relayed and the two sockets are piped together. Any other answer is relayed as is.
  */
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { runChain } from '../pipeline/chain.js';
-import { RequestContext } from '../pipeline/context.js';
 import { problems, type Problem } from '../pipeline/problems.js';
-import { normaliseHost } from '../router/host.js';
-import { parseRequestTarget } from '../router/request-target.js';
 import { endAndLinger, writeRawProblem } from '../server/respond.js';
+import { resolveRequest } from '../server/resolve.js';
 import type { Runtime } from '../server/runtime.js';
-import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
-import { requestIdFor } from '../stages/request-id/index.js';
 import { classify, problemFor } from './errors.js';
-import { scanRequestHeaders } from './request-headers.js';
+import { upstreamPath } from './proxy.js';
 
 export function handleUpgrade(
   rt: Runtime,
@@ -30,47 +26,23 @@ export function handleUpgrade(
   upgraded.add(socket);
   socket.once('close', () => upgraded.delete(socket));
   socket.on('error', () => socket.destroy());
-  const scan = scanRequestHeaders(req.rawHeaders);
-  const requestId = requestIdFor(scan.requestId);
+  const r = resolveRequest(rt, req, null);
+  const requestId = r.ok ? r.ctx.requestId : r.requestId;
   const fail = (p: Problem) => writeRawProblem(socket, p, requestId);
   if (draining) return fail(problems.shuttingDown());
-  if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
+  if (!r.ok) return fail(r.problem);
   const upgrade = req.headers.upgrade;
   if (upgrade === undefined)
     return fail(problems.badRequest('Connection: upgrade without an Upgrade header'));
-  const url = req.url ?? '/';
-  if (url.length > rt.config.limits.maxUrlLength)
-    return fail(problems.urlTooLong(rt.config.limits.maxUrlLength));
-  const target = parseRequestTarget(url);
-  if (!target.ok) return fail(problems.badRequest(target.reason));
-  const route = rt.router.match(normaliseHost(scan.host), req.method as string, target.path);
-  if (route === undefined) return fail(problems.noRoute());
-
-  const peer = plainAddress(socket.remoteAddress);
-  const headers = scan.forward;
-  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
-  const ctx = new RequestContext(
-    req,
-    new ServerResponse(req), // never written: upgrade answers go to the raw socket
-    requestId,
-    route,
-    target.path,
-    target.query,
-    clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
-    headers,
-    scan.bodyLength,
-    performance.now(),
-  );
+  const ctx = r.ctx;
+  const route = ctx.route;
   runChain(ctx, route.stages, 0, {
     reject: (_ctx, p) => fail(p),
     proceed: () => {
-      let path = ctx.path;
-      if (route.stripLength > 0) path = path.slice(route.stripLength) || '/';
-      if (ctx.query !== '') path += '?' + ctx.query;
       route.service
         .pick()
         .pool.dispatch(
-          { path, method: 'GET', headers, body: null, upgrade },
+          { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade },
           new UpgradeRelay(socket, head, requestId, route.service.name),
         );
     },

@@ -1,0 +1,62 @@
+/**
+ * Everything before the stages, shared by plain requests and upgrades: the header scan, the
+ * request id, the request target normalised once, the route, the client address and the
+ * forwarding headers. Either a context, or the problem to answer with.
+ */
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import { RequestContext } from '../pipeline/context.js';
+import { problems, type Problem } from '../pipeline/problems.js';
+import { normaliseHost } from '../router/host.js';
+import { parseRequestTarget } from '../router/request-target.js';
+import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
+import { requestIdFor } from '../stages/request-id/index.js';
+import { scanRequestHeaders } from '../upstream/request-headers.js';
+import type { Runtime } from './runtime.js';
+
+export type Resolved =
+  | { readonly ok: true; readonly ctx: RequestContext }
+  | {
+      readonly ok: false;
+      readonly problem: Problem;
+      readonly requestId: string;
+      readonly bodyLength: number;
+    };
+
+/** `res` is absent for upgrades, whose answers go to the raw socket. */
+export function resolveRequest(rt: Runtime, req: IncomingMessage, res: ServerResponse | null): Resolved {
+  const scan = scanRequestHeaders(req.rawHeaders);
+  const requestId = requestIdFor(scan.requestId);
+  const fail = (problem: Problem): Resolved => ({
+    ok: false,
+    problem,
+    requestId,
+    bodyLength: scan.bodyLength,
+  });
+  if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
+  if (scan.host === undefined && req.httpVersionMinor === 1)
+    return fail(problems.badRequest('missing Host header'));
+  const url = req.url ?? '/';
+  const limit = rt.config.limits.maxUrlLength;
+  if (url.length > limit) return fail(problems.urlTooLong(limit));
+  const target = parseRequestTarget(url);
+  if (!target.ok) return fail(problems.badRequest(target.reason));
+  const route = rt.router.match(normaliseHost(scan.host), req.method as string, target.path);
+  if (route === undefined) return fail(problems.noRoute());
+
+  const peer = plainAddress(req.socket.remoteAddress);
+  const headers = scan.forward;
+  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
+  const ctx = new RequestContext(
+    req,
+    res ?? new ServerResponse(req), // for upgrades: never written
+    requestId,
+    route,
+    target.path,
+    target.query,
+    clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
+    headers,
+    scan.bodyLength,
+    performance.now(),
+  );
+  return { ok: true, ctx };
+}
