@@ -185,10 +185,14 @@ function relayEarlyHints(res: ServerResponse, raw: readonly Buffer[]): void {
  * under the same names, so the client never sees two conflicting copies.
  */
 function appendOwnHeaders(headers: string[], own: readonly string[]): void {
-  const names = new Set<string>();
-  for (let i = 0; i < own.length; i += 2) names.add(own[i] as string);
   for (let i = headers.length - 2; i >= 0; i -= 2) {
-    if (names.has((headers[i] as string).toLowerCase())) headers.splice(i, 2);
+    const name = (headers[i] as string).toLowerCase();
+    for (let j = 0; j < own.length; j += 2) {
+      if (own[j] === name) {
+        headers.splice(i, 2);
+        break;
+      }
+    }
   }
   for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }
