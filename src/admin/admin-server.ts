@@ -21,6 +21,8 @@ export type AdminState = {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
   reload: (() => Promise<ReloadResult>) | null;
+  /** what `GET /services` shows: each service's targets, health and breaker */
+  services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
   keys?: KeysAdmin;
 };
@@ -100,6 +102,8 @@ export function createAdminServer(state: AdminState): Server {
           () => sendProblem(res, requestId, problem(500, 'internal_error', 'metrics collection failed')),
         );
         return;
+      case '/services':
+        return sendJson(res, 200, { services: state.services() });
       case '/openapi.json':
         return sendJson(res, 200, openApiDocument());
       default:

@@ -70,6 +70,19 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      '/services': {
+        get: {
+          summary:
+            "each service's targets with their health (active check, passive ejection), in-flight requests, and the circuit breaker's state",
+          responses: {
+            '200': {
+              description:
+                '`{ services: [{ name, balancer, discovery, panic, breaker: { state, enabled, requests, failures, retryAfterMs }, targets: [{ target, healthy, inflight, activeCheck, lastCheckError, ejected, ejectedForMs, consecutiveFailures }] }] }`',
+            },
+            '401': problemResponse('missing or wrong admin token'),
+          },
+        },
+      },
       '/metrics': {
         get: {
           summary: 'Prometheus metrics (text exposition format)',

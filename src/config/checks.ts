@@ -4,7 +4,7 @@ import { parsePattern, type Segment } from '../router/pattern.js';
 import type { PathSegment } from './problems.js';
 import { isDuration, parseDuration } from './units.js';
 import { compileRoles, grantable } from '../auth/permissions.js';
-import type { GatewayConfig, RouteConfig } from './schema.js';
+import type { GatewayConfig, RouteConfig, ServiceConfig } from './schema.js';
 
 export type CheckProblem = { path: PathSegment[]; message: string };
 
@@ -64,6 +64,8 @@ export type CheckInput = {
   trustedProxies?: ReadonlyArray<string | undefined> | undefined;
   /** every service name, with its targets (an entry that failed the schema is undefined) */
   services?: Readonly<Record<string, ReadonlyArray<string | undefined> | undefined>> | undefined;
+  /** each service that satisfied its schema, decoded (milliseconds) */
+  serviceConfigs?: Readonly<Record<string, ServiceConfig>> | undefined;
   /** one entry per route (indexes kept for the paths), each field only when it is valid */
   routes?: ReadonlyArray<RouteParts> | undefined;
   /** the whole section, when valid */
@@ -118,6 +120,7 @@ export function checkConfig(config: GatewayConfig): CheckProblem[] {
     limits: config.limits,
     trustedProxies: config.trustedProxies,
     services: Object.fromEntries(Object.entries(config.services).map(([name, s]) => [name, s.targets])),
+    serviceConfigs: config.services,
     routes: config.routes.map((r) => ({
       name: r.name,
       service: r.service,
@@ -163,6 +166,10 @@ export function checkParts(input: CheckInput): CheckProblem[] {
       const reason = target === undefined ? null : targetProblem(target);
       if (reason) add(['services', name, 'targets', i], reason);
     });
+  }
+
+  for (const [name, service] of Object.entries(input.serviceConfigs ?? {})) {
+    for (const p of serviceProblems(service)) add(['services', name, ...p.path], p.message);
   }
 
   const parsed: Array<Segment[] | null> = [];
@@ -347,4 +354,45 @@ function stripPrefixProblem(prefix: string, path: string, segments: Segment[]): 
   return literal
     ? null
     : `must be whole literal segments at the start of match.path ("${path}"); "${prefix}" is not`;
+}
+
+/** Checks within one service: where its targets come from, and settings that contradict. */
+export function serviceProblems(service: ServiceConfig): CheckProblem[] {
+  const problems: CheckProblem[] = [];
+  const add = (path: PathSegment[], message: string) => problems.push({ path, message });
+  const { targets, discovery, retry, healthCheck, passiveHealth } = service;
+  if (targets === undefined && discovery === undefined) {
+    add(['targets'], 'is required: list the targets, or find them with `discovery`');
+  }
+  if (targets !== undefined && discovery !== undefined) {
+    add(['discovery'], 'cannot be used together with `targets`: choose one');
+  }
+  if (discovery !== undefined) {
+    const srv = discovery.dns.startsWith('_');
+    if (!srv && discovery.port === undefined) {
+      add(['discovery', 'port'], `is required for an A/AAAA lookup of "${discovery.dns}"`);
+    }
+    if (srv && discovery.port !== undefined) {
+      add(
+        ['discovery', 'port'],
+        `must not be set for an SRV lookup ("${discovery.dns}"): the records carry the port`,
+      );
+    }
+  }
+  if (retry.backoff > retry.maxBackoff) {
+    add(['retry', 'backoff'], `must not be longer than retry.maxBackoff (${retry.maxBackoff} ms)`);
+  }
+  if (healthCheck !== undefined && healthCheck.timeout > healthCheck.interval) {
+    add(
+      ['healthCheck', 'timeout'],
+      `must not be longer than healthCheck.interval (${healthCheck.interval} ms)`,
+    );
+  }
+  if (passiveHealth.ejectFor > passiveHealth.maxEjectFor) {
+    add(
+      ['passiveHealth', 'ejectFor'],
+      `must not be longer than passiveHealth.maxEjectFor (${passiveHealth.maxEjectFor} ms)`,
+    );
+  }
+  return problems;
 }

@@ -189,6 +189,13 @@ function validParts(config: Json): CheckInput {
           ]),
         )
       : undefined,
+    serviceConfigs: isPlainObject(services)
+      ? Object.fromEntries(
+          Object.entries(services)
+            .filter(([, s]) => Value.Check(ServiceSchema, s))
+            .map(([name, s]) => [name, Value.Decode(ServiceSchema, s)]),
+        )
+      : undefined,
     routes: Array.isArray(routes)
       ? routes.map((r: unknown): RouteParts => {
           if (!isPlainObject(r)) return {};

@@ -111,13 +111,184 @@ const TargetUrl = Type.String({
   errorMessage: 'must be an upstream origin such as "http://10.0.0.5:8080" (http or https, no path)',
 });
 
+const DNS_NAME =
+  '^_?[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\\._?[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)*\\.?$';
+
+export const DiscoverySchema = Type.Object(
+  {
+    dns: Type.String({
+      pattern: DNS_NAME,
+      description:
+        'a DNS name: its A/AAAA records (e.g. a headless Kubernetes Service) are the targets; a name starting with "_" is an SRV lookup (e.g. _http._tcp.orders.shop.svc.cluster.local), whose records give host and port',
+      errorMessage:
+        'must be a DNS name such as "orders.shop.svc.cluster.local", or an SRV name such as "_http._tcp.orders.shop.svc.cluster.local"',
+    }),
+    port: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 65535,
+        description: "the targets' port for A/AAAA lookups (required there); SRV records carry their own",
+        errorMessage: 'must be a port number from 1 to 65535',
+      }),
+    ),
+    refresh: Duration('10s'),
+    scheme: Type.Union([Type.Literal('http'), Type.Literal('https')], {
+      default: 'http',
+      description: 'scheme of the discovered targets',
+    }),
+  },
+  {
+    ...strict,
+    description: 'targets found in DNS, re-resolved every `refresh` (sooner when a TTL is shorter)',
+  },
+);
+
+export const HealthCheckSchema = Type.Object(
+  {
+    path: Type.String({
+      pattern: '^/',
+      default: '/health',
+      description: 'path of the GET request sent to every target',
+      errorMessage: 'must be a path starting with "/", such as "/health"',
+    }),
+    interval: Duration('5s'),
+    timeout: Duration('1s'),
+    healthyAfter: Type.Integer({
+      minimum: 1,
+      default: 2,
+      description: 'consecutive passing checks that make an unhealthy target healthy',
+    }),
+    unhealthyAfter: Type.Integer({
+      minimum: 1,
+      default: 3,
+      description: 'consecutive failing checks that make a healthy target unhealthy',
+    }),
+  },
+  { ...strict, description: 'active health checks: a GET to every target each `interval`; 2xx/3xx passes' },
+);
+
+export const PassiveHealthSchema = Section(
+  {
+    consecutiveErrors: Type.Integer({
+      minimum: 0,
+      default: 5,
+      description:
+        'consecutive connection errors, timeouts or 5xx answers that eject a target from balancing; 0 = off',
+    }),
+    ejectFor: Duration('10s'),
+    maxEjectFor: Duration('5m'),
+    maxEjectedPercent: Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      default: 50,
+      description: "at most this share of a service's targets is ejected at once",
+    }),
+  },
+  'passive health: a target failing `consecutiveErrors` times in a row is ejected for `ejectFor`, doubling with each ejection in a row up to `maxEjectFor`',
+);
+
+export const CircuitBreakerSchema = Section(
+  {
+    enabled: Type.Boolean({ default: true, description: 'false = no breaker for this service' }),
+    errorRate: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description: 'share of failed requests in `window` that opens the breaker',
+    }),
+    window: Duration('10s'),
+    minRequests: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: 'requests the window must hold before the breaker may open',
+    }),
+    openFor: Duration('30s'),
+    probes: Type.Integer({
+      minimum: 1,
+      default: 3,
+      description: 'requests let through while half-open; all must succeed to close the breaker',
+    }),
+  },
+  'circuit breaker: while open, requests fail fast with 503 circuit_open',
+);
+
+const RetryOn = Type.Union(
+  [
+    Type.Literal('connect-error'),
+    Type.Literal('timeout'),
+    Type.Literal('reset'),
+    Type.Integer({ minimum: 500, maximum: 599 }),
+  ],
+  {
+    errorMessage: 'must be "connect-error", "timeout", "reset" or a 5xx status code such as 503',
+  },
+);
+
+export const RetrySchema = Section(
+  {
+    attempts: Type.Integer({
+      minimum: 1,
+      maximum: 10,
+      default: 3,
+      description: 'attempts in all, the first included; 1 = no retries',
+    }),
+    backoff: Duration('50ms'),
+    maxBackoff: Duration('1s'),
+    on: Type.Array(RetryOn, {
+      default: ['connect-error', 502, 503, 504],
+      uniqueItems: true,
+      description:
+        'what is retried: connect-error (refused, unreachable, connect timeout: the request never reached the target), timeout and reset (the target may have acted on it), and 5xx statuses',
+    }),
+    maxRetryAfter: Duration('2s'),
+    budget: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.2,
+      description: "retries are at most this share of the service's requests (over the last 10 s)",
+    }),
+    minRetries: Type.Integer({
+      minimum: 0,
+      default: 10,
+      description: 'retries allowed in any 10 s whatever the budget, so a quiet service can still retry',
+    }),
+    deadline: Duration('30s'),
+  },
+  'retries of idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, or with Idempotency-Key) on another target',
+);
+
+export const DnsSchema = Type.Object(
+  {
+    servers: Type.Array(
+      Type.String({
+        pattern:
+          '^(\\d{1,3}(\\.\\d{1,3}){3}(:\\d{1,5})?|\\[[0-9A-Fa-f:.]+\\](:\\d{1,5})?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$',
+        errorMessage: 'must be a DNS server address such as "10.96.0.10", "127.0.0.1:5353" or "[::1]:53"',
+      }),
+      {
+        minItems: 1,
+        description: "DNS servers for `discovery` lookups (ip or ip:port); default: the system's",
+      },
+    ),
+    timeout: Duration('2s'),
+  },
+  { ...strict, description: 'the resolver `discovery` uses' },
+);
+
 export const ServiceSchema = Type.Object(
   {
-    targets: Type.Array(TargetUrl, { minItems: 1, description: 'static upstream origins' }),
-    balancer: Type.Union([Type.Literal('round-robin')], {
-      default: 'round-robin',
-      description: 'how a target is picked for each request',
-    }),
+    targets: Type.Optional(
+      Type.Array(TargetUrl, { minItems: 1, description: 'static upstream origins (or use `discovery`)' }),
+    ),
+    discovery: Type.Optional(DiscoverySchema),
+    balancer: Type.Union(
+      [Type.Literal('round-robin'), Type.Literal('least-request'), Type.Literal('random')],
+      {
+        default: 'round-robin',
+        description:
+          'how a target is picked among the healthy ones: round-robin, least-request (the less busy of two picked at random), random',
+      },
+    ),
     timeouts: Section(
       {
         connect: Duration('2s'),
@@ -132,8 +303,12 @@ export const ServiceSchema = Type.Object(
       },
       'keep-alive connection pool per target',
     ),
+    healthCheck: Type.Optional(HealthCheckSchema),
+    passiveHealth: PassiveHealthSchema,
+    circuitBreaker: CircuitBreakerSchema,
+    retry: RetrySchema,
   },
-  { ...strict, description: 'an upstream service' },
+  { ...strict, description: 'an upstream service: `targets` or `discovery`' },
 );
 
 const HTTP_METHODS = [
@@ -212,14 +387,74 @@ export const RouteSchema = Type.Object(
   { ...strict, description: 'a route: which requests go to which service' },
 );
 
+export const ElasticsearchSinkSchema = Type.Object(
+  {
+    url: Type.String({
+      pattern: '^https?://[^\\s]+$',
+      description: 'Elasticsearch base URL; records go to `<url>/_bulk`',
+      errorMessage: 'must be an http(s) URL such as "http://127.0.0.1:9200"',
+    }),
+    index: Type.String({
+      pattern: '^[a-z0-9][a-z0-9._-]*$',
+      default: 'gatehouse-access',
+      description: 'index (or data stream) the records are written to',
+      errorMessage: 'must be a lower-case index name such as "gatehouse-access"',
+    }),
+    batchSize: Type.Integer({
+      minimum: 1,
+      default: 500,
+      description: 'records per `_bulk` request, at most',
+    }),
+    flushInterval: Duration('1s'),
+    maxBuffer: Type.Integer({
+      minimum: 1,
+      default: 10000,
+      description: 'records held while Elasticsearch is slow or down; when full the oldest are dropped',
+    }),
+    timeout: Duration('10s'),
+    maxBackoff: Duration('30s'),
+    apiKey: Type.Optional(Type.String({ description: 'sent as `Authorization: ApiKey <apiKey>`' })),
+  },
+  { ...strict, description: 'ship access-log records to Elasticsearch with the `_bulk` API' },
+);
+
+export const AccessLogSchema = Section(
+  {
+    stdout: Type.Boolean({ default: false, description: 'write access-log records to stdout as JSON lines' }),
+    elasticsearch: Type.Optional(ElasticsearchSinkSchema),
+  },
+  'Access logs: one record per request, buffered off the request path and shipped in batches.',
+);
+
 export const LoggingSchema = Section(
   {
     level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info', description: 'process log level (LOG_LEVEL env overrides)' },
     ),
+    access: AccessLogSchema,
   },
-  'Structured process logs (JSON lines on stdout).',
+  'Structured process logs (JSON lines on stdout) and access logs.',
+);
+
+export const TracingSchema = Type.Object(
+  {
+    otlpUrl: Type.Optional(
+      Type.String({
+        pattern: '^https?://[^\\s]+$',
+        description: 'OTLP/HTTP collector base URL; spans go to `<otlpUrl>/v1/traces`. Absent = no export',
+        errorMessage: 'must be an http(s) URL such as "http://127.0.0.1:4318"',
+      }),
+    ),
+    sampleRate: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 1,
+      description: "share of new traces sampled (a continued trace keeps its caller's sampled flag)",
+    }),
+    serviceName: Type.String({ default: 'gatehouse', description: 'service.name of exported spans' }),
+  },
+  { ...strict, description: 'W3C trace context (always continued or started) and optional OTLP span export' },
 );
 
 export const SERVICE_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]*$';
@@ -412,12 +647,14 @@ export const ConfigSchema = Type.Object(
       description: 'upstream services, by name',
     }),
     routes: Type.Array(RouteSchema, { default: [], description: 'routes; the most specific match wins' }),
+    dns: Type.Optional(DnsSchema),
     redis: Type.Optional(RedisSchema),
     database: DatabaseSchema,
     auth: Type.Optional(AuthSchema),
     rbac: RbacSchema,
     rateLimit: RateLimitSchema,
     logging: LoggingSchema,
+    tracing: Type.Optional(TracingSchema),
   },
   {
     ...strict,
@@ -428,6 +665,15 @@ export const ConfigSchema = Type.Object(
 
 export type GatewayConfig = StaticDecode<typeof ConfigSchema>;
 export type ServiceConfig = StaticDecode<typeof ServiceSchema>;
+export type AccessLogConfig = StaticDecode<typeof AccessLogSchema>;
+export type ElasticsearchSinkConfig = StaticDecode<typeof ElasticsearchSinkSchema>;
+export type TracingConfig = StaticDecode<typeof TracingSchema>;
+export type DnsConfig = StaticDecode<typeof DnsSchema>;
+export type DiscoveryConfig = StaticDecode<typeof DiscoverySchema>;
+export type HealthCheckConfig = StaticDecode<typeof HealthCheckSchema>;
+export type PassiveHealthConfig = StaticDecode<typeof PassiveHealthSchema>;
+export type CircuitBreakerConfig = StaticDecode<typeof CircuitBreakerSchema>;
+export type RetryConfig = StaticDecode<typeof RetrySchema>;
 export type RouteConfig = StaticDecode<typeof RouteSchema>;
 export type RateLimitConfig = StaticDecode<typeof RateLimitSchema>;
 export type RedisConfig = StaticDecode<typeof RedisSchema>;

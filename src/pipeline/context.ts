@@ -14,6 +14,12 @@ export class RequestContext {
   extraResponseHeaders: string[] | null = null;
   /** set when the client sent `Expect: 100-continue`: the 100 is sent only once we proxy */
   expectContinue = false;
+  /** upstream attempts made (retries included); 0 = never proxied */
+  attempts = 0;
+  /** the target of the last attempt ("host:port") */
+  upstream: string | null = null;
+  /** milliseconds the last attempt took, until its response ended or failed */
+  upstreamDurationMs = -1;
 
   constructor(
     readonly req: IncomingMessage,

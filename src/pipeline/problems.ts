@@ -12,6 +12,8 @@ export type ProblemCode =
   | 'request_timeout'
   | 'upstream_error'
   | 'upstream_timeout'
+  | 'circuit_open'
+  | 'no_healthy_target'
   | 'unauthorized_admin'
   | 'shutting_down'
   | 'internal_error';
@@ -58,6 +60,18 @@ export const problems = {
   urlTooLong: (limit: number) => problem(414, 'url_too_long', `request target exceeds ${limit} bytes`),
   upstreamError: (detail: string) => problem(502, 'upstream_error', detail),
   upstreamTimeout: (detail: string) => problem(504, 'upstream_timeout', detail),
+  circuitOpen: (service: string, retryAfterMs: number) =>
+    problem(
+      503,
+      'circuit_open',
+      `service "${service}" is failing; its circuit breaker is open and requests fail fast`,
+      ['retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000)))],
+    ),
+  noHealthyTarget: (service: string) =>
+    problem(503, 'no_healthy_target', `service "${service}" has no target to send the request to`, [
+      'retry-after',
+      '1',
+    ]),
   shuttingDown: () =>
     problem(503, 'shutting_down', 'the gateway is shutting down; retry on another instance', [
       'retry-after',

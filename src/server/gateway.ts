@@ -15,7 +15,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { GatewayMetrics } from '../observability/metrics.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
-import { closeRuntime, compileRuntime } from './runtime.js';
+import { closeRuntime, compileRuntime, readyServices } from './runtime.js';
 
 export type GatewayOptions = {
   logger?: Logger;
@@ -63,6 +63,7 @@ export class Gateway {
       upgraded: new Set(),
     };
     this.data = createDataPlane(this.state);
+    this.metrics.watchServices(() => this.state.runtime.services.values());
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
       logger,
@@ -85,6 +86,7 @@ export class Gateway {
         if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
         return checks;
       },
+      services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,
       reload:
         this.configFile === undefined
@@ -107,6 +109,7 @@ export class Gateway {
     // bounded: an unreachable Redis means starting degraded (by policy), not hanging
     await gw.state.runtime.shared.rateLimiter?.ready();
     await readyAuthenticators(gw.state.runtime.shared.authenticators);
+    await readyServices(gw.state.runtime);
     await listen(gw.data, config.listen.host, config.listen.port);
     await listen(gw.admin, config.admin.host, config.admin.port);
     gw.logger.info(
@@ -161,6 +164,7 @@ export class Gateway {
     const next = compileRuntime(result.config, this.logger, this.metrics);
     await next.shared.rateLimiter?.ready();
     await readyAuthenticators(next.shared.authenticators);
+    await readyServices(next);
     this.state.runtime = next;
     this.logger.level = result.config.logging.level;
     const restartNeeded = RESTART_ONLY.filter(

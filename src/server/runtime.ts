@@ -14,6 +14,7 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
 import { TrustedProxies } from '../stages/real-ip/index.js';
+import { createDiscovery } from '../upstream/discovery/index.js';
 import { Service } from '../upstream/service.js';
 
 export type Runtime = {
@@ -35,7 +36,10 @@ export function compileRuntime(
     metrics,
   };
   const services = new Map<string, Service>();
-  for (const [name, svc] of Object.entries(config.services)) services.set(name, new Service(name, svc));
+  for (const [name, svc] of Object.entries(config.services)) {
+    const source = createDiscovery(name, svc, config.dns, logger);
+    services.set(name, new Service(name, svc, { source, logger, metrics: metrics?.forService(name) }));
+  }
   const specs = config.routes.map((route) => {
     const pattern = parsePattern(route.match.path);
     if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
@@ -62,6 +66,14 @@ export function compileRuntime(
     trustedProxies: new TrustedProxies(config.trustedProxies),
     shared,
   };
+}
+
+/** How long start and reload wait for the first DNS answers before going on without them. */
+const DISCOVERY_READY_MS = 5000;
+
+/** Resolves once every service's discovery answered once (bounded: a dead DNS never blocks). */
+export async function readyServices(rt: Runtime): Promise<void> {
+  await Promise.all([...rt.services.values()].map((s) => s.ready(DISCOVERY_READY_MS)));
 }
 
 export async function closeRuntime(rt: Runtime): Promise<void> {

@@ -3,16 +3,29 @@
  * its undici pool, and the response streams back. undici's low-level `dispatch` is used with a
  * handler object (no stream wrappers, no promise per chunk): the upstream body is written to the
  * client as it arrives, and the upstream socket is paused whenever the client cannot keep up.
+ *
+ * Resilience sits around each attempt: the service's circuit breaker admits it (or the request
+ * fails fast with 503 circuit_open), the balancer picks an available target, and the outcome is
+ * reported back (breaker, passive health, metrics). A failed attempt is retried on another
+ * target when the retry policy allows it (retry-policy.ts): only before anything was sent to the
+ * client, only for requests the upstream may see twice, within the budget and the deadline.
+ * One Exchange object serves all attempts: an attempt starts only after the previous one's final
+ * callback (onComplete or onError), so callbacks never interleave.
  */
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Consumer } from '../auth/types.js';
 import type { RequestContext } from '../pipeline/context.js';
+import { problems } from '../pipeline/problems.js';
 import { sendProblem } from '../server/respond.js';
-import { classify, problemFor } from './errors.js';
+import { REJECTED } from './circuit-breaker.js';
+import { classify, problemFor, type UpstreamFailure } from './errors.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
+import { isIdempotent, parseRetryAfter, retryReasonOf, type RetryReason } from './retry-policy.js';
+import type { Service } from './service.js';
+import type { Target } from './target.js';
 
 export type ProxyEnv = {
   readonly bodyLimit: number;
@@ -32,34 +45,102 @@ export function upstreamPath(ctx: RequestContext): string {
 }
 
 export function forward(ctx: RequestContext, env: ProxyEnv): void {
-  const route = ctx.route;
-  const target = route.service.pick();
-  const path = upstreamPath(ctx);
-
-  const req = ctx.req;
-  let body: Readable | null = null;
-  if (ctx.bodyLength > 0) body = req;
-  else if (ctx.bodyLength < 0) body = Readable.from(limitedBody(req, env.bodyLimit), { objectMode: false });
+  const service = ctx.route.service;
+  const generation = service.breaker.admit();
+  if (generation === REJECTED) {
+    sendProblem(
+      ctx.res,
+      problems.circuitOpen(service.name, service.breaker.retryAfterMs()),
+      ctx.requestId,
+      ctx.bodyLength !== 0 || env.isDraining(),
+    );
+    return;
+  }
   if (ctx.consumer !== null) appendConsumer(ctx.upstreamHeaders, ctx.consumer);
   if (ctx.expectContinue) ctx.res.writeContinue();
-
-  const exchange = new Exchange(ctx, env, route.service.name);
+  service.retry.countRequest();
+  const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
   ctx.res.on('close', exchange.onClientClose); // 'close' comes once; `on` avoids once()'s wrapper
-  target.pool.dispatch(
-    { path, method: req.method as Dispatcher.HttpMethod, headers: ctx.upstreamHeaders, body },
-    exchange,
-  );
+  exchange.attempt(generation);
 }
 
 class Exchange implements Dispatcher.DispatchHandlers {
   private abort: ((err?: Error) => void) | null = null;
+  /** the response is finished (or the exchange given up): late callbacks do nothing */
   private done = false;
+  private readonly method: Dispatcher.HttpMethod;
+  /** the request may reach an upstream more than once (method, Idempotency-Key, retry.attempts) */
+  private readonly retryable: boolean;
+  /** performance.now() after which no attempt starts or waits for headers */
+  private readonly deadlineAt: number;
+  private body: Readable | null = null;
+  private target: Target | null = null;
+  private generation = 0;
+  private attemptStart = 0;
+  /** targets already tried (only allocated once a retry happens) */
+  private tried: Target[] | null = null;
+  /** an upstream answer to be retried is being read and thrown away */
+  private discarding = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private nextDelay = 0;
 
   constructor(
     private readonly ctx: RequestContext,
     private readonly env: ProxyEnv,
-    private readonly service: string,
-  ) {}
+    private readonly service: Service,
+    private readonly path: string,
+  ) {
+    const method = ctx.req.method as Dispatcher.HttpMethod;
+    this.method = method;
+    this.retryable =
+      service.retry.attempts > 1 &&
+      (method === 'GET' || isIdempotent(method, ctx.req.headers['idempotency-key']));
+    this.deadlineAt = ctx.startTime + service.config.retry.deadline;
+  }
+
+  /** Starts one attempt, admitted by the breaker as `generation`. */
+  attempt(generation: number): void {
+    const ctx = this.ctx;
+    const target = this.service.pick(this.tried);
+    if (target === null) {
+      this.service.breaker.record(generation, 'cancelled');
+      this.done = true;
+      sendProblem(
+        ctx.res,
+        problems.noHealthyTarget(this.service.name),
+        ctx.requestId,
+        this.ctx.bodyLength !== 0 || this.env.isDraining(),
+      );
+      return;
+    }
+    this.target = target;
+    this.generation = generation;
+    target.inflight++;
+    ctx.attempts++;
+    ctx.upstream = target.address;
+    this.attemptStart = performance.now();
+    this.abort = null;
+    this.discarding = false;
+    this.contentLength = -1;
+
+    const req = ctx.req;
+    if (ctx.bodyLength > 0) this.body = req;
+    else if (ctx.bodyLength < 0)
+      this.body = Readable.from(limitedBody(req, this.env.bodyLimit), { objectMode: false });
+    const remaining = this.deadlineAt - performance.now();
+    const response = this.service.config.timeouts.response;
+    target.pool.dispatch(
+      {
+        path: this.path,
+        method: this.method,
+        headers: ctx.upstreamHeaders,
+        body: this.body,
+        // the overall deadline shortens the wait for this attempt's response headers
+        headersTimeout: remaining < response ? Math.max(1, remaining) : null,
+      },
+      this,
+    );
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
@@ -67,28 +148,36 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const res = this.ctx.res;
-    if (res.destroyed) return false;
+    if (res.destroyed || this.done) return false;
     if (statusCode < 200) {
       // Informational (1xx) answer before the final one: relay 103 Early Hints, drop the rest.
       // (Passing a 1xx to writeHead would commit the status line and break the final response.)
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
       return true;
     }
+    if (this.service.retry.retriesStatus(statusCode)) {
+      const delay = this.retryDelay(statusCode, retryAfterOf(rawHeaders));
+      if (delay >= 0) {
+        // Retried: read this answer to its end (keeping the connection) and throw it away.
+        this.finishAttempt(null, statusCode);
+        this.discarding = true;
+        this.nextDelay = delay;
+        return true;
+      }
+    }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     const extra = this.ctx.extraResponseHeaders;
     if (extra !== null) appendOwnHeaders(headers, extra);
     res.writeHead(statusCode, headers);
     this.resume = resume;
-    if (
-      (statusCode === 204 || statusCode === 304) &&
-      this.ctx.req.method !== 'HEAD' &&
-      declaresBody(rawHeaders)
-    ) {
+    this.status = statusCode;
+    if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
       // A 304 may carry the Content-Length of the representation, but never a body. undici's
       // parser would wait for that many bytes anyway (and then time out): finish the response
       // now and drop that upstream connection instead.
       res.end();
       this.done = true;
+      this.finishAttempt(null, statusCode);
       this.abort?.(new ClientGoneError());
       return false;
     }
@@ -96,10 +185,12 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   private resume: (() => void) | null = null;
+  private status = 0;
   /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
   contentLength = -1;
 
   onData(chunk: Buffer): boolean {
+    if (this.discarding) return true;
     const res = this.ctx.res;
     if (chunk.length === this.contentLength) {
       // The whole (rest of the) body: one end() writes it with the headers in a single syscall,
@@ -116,33 +207,129 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   onComplete(): void {
+    if (this.discarding) {
+      this.scheduleRetry(this.nextDelay);
+      return;
+    }
     this.done = true;
+    this.finishAttempt(null, this.status);
     if (!this.ctx.res.writableEnded) this.ctx.res.end();
   }
 
   onError(err: Error): void {
     const res = this.ctx.res;
-    if (this.done && res.writableEnded) return; // we ended the response ourselves (bodyless 304)
-    this.done = true;
     const failure = classify(err);
+    if (this.discarding) {
+      // the retried answer broke off while being thrown away: retry as decided
+      if (!this.done) this.scheduleRetry(this.nextDelay);
+      return;
+    }
+    if (this.target !== null) this.finishAttempt(failure, 0);
+    if (this.done && res.writableEnded) return; // we ended the response ourselves (bodyless 304)
     if (failure === 'client-gone' || res.destroyed) {
+      this.done = true;
       res.destroy();
       return;
     }
     if (res.headersSent) {
       // The status line is gone already: cut the connection so the client sees a truncated
       // response, never a complete-looking one.
+      this.done = true;
       res.destroy();
       return;
     }
+    const reason = retryReasonOf(failure);
+    const delay = reason === null ? -1 : this.retryDelay(reason, null);
+    if (delay >= 0) {
+      this.scheduleRetry(delay);
+      return;
+    }
+    this.done = true;
     const close = this.ctx.bodyLength !== 0 || this.env.isDraining();
-    sendProblem(res, problemFor(failure, this.service, this.env.bodyLimit), this.ctx.requestId, close);
+    sendProblem(res, problemFor(failure, this.service.name, this.env.bodyLimit), this.ctx.requestId, close);
+  }
+
+  /** Reports the current attempt's end to the service (once). */
+  private finishAttempt(failure: UpstreamFailure | null, status: number): void {
+    const target = this.target;
+    if (target === null) return;
+    this.target = null;
+    const ms = performance.now() - this.attemptStart;
+    this.ctx.upstreamDurationMs = ms;
+    this.service.finish(target, this.generation, failure, status, ms / 1000);
+    if (this.retryable) (this.tried ??= []).push(target);
+  }
+
+  /**
+   * Milliseconds to wait before retrying after `reason`, or -1 when it must not be retried:
+   * not retryable, no attempts left, `retry.on` does not name it, the body was streamed already,
+   * the upstream asks to wait longer than `maxRetryAfter`, the deadline would pass, the budget
+   * is spent, or the breaker refuses. On success the breaker's admission is kept for the retry.
+   */
+  private retryDelay(reason: RetryReason, retryAfterMs: number | null): number {
+    const service = this.service;
+    const policy = service.retry;
+    if (!this.retryable || this.ctx.attempts >= policy.attempts || !policy.retriesOn(reason)) return -1;
+    if (this.ctx.res.destroyed || !this.bodyReplayable()) return -1;
+    if (retryAfterMs !== null && retryAfterMs > policy.config.maxRetryAfter) {
+      service.metrics.retrySkipped('retry_after');
+      return -1;
+    }
+    let delay = policy.backoff(this.ctx.attempts);
+    if (retryAfterMs !== null && retryAfterMs > delay) delay = retryAfterMs;
+    if (performance.now() + delay >= this.deadlineAt) {
+      service.metrics.retrySkipped('deadline');
+      return -1;
+    }
+    if (!policy.takeRetry()) {
+      service.metrics.retrySkipped('budget');
+      return -1;
+    }
+    const generation = service.breaker.admit();
+    if (generation === REJECTED) {
+      service.metrics.retrySkipped('breaker');
+      return -1;
+    }
+    this.pendingGeneration = generation;
+    service.metrics.retry(String(reason));
+    return delay;
+  }
+
+  private pendingGeneration = 0;
+
+  /** A request body can be sent again only if no byte of it was read yet. */
+  private bodyReplayable(): boolean {
+    const body = this.body;
+    if (body === null) return true;
+    if (body === this.ctx.req) return !this.ctx.req.readableDidRead;
+    if (body.readableDidRead || this.ctx.req.readableDidRead) return false;
+    body.destroy(); // an unread wrapper around the request: a fresh one is made for the retry
+    return true;
+  }
+
+  private scheduleRetry(delay: number): void {
+    this.discarding = false;
+    const generation = this.pendingGeneration;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.done) {
+        this.service.breaker.record(generation, 'cancelled');
+        return;
+      }
+      this.attempt(generation);
+    }, delay);
   }
 
   /** The client went away (or the response finished): stop the upstream exchange if still running. */
   readonly onClientClose = (): void => {
     if (this.done) return;
     this.done = true;
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.service.breaker.record(this.pendingGeneration, 'cancelled');
+      return;
+    }
     this.abort?.(new ClientGoneError());
   };
 }
@@ -152,6 +339,17 @@ class ClientGoneError extends Error {
   constructor() {
     super('client closed the connection');
   }
+}
+
+/** The Retry-After of an upstream answer, in milliseconds (null when absent or unreadable). */
+function retryAfterOf(raw: readonly Buffer[]): number | null {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    if (name.length === 11 && name.toString('latin1').toLowerCase() === 'retry-after') {
+      return parseRetryAfter((raw[i + 1] as Buffer).toString('latin1'));
+    }
+  }
+  return null;
 }
 
 /** true when a Content-Length other than 0 is among the raw headers */

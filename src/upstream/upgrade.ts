@@ -11,8 +11,11 @@ import { problems, type Problem } from '../pipeline/problems.js';
 import { endAndLinger, writeRawProblem } from '../server/respond.js';
 import { resolveRequest } from '../server/resolve.js';
 import type { Runtime } from '../server/runtime.js';
+import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor } from './errors.js';
 import { upstreamPath } from './proxy.js';
+import type { Service } from './service.js';
+import type { Target } from './target.js';
 
 export function handleUpgrade(
   rt: Runtime,
@@ -39,12 +42,20 @@ export function handleUpgrade(
   runChain(ctx, route.stages, 0, {
     reject: (_ctx, p) => fail(p),
     proceed: () => {
-      route.service
-        .pick()
-        .pool.dispatch(
-          { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade },
-          new UpgradeRelay(socket, head, requestId, route.service.name),
-        );
+      const service = route.service;
+      const generation = service.breaker.admit();
+      if (generation === REJECTED)
+        return fail(problems.circuitOpen(service.name, service.breaker.retryAfterMs()));
+      const target = service.pick(null);
+      if (target === null) {
+        service.breaker.record(generation, 'cancelled');
+        return fail(problems.noHealthyTarget(service.name));
+      }
+      target.inflight++;
+      target.pool.dispatch(
+        { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade },
+        new UpgradeRelay(socket, head, requestId, service, target, generation),
+      );
     },
   });
 }
@@ -61,8 +72,26 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
     private readonly client: Socket,
     private readonly head: Buffer,
     private readonly requestId: string,
-    private readonly service: string,
+    private readonly service: Service,
+    private readonly target: Target,
+    private readonly generation: number,
   ) {}
+
+  private readonly started = performance.now();
+  private finished = false;
+
+  /** Reports the upgrade's outcome to the service (breaker, passive health) once. */
+  private finish(failure: ReturnType<typeof classify> | null, status: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.service.finish(
+      this.target,
+      this.generation,
+      failure,
+      status,
+      (performance.now() - this.started) / 1000,
+    );
+  }
 
   onConnect(abort: () => void): void {
     if (this.client.destroyed) abort();
@@ -70,6 +99,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    this.finish(null, statusCode);
     const client = this.client;
     client.write(
       `HTTP/1.1 ${statusCode} Switching Protocols\r\n${rawHeaderLines(rawHeaders)}x-request-id: ${this.requestId}\r\n\r\n`,
@@ -83,6 +113,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    this.finish(null, statusCode);
     // The upstream refused the upgrade: relay its answer, then close.
     const kept: Buffer[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -107,6 +138,8 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onError(err: Error): void {
-    writeRawProblem(this.client, problemFor(classify(err), this.service, 0), this.requestId);
+    const failure = classify(err);
+    this.finish(failure, 0);
+    writeRawProblem(this.client, problemFor(failure, this.service.name, 0), this.requestId);
   }
 }

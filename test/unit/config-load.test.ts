@@ -44,6 +44,25 @@ describe('loading a valid file', () => {
       balancer: 'round-robin',
       timeouts: { connect: 2000, response: 15_000 },
       pool: { connections: 128, keepAlive: 60_000 },
+      passiveHealth: { consecutiveErrors: 5, ejectFor: 10_000, maxEjectFor: 300_000, maxEjectedPercent: 50 },
+      circuitBreaker: {
+        enabled: true,
+        errorRate: 0.5,
+        window: 10_000,
+        minRequests: 20,
+        openFor: 30_000,
+        probes: 3,
+      },
+      retry: {
+        attempts: 3,
+        backoff: 50,
+        maxBackoff: 1000,
+        on: ['connect-error', 502, 503, 504],
+        maxRetryAfter: 2000,
+        budget: 0.2,
+        minRetries: 10,
+        deadline: 30_000,
+      },
     });
     expect(config.routes.map((r) => r.name)).toEqual(['orders-read', 'orders-write', 'orders-any', 'users']);
     expect(config.routes[0]?.match.methods).toEqual(['GET', 'HEAD']);
@@ -145,9 +164,9 @@ describe('reporting every problem at once', () => {
       'bad.yaml:7: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
       'bad.yaml:10: limits.headersTimeout: must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
       'bad.yaml:11: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
-      'bad.yaml:12: colour: unknown key (expected one of: listen, admin, workers, trustedProxies, limits, shutdown, services, routes, redis, database, auth, rbac, rateLimit, logging)',
+      'bad.yaml:12: colour: unknown key (expected one of: listen, admin, workers, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing)',
       'bad.yaml:17: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',
-      'bad.yaml:18: services.empty.targets: is required',
+      'bad.yaml:18: services.empty.targets: is required: list the targets, or find them with `discovery`',
       'bad.yaml:20: services.bad name: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
       'bad.yaml:21: services._hidden: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
       'bad.yaml:27: routes[1].name: must be unique: "orders" is also the name of routes[0]',

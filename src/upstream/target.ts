@@ -1,0 +1,42 @@
+/** One upstream instance: its keep-alive pool and what the gateway knows of its health. */
+import { Pool } from 'undici';
+import type { ServiceConfig } from '../config/schema.js';
+import type { ActiveHealthCheck } from './active-health.js';
+import type { PassiveState } from './passive-health.js';
+
+export class Target implements PassiveState {
+  readonly pool: Pool;
+  /** "host:port", the label in metrics and the admin API */
+  readonly address: string;
+  /** requests sent and not finished (least-request balancing, admin API) */
+  inflight = 0;
+  consecutiveFailures = 0;
+  ejections = 0;
+  backAt = 0;
+  /** while ejected: when the ejection ends (epoch ms); 0 = not ejected */
+  ejectedUntil = 0;
+  ejectionTimer: NodeJS.Timeout | null = null;
+  check: ActiveHealthCheck | null = null;
+
+  constructor(
+    readonly origin: string,
+    config: ServiceConfig,
+  ) {
+    this.address = new URL(origin).host;
+    this.pool = new Pool(origin, {
+      connections: config.pool.connections,
+      pipelining: 1,
+      keepAliveTimeout: config.pool.keepAlive,
+      keepAliveMaxTimeout: config.pool.keepAlive,
+      connectTimeout: config.timeouts.connect,
+      headersTimeout: config.timeouts.response,
+      bodyTimeout: config.timeouts.response,
+      strictContentLength: true,
+    });
+  }
+
+  /** takes traffic: not ejected, and passing its active checks (if any) */
+  get available(): boolean {
+    return this.ejectedUntil === 0 && (this.check === null || this.check.healthy);
+  }
+}
