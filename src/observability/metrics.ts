@@ -26,6 +26,24 @@ export type ServiceView = {
   readonly targets: ReadonlyArray<{ readonly address: string; readonly available: boolean }>;
 };
 
+/** OpenTelemetry's recommended boundaries for http.server.request.duration (seconds) */
+const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+/** Methods kept as label values; anything else is `_OTHER` (OpenTelemetry semantic conventions). */
+const KNOWN_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'PATCH',
+  'DELETE',
+  'OPTIONS',
+  'TRACE',
+  'CONNECT',
+]);
+
+type RequestChildren = { duration: { observe(v: number): void }; count: { inc(): void } };
+
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /** seconds; from sub-millisecond loopback hops to the default 15 s response timeout */
@@ -43,12 +61,25 @@ export class GatewayMetrics {
   readonly upstreamRetries: Counter<'service' | 'reason'>;
   readonly upstreamRetriesSkipped: Counter<'service' | 'reason'>;
   readonly upstreamPanic: Counter<'service'>;
+  readonly requestDuration: Histogram<'http_route' | 'http_request_method' | 'http_response_status_code'>;
+  readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly configReloads: Counter<'result'>;
+  /** label children by route, method and status: no label hashing per request */
+  private readonly requestChildren = new Map<string, Map<string, Map<number, RequestChildren>>>();
   private services: () => Iterable<ServiceView> = () => [];
   private readonly serviceMetrics = new Map<string, ServiceMetrics>();
 
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges with a counter's `_total`, which `promtool check metrics`
+    // rejects; their per-type versions (nodejs_active_handles{type}, ...) stay and sum to them.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ])
+      this.registry.removeSingleMetric(name);
     new Gauge({
       name: 'gatehouse_build_info',
       help: 'Gatehouse version (value is always 1)',
@@ -79,6 +110,27 @@ export class GatewayMetrics {
       labelNames: ['method', 'reason'],
       registers,
     });
+    this.requestDuration = new Histogram({
+      name: 'http_server_request_duration_seconds',
+      help: 'Duration of HTTP server requests (OpenTelemetry semantic conventions; http_route is the route name, empty when none matched)',
+      labelNames: ['http_route', 'http_request_method', 'http_response_status_code'],
+      buckets: HTTP_DURATION_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'gatehouse_requests_total',
+      help: 'Requests by route name (empty when none matched), method and status (499: the client left before an answer)',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'gatehouse_config_reloads_total',
+      help: 'Config reloads (POST /reload, SIGHUP) by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.configReloads.labels('success').inc(0);
+    this.configReloads.labels('failure').inc(0);
     this.upstreamDuration = new Histogram({
       name: 'gatehouse_upstream_request_duration_seconds',
       help: 'Upstream attempts, from dispatch until the response ended (retries are separate attempts)',
@@ -138,6 +190,27 @@ export class GatewayMetrics {
       labelNames: ['store'],
       registers,
     });
+  }
+
+  /** Counts one finished request in the request histogram and counter. */
+  recordRequest(route: string, method: string, status: number, seconds: number): void {
+    let byMethod = this.requestChildren.get(route);
+    if (byMethod === undefined) this.requestChildren.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()));
+    let children = byStatus.get(status);
+    if (children === undefined) {
+      // rarer methods (PROPFIND, ...) are one label value, as the conventions ask
+      const m = KNOWN_METHODS.has(method) ? method : '_OTHER';
+      const code = String(status);
+      children = {
+        duration: this.requestDuration.labels(route, m, code),
+        count: this.requests.labels(route, m, code),
+      };
+      byStatus.set(status, children); // bounded: node's parser knows a fixed set of methods
+    }
+    children.duration.observe(seconds);
+    children.count.inc();
   }
 
   /** Where breaker and target gauges are read at scrape time. */

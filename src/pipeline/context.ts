@@ -1,5 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Consumer } from '../auth/types.js';
+import type { DecisionResult } from '../observability/metrics.js';
+import type { TraceContext } from '../observability/tracing/index.js';
+import type { GatewayResponse } from '../server/response.js';
 import type { CompiledRoute } from './route.js';
 
 /**
@@ -14,6 +17,14 @@ export class RequestContext {
   extraResponseHeaders: string[] | null = null;
   /** set when the client sent `Expect: 100-continue`: the 100 is sent only once we proxy */
   expectContinue = false;
+  /** the rate-limit decision, when the route is rate-limited (access log) */
+  rateLimit: DecisionResult | null = null;
+  /** the tier the request was counted under (access log) */
+  tier: string | null = null;
+  /** the request's W3C trace context (continued or started) */
+  trace: TraceContext | null = null;
+  /** request body bytes sent upstream (a declared length, or counted for chunked bodies) */
+  bytesIn = 0;
   /** upstream attempts made (retries included); 0 = never proxied */
   attempts = 0;
   /** the target of the last attempt ("host:port") */
@@ -23,7 +34,7 @@ export class RequestContext {
 
   constructor(
     readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    readonly res: GatewayResponse,
     readonly requestId: string,
     readonly route: CompiledRoute,
     /** normalised path, the one routing and the upstream see */

@@ -2,7 +2,7 @@
  * The proxy port. For every request: request id → target normalised once → route → stages →
  * upstream. Requests the server cannot even parse are answered by `clientError` with problem+json.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { runChain, type ChainEnd } from '../pipeline/chain.js';
 import type { RequestContext } from '../pipeline/context.js';
@@ -10,12 +10,16 @@ import { problems, problem, type Problem } from '../pipeline/problems.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { forward, type ProxyEnv } from '../upstream/proxy.js';
 import { handleUpgrade } from '../upstream/upgrade.js';
+import type { RequestObserver } from '../observability/request-observer.js';
 import { resolveRequest } from './resolve.js';
+import { GatewayResponse } from './response.js';
 import { sendProblem, writeRawProblem } from './respond.js';
 import type { Runtime } from './runtime.js';
 
 export type DataPlaneState = {
   runtime: Runtime;
+  /** metrics, access log and span of every finished request */
+  readonly observer: RequestObserver;
   draining: boolean;
   /** client sockets of upgraded (WebSocket) connections: node's server no longer manages them */
   readonly upgraded: Set<Socket>;
@@ -34,6 +38,7 @@ export function createDataPlane(state: DataPlaneState): Server {
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 4))),
     joinDuplicateHeaders: false,
     noDelay: true,
+    ServerResponse: GatewayResponse,
   });
 
   const env: ProxyEnv = {
@@ -47,15 +52,23 @@ export function createDataPlane(state: DataPlaneState): Server {
     reject: (ctx, p) => sendProblem(ctx.res, p, ctx.requestId, ctx.bodyLength !== 0 || state.draining),
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
+  // one function for every response ('close' comes once, finished or cut): no closure per request
+  const observer = state.observer;
+  function onResponseClose(this: GatewayResponse): void {
+    observer.record(this);
+  }
+
+  const onRequest = (req: IncomingMessage, res: GatewayResponse, expectContinue: boolean): void => {
+    res.startTime = performance.now();
+    res.on('close', onResponseClose);
     const ctx = prepare(state, req, res);
     if (ctx === null) return;
     ctx.expectContinue = expectContinue;
     runChain(ctx, ctx.route.stages, 0, end);
   };
 
-  server.on('request', (req, res) => onRequest(req, res, false));
-  server.on('checkContinue', (req, res) => onRequest(req, res, true));
+  server.on('request', (req, res) => onRequest(req, res as GatewayResponse, false));
+  server.on('checkContinue', (req, res) => onRequest(req, res as GatewayResponse, true));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const rt = state.runtime;
     handleUpgrade(rt, req, socket, head, state.draining, state.upgraded);
@@ -65,7 +78,7 @@ export function createDataPlane(state: DataPlaneState): Server {
 }
 
 /** Everything before the stages: returns the context, or null after answering with an error. */
-function prepare(state: DataPlaneState, req: IncomingMessage, res: ServerResponse): RequestContext | null {
+function prepare(state: DataPlaneState, req: IncomingMessage, res: GatewayResponse): RequestContext | null {
   const r = resolveRequest(state.runtime, req, res);
   if (r.ok) return r.ctx;
   sendProblem(res, r.problem, r.requestId, r.bodyLength !== 0 || state.draining);
@@ -85,7 +98,7 @@ const ERROR_LINGER_MS = 1000;
 /** Sockets whose error answer is written or waiting for earlier responses. */
 const answered = new WeakSet<Socket>();
 
-type PendingResponse = ServerResponse & { req: IncomingMessage };
+type PendingResponse = GatewayResponse & { req: IncomingMessage };
 const inFlightResponse = (socket: Socket) =>
   (socket as Socket & { _httpMessage?: PendingResponse | null })._httpMessage ?? null;
 

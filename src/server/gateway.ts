@@ -13,7 +13,10 @@ import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
+import { createAccessLog, type AccessLog } from '../observability/access-log/index.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { RequestObserver } from '../observability/request-observer.js';
+import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { closeRuntime, compileRuntime, readyServices } from './runtime.js';
 
@@ -37,7 +40,12 @@ const RESTART_ONLY = [
   'limits.requestTimeout',
   'limits.keepAliveTimeout',
   'limits.maxHeaderSize',
+  'logging.access',
+  'tracing',
 ] as const;
+
+/** How long shutdown waits for buffered access logs and spans to be shipped. */
+const FLUSH_TIMEOUT_MS = 5000;
 
 export class Gateway {
   private readonly state: DataPlaneState;
@@ -50,6 +58,9 @@ export class Gateway {
   private readonly keys: KeysAdmin;
   /** one registry for the process's life: counters carry on across reloads */
   readonly metrics = new GatewayMetrics();
+  /** access log and tracing live as long as the process (changes need a restart) */
+  readonly accessLog: AccessLog;
+  readonly tracing: Tracing;
 
   private constructor(
     config: GatewayConfig,
@@ -57,10 +68,13 @@ export class Gateway {
     private readonly configFile: string | undefined,
     private readonly onAdminReload: (() => void) | undefined,
   ) {
+    this.accessLog = createAccessLog(config.logging.access, { logger, registry: this.metrics.registry });
+    this.tracing = new Tracing(config.tracing, logger);
     this.state = {
-      runtime: compileRuntime(config, logger, this.metrics),
+      runtime: compileRuntime(config, logger, this.metrics, this.tracing),
       draining: false,
       upgraded: new Set(),
+      observer: new RequestObserver(this.metrics, this.accessLog, this.tracing),
     };
     this.data = createDataPlane(this.state);
     this.metrics.watchServices(() => this.state.runtime.services.values());
@@ -156,12 +170,13 @@ export class Gateway {
     if (this.configFile === undefined) throw new Error('this gateway was not started from a file');
     const result = await loadConfigFile(this.configFile);
     if (!result.ok) {
+      this.metrics.configReloads.labels('failure').inc();
       this.logger.warn({ problems: result.problems }, 'config reload rejected; keeping the running config');
       return result;
     }
     if (this.state.draining) return { ok: true, restartNeeded: [] };
     const old = this.state.runtime;
-    const next = compileRuntime(result.config, this.logger, this.metrics);
+    const next = compileRuntime(result.config, this.logger, this.metrics, this.tracing);
     await next.shared.rateLimiter?.ready();
     await readyAuthenticators(next.shared.authenticators);
     await readyServices(next);
@@ -172,6 +187,7 @@ export class Gateway {
     );
     if (restartNeeded.length > 0)
       this.logger.warn({ restartNeeded }, 'these settings change only on restart');
+    this.metrics.configReloads.labels('success').inc();
     this.logger.info({ routes: result.config.routes.length }, 'config reloaded');
     void closeRuntime(old);
     return { ok: true, restartNeeded };
@@ -207,6 +223,8 @@ export class Gateway {
       await closed;
     }
     await closeRuntime(this.state.runtime);
+    // every request has ended: its record is queued; ship what is buffered, then stop
+    await Promise.all([this.accessLog.close(FLUSH_TIMEOUT_MS), this.tracing.shutdown(FLUSH_TIMEOUT_MS)]);
     await this.keys.close();
     this.admin.closeAllConnections();
     await new Promise<void>((resolve) => this.admin.close(() => resolve()));

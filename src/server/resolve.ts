@@ -3,7 +3,7 @@
  * request id, the request target normalised once, the route, the client address and the
  * forwarding headers. Either a context, or the problem to answer with.
  */
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { RequestContext } from '../pipeline/context.js';
 import { problems, type Problem } from '../pipeline/problems.js';
 import { normaliseHost } from '../router/host.js';
@@ -11,6 +11,7 @@ import { parseRequestTarget } from '../router/request-target.js';
 import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { scanRequestHeaders } from '../upstream/request-headers.js';
+import { GatewayResponse } from './response.js';
 import type { Runtime } from './runtime.js';
 
 export type Resolved =
@@ -23,9 +24,14 @@ export type Resolved =
     };
 
 /** `res` is absent for upgrades, whose answers go to the raw socket. */
-export function resolveRequest(rt: Runtime, req: IncomingMessage, res: ServerResponse | null): Resolved {
+export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayResponse | null): Resolved {
   const scan = scanRequestHeaders(req.rawHeaders);
   const requestId = requestIdFor(scan.requestId);
+  const trace = rt.tracing.begin(scan.traceparent, scan.tracestate);
+  if (res !== null) {
+    res.requestId = requestId;
+    res.trace = trace;
+  }
   const fail = (problem: Problem): Resolved => ({
     ok: false,
     problem,
@@ -46,9 +52,11 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: ServerRes
   const peer = plainAddress(req.socket.remoteAddress);
   const headers = scan.forward;
   appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
+  headers.push('traceparent', trace.traceparent);
+  if (trace.tracestate !== null) headers.push('tracestate', trace.tracestate);
   const ctx = new RequestContext(
     req,
-    res ?? new ServerResponse(req), // for upgrades: never written
+    res ?? new GatewayResponse(req), // for upgrades: never written
     requestId,
     route,
     target.path,
@@ -56,7 +64,9 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: ServerRes
     clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
     headers,
     scan.bodyLength,
-    performance.now(),
+    res === null ? performance.now() : res.startTime,
   );
+  ctx.trace = trace;
+  if (res !== null) res.ctx = ctx;
   return { ok: true, ctx };
 }

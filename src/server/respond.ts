@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { problemBody, type Problem } from '../pipeline/problems.js';
+import { GatewayResponse } from './response.js';
 
 /** Writes a problem+json response. `close` ends the connection after it (unread body, draining). */
 export function sendProblem(res: ServerResponse, p: Problem, requestId: string, close: boolean): void {
@@ -9,6 +10,10 @@ export function sendProblem(res: ServerResponse, p: Problem, requestId: string, 
     return;
   }
   const body = problemBody(p, requestId);
+  if (res instanceof GatewayResponse) {
+    res.problemCode = p.code;
+    res.bytesOut = Buffer.byteLength(body);
+  }
   const headers: string[] = [
     'content-type',
     'application/problem+json',

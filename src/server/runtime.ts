@@ -11,6 +11,7 @@ import { STAGES } from '../pipeline/stages.js';
 import { createRateLimiter } from '../ratelimit/limiter.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
+import { Tracing } from '../observability/tracing/index.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
 import { TrustedProxies } from '../stages/real-ip/index.js';
@@ -23,12 +24,15 @@ export type Runtime = {
   readonly services: ReadonlyMap<string, Service>;
   readonly trustedProxies: TrustedProxies;
   readonly shared: SharedResources;
+  /** trace context for every request (the gateway's, kept across reloads) */
+  readonly tracing: Tracing;
 };
 
 export function compileRuntime(
   config: GatewayConfig,
   logger: Logger = silentLogger(),
   metrics: GatewayMetrics | null = null,
+  tracing: Tracing = new Tracing(undefined, logger),
 ): Runtime {
   const shared: SharedResources = {
     rateLimiter: createRateLimiter(config, logger, metrics),
@@ -65,6 +69,7 @@ export function compileRuntime(
     services,
     trustedProxies: new TrustedProxies(config.trustedProxies),
     shared,
+    tracing,
   };
 }
 

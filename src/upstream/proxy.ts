@@ -126,7 +126,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     const req = ctx.req;
     if (ctx.bodyLength > 0) this.body = req;
     else if (ctx.bodyLength < 0)
-      this.body = Readable.from(limitedBody(req, this.env.bodyLimit), { objectMode: false });
+      this.body = Readable.from(limitedBody(req, this.env.bodyLimit, ctx), { objectMode: false });
     const remaining = this.deadlineAt - performance.now();
     const response = this.service.config.timeouts.response;
     target.pool.dispatch(
@@ -192,6 +192,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
   onData(chunk: Buffer): boolean {
     if (this.discarding) return true;
     const res = this.ctx.res;
+    res.bytesOut += chunk.length;
     if (chunk.length === this.contentLength) {
       // The whole (rest of the) body: one end() writes it with the headers in a single syscall,
       // without write()'s deferred uncork. done first: 'close' must not abort a finished exchange.

@@ -11,11 +11,16 @@ export class BodyTooLargeError extends Error {
  * A chunked request body, streamed with back-pressure and counted as it goes: over `limit`
  * bytes, the upload to the upstream is aborted with BodyTooLargeError.
  */
-export async function* limitedBody(body: Readable, limit: number): AsyncGenerator<Buffer> {
+export async function* limitedBody(
+  body: Readable,
+  limit: number,
+  counter: { bytesIn: number },
+): AsyncGenerator<Buffer> {
   let seen = 0;
   for await (const chunk of body) {
     const buf = chunk as Buffer;
     seen += buf.length;
+    counter.bytesIn = seen;
     if (seen > limit) throw new BodyTooLargeError(limit);
     yield buf;
   }

@@ -6,8 +6,9 @@
  * Names spelt with `_` instead of `-` (`X-Consumer_Id`, `X_Forwarded_For`) are dropped when
  * they would stand for one of those: CGI-style upstreams (WSGI, PHP, Rack) map both spellings
  * to the same variable, so they would otherwise spoof what the gateway sets.
- * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, and `Content-Length`) are added
- * after the removal of what `Connection` names, so a client cannot strip them that way.
+ * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, `traceparent`, `tracestate` and
+ * `Content-Length`) are added after the removal of what `Connection` names, so a client cannot
+ * strip them that way.
  * Refused (`invalid`): contradictory framing, several or malformed `Host`, more fields than node
  * keeps, and an upgrade to anything but WebSocket.
  */
@@ -20,6 +21,9 @@ export type RequestHeaderScan = {
   forwardedFor: string | undefined;
   forwardedProto: string | undefined;
   forwardedHost: string | undefined;
+  /** W3C trace context: replaced upstream by the gateway's own (tracing) */
+  traceparent: string | undefined;
+  tracestate: string | undefined;
   /** -1: chunked; 0: none; n: declared length */
   bodyLength: number;
   /** set when the headers are contradictory or unsupported */
@@ -57,6 +61,8 @@ const SPECIAL = new Map<string, number>([
   ['x-forwarded-proto', 2],
   ['x-forwarded-host', 2],
   ['content-length', 2],
+  ['traceparent', 2],
+  ['tracestate', 2],
 ]);
 
 const join = (a: string | undefined, b: string) => (a === undefined ? b : `${a}, ${b}`);
@@ -70,6 +76,8 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
     forwardedFor: undefined,
     forwardedProto: undefined,
     forwardedHost: undefined,
+    traceparent: undefined,
+    tracestate: undefined,
     bodyLength: 0,
     invalid: undefined,
   };
@@ -114,6 +122,13 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
         break;
       case 'x-forwarded-host':
         scan.forwardedHost = value;
+        break;
+      case 'traceparent':
+        // several traceparent headers are invalid: start a new trace rather than pick one
+        scan.traceparent = scan.traceparent === undefined ? value : '';
+        break;
+      case 'tracestate':
+        scan.tracestate = join(scan.tracestate, value);
         break;
       case 'content-length':
         if (contentLength !== undefined && contentLength !== value)

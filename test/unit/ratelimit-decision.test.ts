@@ -3,7 +3,8 @@
  * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly per SPEC.
  */
 import { NO_AUTHENTICATORS } from '../../src/auth/index.js';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { GatewayResponse } from '../../src/server/response.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayConfig, RouteConfig } from '../../src/config/schema.js';
 import { RequestContext } from '../../src/pipeline/context.js';
@@ -305,7 +306,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
   const ctx = (consumer: RequestContext['consumer'] = null) => {
     const c = new RequestContext(
       {} as IncomingMessage,
-      {} as ServerResponse,
+      {} as GatewayResponse,
       'req-1',
       {} as CompiledRoute,
       '/x',

@@ -42,15 +42,19 @@ export const rateLimit: StageFactory = {
     }
     const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome => {
       const count = counters.get(tier);
+      ctx.tier = tier;
       if (d === 'open') {
         count?.fail_open.inc();
+        ctx.rateLimit = 'fail_open';
         return undefined;
       }
       if (d === 'closed') {
         count?.fail_closed.inc();
+        ctx.rateLimit = 'fail_closed';
         return storeUnavailable;
       }
       count?.[d.outcome].inc();
+      ctx.rateLimit = d.outcome;
       return apply(ctx, d, limiter);
     };
     return {

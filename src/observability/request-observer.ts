@@ -1,0 +1,76 @@
+/**
+ * The end of every data-plane request: the request metrics, the access-log record and the
+ * server span, taken when the response closes (finished, or cut). Nothing here is awaited: the
+ * metrics are in-memory counters, the access log only queues, and span export is batched.
+ */
+import type { GatewayResponse } from '../server/response.js';
+import type { AccessLog, AccessRecord } from './access-log/index.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { Tracing } from './tracing/index.js';
+
+/** Status counted when the client left before any answer was sent (nginx's convention). */
+export const CLIENT_CLOSED = 499;
+
+/** Longest path kept in an access-log record for a request no route matched. */
+const MAX_LOGGED_PATH = 2048;
+
+export class RequestObserver {
+  constructor(
+    private readonly metrics: GatewayMetrics | null,
+    private readonly accessLog: AccessLog | null,
+    private readonly tracing: Tracing | null,
+  ) {}
+
+  record(res: GatewayResponse): void {
+    const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
+    const ms = performance.now() - res.startTime;
+    const ctx = res.ctx;
+    const method = res.req.method ?? 'GET';
+    this.metrics?.recordRequest(ctx === null ? '' : ctx.route.name, method, status, ms / 1000);
+    if (this.accessLog?.enabled === true) this.accessLog.push(accessRecord(res, status, ms));
+    const trace = res.trace;
+    if (trace !== null && trace.sampled && this.tracing !== null) {
+      this.tracing.end(trace, {
+        route: ctx === null ? null : ctx.route.config.match.path,
+        method,
+        status: res.headersSent ? status : 0,
+        service: ctx === null ? null : ctx.route.service.name,
+        target: ctx?.upstream ?? null,
+        error: res.problemCode,
+      });
+    }
+  }
+}
+
+export function accessRecord(res: GatewayResponse, status: number, ms: number): AccessRecord {
+  const ctx = res.ctx;
+  const req = res.req;
+  return {
+    time: new Date(performance.timeOrigin + res.startTime).toISOString(),
+    requestId: res.requestId,
+    traceId: res.trace?.traceId ?? null,
+    route: ctx === null ? null : ctx.route.name,
+    method: req.method ?? '',
+    path: ctx === null ? rawPath(req.url ?? '') : ctx.path,
+    status,
+    durationMs: Math.round(ms * 1000) / 1000,
+    clientIp: ctx === null ? (req.socket.remoteAddress ?? '') : ctx.clientIp,
+    upstream: ctx?.upstream ?? null,
+    upstreamDurationMs:
+      ctx === null || ctx.upstreamDurationMs < 0 ? null : Math.round(ctx.upstreamDurationMs * 1000) / 1000,
+    attempts: ctx?.attempts ?? 0,
+    consumerId: ctx?.consumer?.id ?? null,
+    tier: ctx === null ? null : (ctx.tier ?? ctx.consumer?.tier ?? null),
+    bytesIn: ctx === null ? 0 : ctx.bodyLength > 0 ? ctx.bodyLength : ctx.bytesIn,
+    bytesOut: res.bytesOut,
+    rateLimit: ctx?.rateLimit ?? null,
+    error: res.problemCode,
+  };
+}
+
+/** The path of a request target that was not routed: no query (it may hold secrets), bounded. */
+function rawPath(url: string): string {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  return path.length > MAX_LOGGED_PATH ? path.slice(0, MAX_LOGGED_PATH) : path;
+}
