@@ -21,7 +21,7 @@ describe('problem messages', () => {
           'limits: { bodySize: 10 megs, requestTimeout: 1w }',
           'shutdown: { drainTimeout: 30d }',
           'services:',
-          '  a: { targets: [], pool: { connections: 0 }, balancer: random }',
+          '  a: { targets: [], pool: { connections: 0 }, balancer: fastest }',
           '  b: { targets: [http://127.0.0.1:1/api] }',
           'routes:',
           '  - { name: "-x", match: { path: api, host: "a.example.com:80", methods: [GET, GET] }, service: a, stripPrefix: api }',
@@ -42,7 +42,7 @@ describe('problem messages', () => {
         'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
       'services.a.targets': 'must list at least one item',
       'services.a.pool.connections': 'must be at least 1',
-      'services.a.balancer': 'must be "round-robin"',
+      'services.a.balancer': 'must be one of: "round-robin", "least-request", "random"',
       'services.b.targets[0]':
         'must be an upstream origin such as "http://10.0.0.5:8080" (http or https, no path)',
       'routes[0].name':
