@@ -213,6 +213,32 @@ export class GatewayMetrics {
     children.count.inc();
   }
 
+  /** Exposes the span exporter's counts (read at scrape time). */
+  watchTracing(stats: () => { queued: number; exported: number; dropped: number; failed: number }): void {
+    const registers = [this.registry];
+    new Counter({
+      name: 'gatehouse_tracing_spans_total',
+      help: 'Sampled spans by outcome: exported, dropped (export queue full), failed (the collector refused or did not answer)',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const s = stats();
+        this.reset();
+        this.labels('exported').inc(s.exported);
+        this.labels('dropped').inc(s.dropped);
+        this.labels('failed').inc(s.failed);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_tracing_spans_queued',
+      help: 'Sampled spans waiting in the export queue',
+      registers,
+      collect() {
+        this.set(stats().queued);
+      },
+    });
+  }
+
   /** Where breaker and target gauges are read at scrape time. */
   watchServices(services: () => Iterable<ServiceView>): void {
     this.services = services;

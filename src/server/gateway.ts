@@ -70,6 +70,7 @@ export class Gateway {
   ) {
     this.accessLog = createAccessLog(config.logging.access, { logger, registry: this.metrics.registry });
     this.tracing = new Tracing(config.tracing, logger);
+    if (this.tracing.exporting) this.metrics.watchTracing(() => this.tracing.stats());
     this.state = {
       runtime: compileRuntime(config, logger, this.metrics, this.tracing),
       draining: false,

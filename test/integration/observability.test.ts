@@ -115,6 +115,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
       'gatehouse_store_errors_total',
       'gatehouse_config_reloads_total',
       'gatehouse_build_info',
+      'gatehouse_tracing_spans_total',
       'process_cpu_seconds_total',
       'nodejs_eventloop_lag_p99_seconds',
     ]) {
