@@ -208,3 +208,30 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('access log on shutdown', () => {
+  it('ships the records still buffered when the gateway drains', async () => {
+    const upstream = await startUpstream();
+    const es = await startFakeElasticsearch();
+    const gw = await startGateway(`
+services:
+  api: { targets: ["${upstream.url}"] }
+routes:
+  - { name: api, match: { path: /** }, service: api }
+logging:
+  access:
+    elasticsearch: { url: "${es.url}", batchSize: 1000, flushInterval: 1m }
+`);
+    try {
+      for (let i = 0; i < 5; i++) expect((await request(`${gw.url}/s/${i}`)).status).toBe(200);
+      expect(es.docs.length).toBe(0); // a minute's flush interval: nothing sent yet
+      await gw.close();
+      expect(es.docs.map((d) => d.doc.path)).toEqual(['/s/0', '/s/1', '/s/2', '/s/3', '/s/4']);
+      const stats = gw.gateway.accessLog.stats().elasticsearch;
+      expect(stats).toMatchObject({ enqueued: 5, shipped: 5, dropped: 0, buffered: 0 });
+    } finally {
+      await gw.close();
+      await Promise.all([upstream.close(), es.close()]);
+    }
+  });
+});
