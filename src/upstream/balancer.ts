@@ -28,17 +28,18 @@ class RoundRobin implements Balancer {
   private next = 0;
   pick<T extends Balanced>(targets: readonly T[], tried: readonly T[] | null): T {
     const n = targets.length;
+    // Only first attempts move the turn: were a retry to move it past the target it took,
+    // the turn would fall back on the failing target, which then got every first attempt.
     for (let step = 0; step < n; step++) {
       const i = (this.next + step) % n;
       const t = targets[i] as T;
-      if (tried === null || !tried.includes(t)) {
+      if (tried === null) {
         this.next = (i + 1) % n;
         return t;
       }
+      if (!tried.includes(t)) return t;
     }
-    const t = targets[this.next % n] as T;
-    this.next = (this.next + 1) % n;
-    return t;
+    return targets[this.next % n] as T;
   }
 }
 

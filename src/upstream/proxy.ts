@@ -116,6 +116,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.target = target;
     this.generation = generation;
     target.inflight++;
+    if (target.inflight > target.connections) this.startQueueTimer();
     ctx.attempts++;
     ctx.upstream = target.address;
     this.attemptStart = performance.now();
@@ -143,8 +144,43 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   onConnect(abort: (err?: Error) => void): void {
+    if (this.queueTimer !== null) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = null;
+    }
     this.abort = abort;
+    // answered already (the wait for a connection timed out): the request must not go now
+    if (this.done) abort(new ClientGoneError());
   }
+
+  private queueTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Every connection to the target is busy, so the request waits in the pool's queue, where
+   * undici's timeouts do not run yet: bound the wait by the response timeout (or the deadline),
+   * or a hung upstream would hold queued requests forever.
+   */
+  private startQueueTimer(): void {
+    const remaining = this.deadlineAt - performance.now();
+    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, remaining));
+    this.queueTimer = setTimeout(this.onQueueTimeout, wait);
+  }
+
+  private readonly onQueueTimeout = (): void => {
+    this.queueTimer = null;
+    if (this.done) return;
+    // No retry: the queued dispatch is still undici's and may yet call this handler.
+    this.done = true;
+    this.finishAttempt('timeout', 0);
+    const res = this.ctx.res;
+    const close = this.ctx.bodyLength !== 0 || this.env.isDraining();
+    sendProblem(
+      res,
+      problems.upstreamTimeout(`service "${this.service.name}" had no free connection in time`),
+      this.ctx.requestId,
+      close,
+    );
+  };
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const res = this.ctx.res;
@@ -156,10 +192,11 @@ class Exchange implements Dispatcher.DispatchHandlers {
       return true;
     }
     if (this.service.retry.retriesStatus(statusCode)) {
+      // the outcome goes to the breaker first, so a breaker this answer opens refuses the retry
+      this.finishAttempt(null, statusCode);
       const delay = this.retryDelay(statusCode, retryAfterOf(rawHeaders));
       if (delay >= 0) {
         // Retried: read this answer to its end (keeping the connection) and throw it away.
-        this.finishAttempt(null, statusCode);
         this.discarding = true;
         this.nextDelay = delay;
         return true;
@@ -221,8 +258,12 @@ class Exchange implements Dispatcher.DispatchHandlers {
     const res = this.ctx.res;
     const failure = classify(err);
     if (this.discarding) {
-      // the retried answer broke off while being thrown away: retry as decided
+      // the retried answer broke off while being thrown away: retry as decided, unless the
+      // client left meanwhile; then the retry's admission goes back (a half-open breaker's
+      // probe slot would otherwise stay taken, and the breaker refuse everything for good)
+      this.discarding = false;
       if (!this.done) this.scheduleRetry(this.nextDelay);
+      else this.service.breaker.record(this.pendingGeneration, 'cancelled');
       return;
     }
     if (this.target !== null) this.finishAttempt(failure, 0);
@@ -323,6 +364,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   /** The client went away (or the response finished): stop the upstream exchange if still running. */
   readonly onClientClose = (): void => {
+    if (this.queueTimer !== null) {
+      clearTimeout(this.queueTimer);
+      this.queueTimer = null;
+    }
     if (this.done) return;
     this.done = true;
     if (this.retryTimer !== null) {

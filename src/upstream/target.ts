@@ -17,12 +17,15 @@ export class Target implements PassiveState {
   ejectedUntil = 0;
   ejectionTimer: NodeJS.Timeout | null = null;
   check: ActiveHealthCheck | null = null;
+  /** `pool.connections`: more requests in flight than this wait in the pool's queue */
+  readonly connections: number;
 
   constructor(
     readonly origin: string,
     config: ServiceConfig,
   ) {
     this.address = new URL(origin).host;
+    this.connections = config.pool.connections;
     this.pool = new Pool(origin, {
       connections: config.pool.connections,
       pipelining: 1,
