@@ -5,7 +5,8 @@
  * observability issue adds the request histograms and the rest.
  */
 import { readFileSync } from 'node:fs';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
 import type { ServiceMetrics } from '../upstream/service.js';
 
 export type DecisionResult = 'allowed' | 'rate_limited' | 'quota_exceeded' | 'fail_open' | 'fail_closed';
@@ -42,7 +43,7 @@ const KNOWN_METHODS = new Set([
   'CONNECT',
 ]);
 
-type RequestChildren = { duration: { observe(v: number): void }; count: { inc(): void } };
+type RequestChildren = { duration: HistogramChild; count: CounterChild };
 
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
@@ -51,19 +52,19 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly ratelimitDecisions: Counter<'tier' | 'result'>;
-  readonly storeErrors: Counter<'store'>;
-  readonly degradedDecisions: Counter<'store' | 'policy'>;
+  readonly ratelimitDecisions: FastCounter;
+  readonly storeErrors: FastCounter;
+  readonly degradedDecisions: FastCounter;
   readonly storeDegraded: Gauge<'store'>;
-  readonly authFailures: Counter<'method' | 'reason'>;
-  readonly upstreamDuration: Histogram<'service'>;
-  readonly upstreamErrors: Counter<'service' | 'reason'>;
-  readonly upstreamRetries: Counter<'service' | 'reason'>;
-  readonly upstreamRetriesSkipped: Counter<'service' | 'reason'>;
-  readonly upstreamPanic: Counter<'service'>;
-  readonly requestDuration: Histogram<'http_route' | 'http_request_method' | 'http_response_status_code'>;
-  readonly requests: Counter<'route' | 'method' | 'status'>;
-  readonly configReloads: Counter<'result'>;
+  readonly authFailures: FastCounter;
+  readonly upstreamDuration: FastHistogram;
+  readonly upstreamErrors: FastCounter;
+  readonly upstreamRetries: FastCounter;
+  readonly upstreamRetriesSkipped: FastCounter;
+  readonly upstreamPanic: FastCounter;
+  readonly requestDuration: FastHistogram;
+  readonly requests: FastCounter;
+  readonly configReloads: FastCounter;
   /** label children by route, method and status: no label hashing per request */
   private readonly requestChildren = new Map<string, Map<string, Map<number, RequestChildren>>>();
   private services: () => Iterable<ServiceView> = () => [];
@@ -86,82 +87,82 @@ export class GatewayMetrics {
       labelNames: ['version'],
       registers,
     }).set({ version: packageVersion() }, 1);
-    this.ratelimitDecisions = new Counter({
-      name: 'gatehouse_ratelimit_decisions_total',
-      help: 'Rate-limit decisions by tier and result (fail_open/fail_closed: decided by onStoreError while the store was unavailable)',
-      labelNames: ['tier', 'result'],
-      registers,
-    });
-    this.storeErrors = new Counter({
-      name: 'gatehouse_store_errors_total',
-      help: 'Failed calls to a shared store (timeouts, connection errors)',
-      labelNames: ['store'],
-      registers,
-    });
-    this.degradedDecisions = new Counter({
-      name: 'gatehouse_ratelimit_degraded_decisions_total',
-      help: 'Rate-limit decisions taken by the failure policy instead of the shared store',
-      labelNames: ['store', 'policy'],
-      registers,
-    });
-    this.authFailures = new Counter({
-      name: 'gatehouse_auth_failures_total',
-      help: 'Requests an authentication method did not accept (reason: absent, invalid, unavailable)',
-      labelNames: ['method', 'reason'],
-      registers,
-    });
-    this.requestDuration = new Histogram({
-      name: 'http_server_request_duration_seconds',
-      help: 'Duration of HTTP server requests (OpenTelemetry semantic conventions; http_route is the route name, empty when none matched)',
-      labelNames: ['http_route', 'http_request_method', 'http_response_status_code'],
-      buckets: HTTP_DURATION_BUCKETS,
-      registers,
-    });
-    this.requests = new Counter({
-      name: 'gatehouse_requests_total',
-      help: 'Requests by route name (empty when none matched), method and status (499: the client left before an answer)',
-      labelNames: ['route', 'method', 'status'],
-      registers,
-    });
-    this.configReloads = new Counter({
-      name: 'gatehouse_config_reloads_total',
-      help: 'Config reloads (POST /reload, SIGHUP) by result',
-      labelNames: ['result'],
-      registers,
-    });
+    this.ratelimitDecisions = new FastCounter(
+      'gatehouse_ratelimit_decisions_total',
+      'Rate-limit decisions by tier and result (fail_open/fail_closed: decided by onStoreError while the store was unavailable)',
+      ['tier', 'result'],
+      this.registry,
+    );
+    this.storeErrors = new FastCounter(
+      'gatehouse_store_errors_total',
+      'Failed calls to a shared store (timeouts, connection errors)',
+      ['store'],
+      this.registry,
+    );
+    this.degradedDecisions = new FastCounter(
+      'gatehouse_ratelimit_degraded_decisions_total',
+      'Rate-limit decisions taken by the failure policy instead of the shared store',
+      ['store', 'policy'],
+      this.registry,
+    );
+    this.authFailures = new FastCounter(
+      'gatehouse_auth_failures_total',
+      'Requests an authentication method did not accept (reason: absent, invalid, unavailable)',
+      ['method', 'reason'],
+      this.registry,
+    );
+    this.requestDuration = new FastHistogram(
+      'http_server_request_duration_seconds',
+      'Duration of HTTP server requests (OpenTelemetry semantic conventions; http_route is the route name, empty when none matched)',
+      ['http_route', 'http_request_method', 'http_response_status_code'],
+      HTTP_DURATION_BUCKETS,
+      this.registry,
+    );
+    this.requests = new FastCounter(
+      'gatehouse_requests_total',
+      'Requests by route name (empty when none matched), method and status (499: the client left before an answer)',
+      ['route', 'method', 'status'],
+      this.registry,
+    );
+    this.configReloads = new FastCounter(
+      'gatehouse_config_reloads_total',
+      'Config reloads (POST /reload, SIGHUP) by result',
+      ['result'],
+      this.registry,
+    );
     this.configReloads.labels('success').inc(0);
     this.configReloads.labels('failure').inc(0);
-    this.upstreamDuration = new Histogram({
-      name: 'gatehouse_upstream_request_duration_seconds',
-      help: 'Upstream attempts, from dispatch until the response ended (retries are separate attempts)',
-      labelNames: ['service'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.upstreamErrors = new Counter({
-      name: 'gatehouse_upstream_errors_total',
-      help: 'Upstream attempts that failed without an HTTP answer (reason: connect-error, connect-timeout, timeout, reset, protocol)',
-      labelNames: ['service', 'reason'],
-      registers,
-    });
-    this.upstreamRetries = new Counter({
-      name: 'gatehouse_upstream_retries_total',
-      help: 'Retries sent, by what was retried (connect-error, timeout, reset, or the status)',
-      labelNames: ['service', 'reason'],
-      registers,
-    });
-    this.upstreamRetriesSkipped = new Counter({
-      name: 'gatehouse_upstream_retries_skipped_total',
-      help: 'Retries not sent although retry.on named the failure (reason: budget, deadline, breaker, retry_after)',
-      labelNames: ['service', 'reason'],
-      registers,
-    });
-    this.upstreamPanic = new Counter({
-      name: 'gatehouse_upstream_panic_total',
-      help: 'Requests sent while no target of the service was healthy (all targets tried instead of none)',
-      labelNames: ['service'],
-      registers,
-    });
+    this.upstreamDuration = new FastHistogram(
+      'gatehouse_upstream_request_duration_seconds',
+      'Upstream attempts, from dispatch until the response ended (retries are separate attempts)',
+      ['service'],
+      LATENCY_BUCKETS,
+      this.registry,
+    );
+    this.upstreamErrors = new FastCounter(
+      'gatehouse_upstream_errors_total',
+      'Upstream attempts that failed without an HTTP answer (reason: connect-error, connect-timeout, timeout, reset, protocol)',
+      ['service', 'reason'],
+      this.registry,
+    );
+    this.upstreamRetries = new FastCounter(
+      'gatehouse_upstream_retries_total',
+      'Retries sent, by what was retried (connect-error, timeout, reset, or the status)',
+      ['service', 'reason'],
+      this.registry,
+    );
+    this.upstreamRetriesSkipped = new FastCounter(
+      'gatehouse_upstream_retries_skipped_total',
+      'Retries not sent although retry.on named the failure (reason: budget, deadline, breaker, retry_after)',
+      ['service', 'reason'],
+      this.registry,
+    );
+    this.upstreamPanic = new FastCounter(
+      'gatehouse_upstream_panic_total',
+      'Requests sent while no target of the service was healthy (all targets tried instead of none)',
+      ['service'],
+      this.registry,
+    );
     const services = () => this.services();
     new Gauge({
       name: 'gatehouse_circuit_breaker_state',
