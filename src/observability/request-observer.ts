@@ -21,8 +21,13 @@ export class RequestObserver {
     private readonly tracing: Tracing | null,
   ) {}
 
+  /** A response closed (finished or cut). */
   record(res: GatewayResponse): void {
-    const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
+    this.recordAs(res, res.headersSent ? res.statusCode : CLIENT_CLOSED);
+  }
+
+  /** A request whose answer went out another way (an upgrade's socket), with that status. */
+  recordAs(res: GatewayResponse, status: number): void {
     const ms = performance.now() - res.startTime;
     const ctx = res.ctx;
     const method = res.req.method ?? 'GET';
@@ -33,7 +38,7 @@ export class RequestObserver {
       this.tracing.end(trace, {
         route: ctx === null ? null : ctx.route.config.match.path,
         method,
-        status: res.headersSent ? status : 0,
+        status: status === CLIENT_CLOSED ? 0 : status,
         service: ctx === null ? null : ctx.route.service.name,
         target: ctx?.upstream ?? null,
         error: res.problemCode,

@@ -70,8 +70,11 @@ export function createDataPlane(state: DataPlaneState): Server {
   server.on('request', (req, res) => onRequest(req, res as GatewayResponse, false));
   server.on('checkContinue', (req, res) => onRequest(req, res as GatewayResponse, true));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const rt = state.runtime;
-    handleUpgrade(rt, req, socket, head, state.draining, state.upgraded);
+    const res = new GatewayResponse(req);
+    res.startTime = performance.now();
+    handleUpgrade(state.runtime, req, socket, head, state.draining, state.upgraded, res, (status) =>
+      observer.recordAs(res, status),
+    );
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket));
   return server;

@@ -11,7 +11,7 @@ import { parseRequestTarget } from '../router/request-target.js';
 import { appendForwarded, clientIpFor, plainAddress } from '../stages/real-ip/index.js';
 import { requestIdFor } from '../stages/request-id/index.js';
 import { scanRequestHeaders } from '../upstream/request-headers.js';
-import { GatewayResponse } from './response.js';
+import type { GatewayResponse } from './response.js';
 import type { Runtime } from './runtime.js';
 
 export type Resolved =
@@ -23,15 +23,16 @@ export type Resolved =
       readonly bodyLength: number;
     };
 
-/** `res` is absent for upgrades, whose answers go to the raw socket. */
-export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayResponse | null): Resolved {
+/**
+ * `res` learns the request id, trace and context (for metrics and the access log); for upgrades
+ * it only stands in for the response, whose answer goes to the raw socket.
+ */
+export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayResponse): Resolved {
   const scan = scanRequestHeaders(req.rawHeaders);
   const requestId = requestIdFor(scan.requestId);
   const trace = rt.tracing.begin(scan.traceparent, scan.tracestate);
-  if (res !== null) {
-    res.requestId = requestId;
-    res.trace = trace;
-  }
+  res.requestId = requestId;
+  res.trace = trace;
   const fail = (problem: Problem): Resolved => ({
     ok: false,
     problem,
@@ -56,7 +57,7 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayRe
   if (trace.tracestate !== null) headers.push('tracestate', trace.tracestate);
   const ctx = new RequestContext(
     req,
-    res ?? new GatewayResponse(req), // for upgrades: never written
+    res,
     requestId,
     route,
     target.path,
@@ -64,9 +65,9 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayRe
     clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
     headers,
     scan.bodyLength,
-    res === null ? performance.now() : res.startTime,
+    res.startTime,
   );
   ctx.trace = trace;
-  if (res !== null) res.ctx = ctx;
+  res.ctx = ctx;
   return { ok: true, ctx };
 }

@@ -10,6 +10,7 @@ import { runChain } from '../pipeline/chain.js';
 import { problems, type Problem } from '../pipeline/problems.js';
 import { endAndLinger, writeRawProblem } from '../server/respond.js';
 import { resolveRequest } from '../server/resolve.js';
+import type { GatewayResponse } from '../server/response.js';
 import type { Runtime } from '../server/runtime.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor } from './errors.js';
@@ -25,13 +26,21 @@ export function handleUpgrade(
   draining: boolean,
   /** open upgraded connections, so a drain that times out can close them */
   upgraded: Set<Socket>,
+  /** stands for the response in metrics and the access log (never written: answers go to the socket) */
+  res: GatewayResponse,
+  /** records the request once its answer is known (101, a refusal, or a problem) */
+  answered: (status: number) => void,
 ): void {
   upgraded.add(socket);
   socket.once('close', () => upgraded.delete(socket));
   socket.on('error', () => socket.destroy());
-  const r = resolveRequest(rt, req, null);
+  const r = resolveRequest(rt, req, res);
   const requestId = r.ok ? r.ctx.requestId : r.requestId;
-  const fail = (p: Problem) => writeRawProblem(socket, p, requestId);
+  const fail = (p: Problem) => {
+    res.problemCode = p.code;
+    answered(p.status);
+    writeRawProblem(socket, p, requestId);
+  };
   if (draining) return fail(problems.shuttingDown());
   if (!r.ok) return fail(r.problem);
   const upgrade = req.headers.upgrade;
@@ -54,7 +63,7 @@ export function handleUpgrade(
       target.inflight++;
       target.pool.dispatch(
         { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade },
-        new UpgradeRelay(socket, head, requestId, service, target, generation),
+        new UpgradeRelay(socket, head, requestId, service, target, generation, res, answered),
       );
     },
   });
@@ -75,22 +84,29 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
     private readonly service: Service,
     private readonly target: Target,
     private readonly generation: number,
+    private readonly res: GatewayResponse,
+    private readonly answered: (status: number) => void,
   ) {}
 
   private readonly started = performance.now();
   private finished = false;
 
-  /** Reports the upgrade's outcome to the service (breaker, passive health) once. */
-  private finish(failure: ReturnType<typeof classify> | null, status: number): void {
+  /**
+   * Reports the upgrade's outcome once: to the service (breaker, passive health), and as the
+   * request's answer (`answer`: the status the client got) to metrics and the access log.
+   */
+  private finish(failure: ReturnType<typeof classify> | null, status: number, answer: number): void {
     if (this.finished) return;
     this.finished = true;
-    this.service.finish(
-      this.target,
-      this.generation,
-      failure,
-      status,
-      (performance.now() - this.started) / 1000,
-    );
+    const ms = performance.now() - this.started;
+    const ctx = this.res.ctx;
+    if (ctx !== null) {
+      ctx.attempts = 1;
+      ctx.upstream = this.target.address;
+      ctx.upstreamDurationMs = ms;
+    }
+    this.answered(answer);
+    this.service.finish(this.target, this.generation, failure, status, ms / 1000);
   }
 
   onConnect(abort: () => void): void {
@@ -99,7 +115,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
-    this.finish(null, statusCode);
+    this.finish(null, statusCode, statusCode);
     const client = this.client;
     client.write(
       `HTTP/1.1 ${statusCode} Switching Protocols\r\n${rawHeaderLines(rawHeaders)}x-request-id: ${this.requestId}\r\n\r\n`,
@@ -113,7 +129,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
-    this.finish(null, statusCode);
+    this.finish(null, statusCode, statusCode);
     // The upstream refused the upgrade: relay its answer, then close.
     const kept: Buffer[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -139,7 +155,9 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
 
   onError(err: Error): void {
     const failure = classify(err);
-    this.finish(failure, 0);
-    writeRawProblem(this.client, problemFor(failure, this.service.name, 0), this.requestId);
+    const p = problemFor(failure, this.service.name, 0);
+    if (!this.finished) this.res.problemCode = p.code;
+    this.finish(failure, 0, p.status);
+    writeRawProblem(this.client, p, this.requestId);
   }
 }

@@ -5,6 +5,7 @@
  * accounting invariant enqueued = shipped + dropped + buffered.
  */
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeElasticsearch, type FakeElasticsearch } from '../helpers/fake-elasticsearch.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -173,6 +174,43 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     const stats = gw.gateway.accessLog.stats().elasticsearch;
     expect(stats).toBeDefined();
     if (stats) expect(stats.enqueued).toBe(stats.shipped + stats.dropped + stats.buffered);
+  });
+
+  it('records WebSocket upgrades: 101 and refusals', async () => {
+    const upgrade = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(gw.gateway.port, '127.0.0.1');
+        let head = '';
+        socket.on('error', reject);
+        socket.on('data', (d: Buffer) => {
+          head += d.toString('latin1');
+          if (head.includes('\r\n\r\n')) {
+            socket.destroy();
+            resolve(head.slice(0, head.indexOf('\r\n')));
+          }
+        });
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-Id: ws-1\r\n\r\n',
+        );
+      });
+    expect(await upgrade('/api/ws')).toMatch(/^HTTP\/1\.1 101/);
+    expect(await upgrade('/nope/ws')).toMatch(/^HTTP\/1\.1 404/);
+    const text = await scrape(gw);
+    expect(sample(text, 'gatehouse_requests_total', 'route="api",method="GET",status="101"')).toBe(1);
+    await waitFor(() => es.docs.some((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101));
+    const doc = es.docs.find((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101)?.doc;
+    expect(doc).toMatchObject({
+      route: 'api',
+      path: '/api/ws',
+      attempts: 1,
+      upstream: `127.0.0.1:${upstream.port}`,
+    });
+    await waitFor(() => es.docs.some((d) => d.doc.path === '/nope/ws'));
+    expect(es.docs.find((d) => d.doc.path === '/nope/ws')?.doc).toMatchObject({
+      status: 404,
+      error: 'no_route',
+    });
   });
 
   it('records gateway errors with their code, and never makes a request wait for a down Elasticsearch', async () => {
