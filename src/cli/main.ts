@@ -52,6 +52,7 @@ async function run(
       configFile,
       // a worker that reloaded through the admin API asks the primary to reload the others
       onAdminReload: isWorker() ? () => process.send?.({ type: 'gatehouse:reload-all' }) : () => undefined,
+      clusterMetrics: isWorker(),
     });
   } catch (err) {
     logger.fatal({ err }, 'could not start');

@@ -83,6 +83,7 @@ export class GatewayMetrics {
       this.registry.removeSingleMetric(name);
     new Gauge({
       name: 'gatehouse_build_info',
+      aggregator: 'first',
       help: 'Gatehouse version (value is always 1)',
       labelNames: ['version'],
       registers,
@@ -166,6 +167,8 @@ export class GatewayMetrics {
     const services = () => this.services();
     new Gauge({
       name: 'gatehouse_circuit_breaker_state',
+      // across workers (each has its own breaker): the worst state
+      aggregator: 'max',
       help: 'Circuit breaker state per service: 0 closed, 1 half-open, 2 open',
       labelNames: ['service'],
       registers,
@@ -176,6 +179,8 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'gatehouse_target_healthy',
+      // across workers (each has its own verdict): unhealthy if any worker finds it so
+      aggregator: 'min',
       help: 'Whether a target takes traffic (1) or is unhealthy or ejected (0)',
       labelNames: ['service', 'target'],
       registers,
@@ -187,6 +192,7 @@ export class GatewayMetrics {
     });
     this.storeDegraded = new Gauge({
       name: 'gatehouse_ratelimit_store_degraded',
+      aggregator: 'max',
       help: '1 while the rate-limit store is unavailable and the failure policy decides',
       labelNames: ['store'],
       registers,

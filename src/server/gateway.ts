@@ -18,6 +18,7 @@ import { GatewayMetrics } from '../observability/metrics.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
+import { clusterMetricsSource } from './cluster-metrics.js';
 import { closeRuntime, compileRuntime, readyServices } from './runtime.js';
 
 export type GatewayOptions = {
@@ -26,6 +27,8 @@ export type GatewayOptions = {
   configFile?: string;
   /** called after a reload through the admin API succeeded (workers: tell the others) */
   onAdminReload?: () => void;
+  /** a cluster worker: `/metrics` answers with every worker's metrics, aggregated by the primary */
+  clusterMetrics?: boolean;
 };
 
 export type ReloadResult = { ok: true; restartNeeded: string[] } | { ok: false; problems: ConfigProblem[] };
@@ -67,6 +70,7 @@ export class Gateway {
     readonly logger: Logger,
     private readonly configFile: string | undefined,
     private readonly onAdminReload: (() => void) | undefined,
+    clusterMetrics = false,
   ) {
     this.accessLog = createAccessLog(config.logging.access, { logger, registry: this.metrics.registry });
     this.tracing = new Tracing(config.tracing, logger);
@@ -90,10 +94,7 @@ export class Gateway {
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
       draining: () => this.state.draining,
-      metrics: async () => ({
-        contentType: this.metrics.registry.contentType,
-        body: await this.metrics.registry.metrics(),
-      }),
+      metrics: this.metricsSource(clusterMetrics),
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean> = { config: true };
@@ -114,12 +115,29 @@ export class Gateway {
     });
   }
 
+  /** What `/metrics` serves: this process's registry, or the cluster's total. */
+  private metricsSource(cluster: boolean): () => Promise<{ contentType: string; body: string }> {
+    const registry = this.metrics.registry;
+    const local = async () => ({ contentType: registry.contentType, body: await registry.metrics() });
+    if (!cluster) return local;
+    const aggregated = clusterMetricsSource(registry);
+    return () =>
+      aggregated().then(
+        (body) => ({ contentType: registry.contentType, body }),
+        (err: Error) => {
+          this.logger.warn({ err }, 'cluster metrics unavailable; serving this worker only');
+          return local();
+        },
+      );
+  }
+
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(
       config,
       options.logger ?? silentLogger(),
       options.configFile,
       options.onAdminReload,
+      options.clusterMetrics,
     );
     // bounded: an unreachable Redis means starting degraded (by policy), not hanging
     await gw.state.runtime.shared.rateLimiter?.ready();

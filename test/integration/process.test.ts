@@ -58,6 +58,14 @@ describe('gatehouse start (a real process)', () => {
     expect(ports.size).toBe(1);
     const port = [...ports][0];
     for (let i = 0; i < 4; i++) expect((await fetch(`http://127.0.0.1:${port}/x`)).status).toBe(200);
+    // /metrics on whichever worker answers counts every worker's requests (aggregated by the primary)
+    const [, adminPort] = /"adminPort":(\d+)/.exec(proc.output()) ?? [];
+    for (let i = 0; i < 4; i++) {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      expect(text).toContain('gatehouse_requests_total{route="all",method="GET",status="200"} 4');
+      expect(text).toContain('gatehouse_target_healthy{service="echo"');
+      expect(text).toMatch(/gatehouse_build_info\{version="[^"]+"\} 1\n/);
+    }
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   });
