@@ -7,26 +7,19 @@
 //
 // Env: BENCH_RUNS (3), BENCH_DURATION (10s), BENCH_WARMUP (3s, 0 = none); BENCH_QUICK=1 for 1 run
 // of 3 s after a 1 s warm-up; BENCH_GATEHOUSE_DIR: the checkout whose bin/ and dist/ are run.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parsePrometheus, startFakeSink, statsDelta, sumOf } from './lib/fake-sinks.js';
-import { benchConfig, toYaml } from './lib/gatehouse.js';
-import { KEEP_ALIVE, SkipError, formatErrors, formatInt, formatMs, measure } from './lib/measure.js';
-import { freePort, httpGet, waitForHttp, waitForPort } from './lib/net.js';
+import { startGatehouse } from './lib/gatehouse.js';
+import { KEEP_ALIVE, formatErrors, formatInt, formatMs, measure } from './lib/measure.js';
+import { httpGet } from './lib/net.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
-import {
-  installCleanupHooks,
-  makeTempDir,
-  pinSelf,
-  runSync,
-  sampleCpuBusy,
-  spawnProcess,
-  which,
-} from './lib/proc.js';
+import { installCleanupHooks, pinSelf, sampleCpuBusy, which } from './lib/proc.js';
 import { ratio } from './lib/report.js';
+import { fail, giveUpAfter, readTiming, toolVersions } from './lib/settings.js';
 import { parseDurationS } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -71,32 +64,6 @@ const VARIANTS = [
   },
 ];
 
-/**
- * @param {string} message
- * @returns {never}
- */
-function fail(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
-}
-
-function readSettings() {
-  const quick = process.env.BENCH_QUICK === '1';
-  const duration = process.env.BENCH_DURATION || (quick ? '3s' : '10s');
-  const warmupRaw = process.env.BENCH_WARMUP ?? (quick ? '1s' : '3s');
-  const warmup = warmupRaw === '' || warmupRaw === '0' ? null : warmupRaw;
-  try {
-    parseDurationS(duration);
-    if (warmup) parseDurationS(warmup);
-  } catch (err) {
-    fail(err instanceof Error ? err.message : String(err));
-  }
-  const runsRaw = process.env.BENCH_RUNS;
-  const runs = runsRaw ? Number(runsRaw) : quick ? 1 : 3;
-  if (!Number.isInteger(runs) || runs < 1) fail(`BENCH_RUNS must be a positive integer, got '${runsRaw}'`);
-  return { quick, runs, duration, warmup };
-}
-
 function parseVariants() {
   const args = process.argv.slice(2);
   const keys = VARIANTS.map((v) => v.key);
@@ -123,49 +90,6 @@ function withObservability(config, { access, tracing }) {
     ...(access ? { logging: { access } } : {}),
     ...(tracing ? { tracing } : {}),
   };
-}
-
-/**
- * Starts Gatehouse like lib/gatehouse.js does, but with its stdout sent to /dev/null: the stdout
- * access log then costs what writing it costs, not what a pipe into this runner (on the load CPU)
- * would. stdout goes to /dev/null in every variant so that they differ only in their config;
- * stderr is kept for the reason of a failed start.
- * @param {{ upstreamUrl: string, cpu: number | null, configure: (c: Config) => Config }} opts
- */
-async function startQuietGatehouse({ upstreamUrl, cpu, configure }) {
-  const bin = path.join(GATEHOUSE_DIR, 'bin', 'gatehouse.js');
-  if (!existsSync(bin)) throw new SkipError(`${bin} does not exist: gatehouse not measured`);
-  if (!existsSync(path.join(GATEHOUSE_DIR, 'dist'))) {
-    throw new SkipError(`${path.join(GATEHOUSE_DIR, 'dist')} is missing: build first with  npm run build`);
-  }
-  const port = await freePort();
-  let adminPort = await freePort();
-  while (adminPort === port) adminPort = await freePort();
-  const config = configure(benchConfig({ port, adminPort, upstreamUrl }));
-  const configPath = path.join(makeTempDir('gatehouse-bench-obs-'), 'gatehouse.yaml');
-  writeFileSync(configPath, toYaml(config));
-  const proc = spawnProcess({
-    name: 'gatehouse',
-    cmd: 'sh',
-    // exec: the shell is replaced by node, which keeps the CPU pinning and the process group
-    args: ['-c', 'exec "$@" >/dev/null', 'sh', process.execPath, bin, 'start', '-c', configPath],
-    cwd: GATEHOUSE_DIR,
-    cpu,
-    env: { LOG_LEVEL: 'warn' },
-  });
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
-  try {
-    await waitForHttp(`${adminUrl}/readyz`, { isAlive: proc.running, what: 'gatehouse' });
-    await waitForPort(port, { timeoutMs: 5000, isAlive: proc.running, what: 'gatehouse' });
-  } catch (err) {
-    await proc.stop();
-    const output = proc.output().trim();
-    const detail = output
-      ? `\n--- gatehouse stderr (last lines) ---\n${output.split('\n').slice(-20).join('\n')}`
-      : '';
-    throw new SkipError(`gatehouse did not start: ${err instanceof Error ? err.message : err}${detail}`);
-  }
-  return { url: `http://127.0.0.1:${port}/`, adminUrl, proc };
 }
 
 /** @param {string} adminUrl */
@@ -380,7 +304,7 @@ function spanLines(rows) {
 
 async function main() {
   const variants = parseVariants();
-  const settings = readSettings();
+  const settings = readTiming();
   for (const tool of ['nginx', 'wrk', 'taskset']) {
     if (!which(tool))
       fail(`${tool} is missing: run  node bench/run.js direct  once (it installs nginx and wrk)`);
@@ -398,13 +322,9 @@ async function main() {
     parseDurationS(settings.warmup ?? '0') +
     settings.runs * (parseDurationS(settings.duration) + 2);
   const budgetS = 60 + variants.length * perVariant;
-  setTimeout(() => {
-    console.error(`\nbench: still running after ${Math.round(budgetS)} s, giving up`);
-    process.exit(1); // the exit hook kills every child
-  }, budgetS * 1000).unref();
+  giveUpAfter(budgetS);
 
-  const nginxVersion = runSync(which('nginx') ?? 'nginx', ['-v']).output.replace(/^nginx version: /, '');
-  const wrkVersion = runSync('wrk', ['-v']).output.split('\n')[0] ?? '';
+  const versions = toolVersions();
   console.log(
     `Gatehouse observability benchmark: ${variants.map((v) => v.key).join(', ')} (gatehouse from ${GATEHOUSE_DIR})`,
   );
@@ -416,7 +336,7 @@ async function main() {
   console.log(
     'Prometheus metrics are always on (there is no switch): every variant, "off" included, counts them.',
   );
-  console.log(`${nginxVersion}; ${wrkVersion}; node ${process.version}; ${os.cpus()[0]?.model ?? ''}`);
+  console.log(versions.line);
   const busyBefore = await sampleCpuBusy(1000);
   if (busyBefore !== null && busyBefore > 0.1) {
     console.warn(
@@ -451,10 +371,14 @@ async function main() {
           `  config: ${JSON.stringify({ logging: { access: obs.access ?? {} }, tracing: obs.tracing ?? '(none)' })}`,
         );
         const before = { es: await es.stats(), otlp: await otlp.stats() };
-        const gw = await startQuietGatehouse({
+        // stdout to /dev/null in every variant: an access log costs what writing it costs, not
+        // what a pipe into this runner (on the load CPU) would
+        const gw = await startGatehouse({
+          repoDir: GATEHOUSE_DIR,
           upstreamUrl: upstream.url,
           cpu: sutCpu,
           configure: (c) => withObservability(c, obs),
+          stdout: 'ignore',
         });
         return {
           url: gw.url,
@@ -506,8 +430,8 @@ async function main() {
     settings: { ...settings, loadCpu, sutCpu, connections: 64, threads: 1 },
     host: {
       node: process.version,
-      nginx: nginxVersion,
-      wrk: wrkVersion,
+      nginx: versions.nginx,
+      wrk: versions.wrk,
       kernel: `${os.type()} ${os.release()}`,
       cpu: os.cpus()[0]?.model ?? '',
       cpus: cpuCount,

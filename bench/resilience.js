@@ -17,8 +17,9 @@ import { startGatehouse } from './lib/gatehouse.js';
 import { KEEP_ALIVE, formatErrors, formatInt, formatMs, measure } from './lib/measure.js';
 import { freePort, httpGet } from './lib/net.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
-import { installCleanupHooks, pinSelf, runSync, sampleCpuBusy, which } from './lib/proc.js';
+import { installCleanupHooks, pinSelf, sampleCpuBusy, which } from './lib/proc.js';
 import { ratio, rpsOf } from './lib/report.js';
+import { envNumber, fail, giveUpAfter, readTiming, toolVersions } from './lib/settings.js';
 import { parseDurationS } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -28,44 +29,14 @@ const KILL_AT_MS = 2000;
 
 /** @typedef {Record<string, unknown>} Config */
 
-/**
- * @param {string} message
- * @returns {never}
- */
-function fail(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
-}
-
-/**
- * @param {string} name
- * @param {number} fallback
- */
-function envNumber(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) fail(`${name} must be a positive number, got '${raw}'`);
-  return n;
-}
-
 function readSettings() {
-  const quick = process.env.BENCH_QUICK === '1';
-  const duration = process.env.BENCH_DURATION || (quick ? '3s' : '10s');
-  const warmupRaw = process.env.BENCH_WARMUP ?? (quick ? '1s' : '3s');
-  const warmup = warmupRaw === '' || warmupRaw === '0' ? null : warmupRaw;
-  try {
-    parseDurationS(duration);
-    if (warmup) parseDurationS(warmup);
-  } catch (err) {
-    fail(err instanceof Error ? err.message : String(err));
-  }
+  const { quick, runs, duration, warmup } = readTiming();
   const failoverS = envNumber('BENCH_FAILOVER_S', 6);
   if (failoverS * 1000 <= KILL_AT_MS + 1000)
     fail('BENCH_FAILOVER_S must leave at least 1 s after the kill at 2 s');
   return {
     quick,
-    runs: Math.round(envNumber('BENCH_RUNS', quick ? 1 : 3)),
+    runs,
     duration,
     warmup,
     rate: envNumber('BENCH_RATE', 200),
@@ -359,17 +330,13 @@ async function main() {
     60 +
     (parts.includes('overhead') ? 4 * perSystem : 0) +
     (parts.includes('failover') ? VARIANTS.length * (settings.failoverMs / 1000 + 40) : 0);
-  setTimeout(() => {
-    console.error(`\nbench: still running after ${Math.round(budgetS)} s, giving up`);
-    process.exit(1); // the exit hook kills every child
-  }, budgetS * 1000).unref();
+  giveUpAfter(budgetS);
 
-  const nginxVersion = runSync(which('nginx') ?? 'nginx', ['-v']).output.replace(/^nginx version: /, '');
-  const wrkVersion = runSync('wrk', ['-v']).output.split('\n')[0] ?? '';
+  const versions = toolVersions();
   console.log(
     `Gatehouse upstream-resilience benchmark: ${parts.join(', ')} (gatehouse from ${GATEHOUSE_DIR})`,
   );
-  console.log(`${nginxVersion}; ${wrkVersion}; node ${process.version}; ${os.cpus()[0]?.model ?? ''}`);
+  console.log(versions.line);
   const busyBefore = await sampleCpuBusy(1000);
   if (busyBefore !== null && busyBefore > 0.1) {
     console.warn(
@@ -435,8 +402,8 @@ async function main() {
     settings: { ...settings, killAtMs: KILL_AT_MS, ...cpus },
     host: {
       node: process.version,
-      nginx: nginxVersion,
-      wrk: wrkVersion,
+      nginx: versions.nginx,
+      wrk: versions.wrk,
       kernel: `${os.type()} ${os.release()}`,
       cpu: os.cpus()[0]?.model ?? '',
       cpus: cpuCount,

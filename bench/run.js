@@ -15,8 +15,9 @@ import { startGatehouse } from './lib/gatehouse.js';
 import { CLOSE, KEEP_ALIVE, SkipError, measure } from './lib/measure.js';
 import { freePort, httpGet, waitForPort } from './lib/net.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
-import { installCleanupHooks, pinSelf, runSync, sampleCpuBusy, spawnProcess, which } from './lib/proc.js';
+import { installCleanupHooks, pinSelf, sampleCpuBusy, spawnProcess, which } from './lib/proc.js';
 import { checkRatios, formatRatioChecks, markdownTable, notes } from './lib/report.js';
+import { envNumber, fail, giveUpAfter, readTiming, toolVersions } from './lib/settings.js';
 import { parseDurationS } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -30,44 +31,15 @@ const TARGETS = [
   { system: 'gatehouse', versus: 'undici-naive', mode: 'ka', target: 1.1 },
 ];
 
-/**
- * @param {string} name
- * @param {number} fallback
- */
-function envInt(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got '${raw}'`);
-  return n;
-}
-
-/**
- * @param {string} message
- * @returns {never}
- */
-function fail(message) {
-  console.error(`bench: ${message}`);
-  process.exit(2);
-}
-
 function readSettings() {
-  const duration = process.env.BENCH_DURATION || '10s';
-  const warmupRaw = process.env.BENCH_WARMUP ?? '3s';
-  const warmup = warmupRaw === '' || warmupRaw === '0' ? null : warmupRaw;
-  try {
-    parseDurationS(duration);
-    if (warmup) parseDurationS(warmup);
-  } catch (err) {
-    fail(err instanceof Error ? err.message : String(err));
-  }
+  const { runs, duration, warmup } = readTiming();
   return {
-    runs: envInt('BENCH_RUNS', 3),
+    runs,
     duration,
     warmup,
     close: process.env.BENCH_CLOSE !== '0',
-    connections: envInt('BENCH_CONNECTIONS', 64),
-    threads: envInt('BENCH_THREADS', 1),
+    connections: envNumber('BENCH_CONNECTIONS', 64, { integer: true }),
+    threads: envNumber('BENCH_THREADS', 1, { integer: true }),
   };
 }
 
@@ -197,20 +169,16 @@ async function main() {
       (sum, s) => sum + 35 + parseDurationS(settings.warmup ?? '0') + modesOf(s) * settings.runs * perRun,
       0,
     );
-  setTimeout(() => {
-    console.error(`\nbench: still running after ${Math.round(budgetS)} s, giving up`);
-    process.exit(1); // the exit hook kills every child
-  }, budgetS * 1000).unref();
+  giveUpAfter(budgetS);
 
-  const nginxVersion = runSync(which('nginx') ?? 'nginx', ['-v']).output.replace(/^nginx version: /, '');
-  const wrkVersion = runSync('wrk', ['-v']).output.split('\n')[0] ?? '';
+  const versions = toolVersions();
   console.log(`Gatehouse benchmark: ${systems.join(', ')}`);
   console.log(
     `wrk -t${settings.threads} -c${settings.connections} -d${settings.duration} --latency, ` +
       `${settings.runs} run(s) per mode after a ${settings.warmup ?? 'no'} warm-up; medians. ` +
       `wrk + upstream on CPU ${loadCpu ?? '-'}, system under test on CPU ${sutCpu ?? '-'}.`,
   );
-  console.log(`${nginxVersion}; ${wrkVersion}; node ${process.version}; ${os.cpus()[0]?.model ?? ''}`);
+  console.log(versions.line);
   const busyBefore = await sampleCpuBusy(1000);
   if (busyBefore !== null && busyBefore > 0.1) {
     console.warn(
@@ -264,8 +232,8 @@ async function main() {
     settings: { ...settings, loadCpu, sutCpu },
     host: {
       node: process.version,
-      nginx: nginxVersion,
-      wrk: wrkVersion,
+      nginx: versions.nginx,
+      wrk: versions.wrk,
       kernel: `${os.type()} ${os.release()}`,
       cpu: os.cpus()[0]?.model ?? '',
       cpus,

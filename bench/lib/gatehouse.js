@@ -90,6 +90,9 @@ export function benchConfig({ port, adminPort, upstreamUrl, connections = 64 }) 
  *   changes the default benchmark config (e.g. turns a plugin on) before it is written
  * @param {Record<string, string>} [opts.env]  default: LOG_LEVEL=warn
  * @param {number} [opts.readyTimeoutMs]
+ * @param {'collect' | 'ignore'} [opts.stdout]  'ignore': the gateway's stdout goes to /dev/null
+ *   (e.g. access logs written at full rate, which a pipe into this runner would slow down);
+ *   stderr is still kept for the reason of a failed start
  * @returns {Promise<GatehouseHandle>}
  */
 export async function startGatehouse({
@@ -99,9 +102,13 @@ export async function startGatehouse({
   configure,
   env,
   readyTimeoutMs = 30_000,
+  stdout = 'collect',
 }) {
   const bin = path.join(repoDir, 'bin', 'gatehouse.js');
   if (!existsSync(bin)) throw new SkipError(`${bin} does not exist yet: gatehouse not measured`);
+  if (!existsSync(path.join(repoDir, 'dist'))) {
+    throw new SkipError(`${path.join(repoDir, 'dist')} is missing: build first with  npm run build`);
+  }
   const port = await freePort();
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
@@ -111,10 +118,13 @@ export async function startGatehouse({
   const configPath = path.join(dir, 'gatehouse.yaml');
   writeFileSync(configPath, toYaml(config));
 
+  const command = [bin, 'start', '-c', configPath];
   const proc = spawnProcess({
     name: 'gatehouse',
-    cmd: process.execPath,
-    args: [bin, 'start', '-c', configPath],
+    ...(stdout === 'ignore'
+      ? // exec: the shell is replaced by node, which keeps the CPU pinning and the process group
+        { cmd: 'sh', args: ['-c', 'exec "$@" >/dev/null', 'sh', process.execPath, ...command] }
+      : { cmd: process.execPath, args: command }),
     cwd: repoDir,
     cpu,
     env: env ?? { LOG_LEVEL: 'warn' },
