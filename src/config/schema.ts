@@ -311,7 +311,7 @@ export const ServiceSchema = Type.Object(
   { ...strict, description: 'an upstream service: `targets` or `discovery`' },
 );
 
-const HTTP_METHODS = [
+export const HTTP_METHODS = [
   'GET',
   'HEAD',
   'POST',

@@ -72,17 +72,10 @@ abstract class FastMetric<Child extends { labels: Labels }> {
     this.children.clear();
   }
 
-  protected abstract create(labels: Labels): Child;
-}
-
-export class FastCounter extends FastMetric<CounterChild> {
-  readonly type = 'counter';
-  protected create(labels: Labels): CounterChild {
-    return new CounterChild(labels);
-  }
+  /** What prom-client's registry reads at scrape time. */
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Sample[] }> {
     const values: Sample[] = [];
-    for (const c of this.children.values()) values.push({ labels: c.labels, value: c.value });
+    for (const child of this.children.values()) this.samples(child, values);
     return Promise.resolve({
       name: this.name,
       help: this.help,
@@ -90,6 +83,20 @@ export class FastCounter extends FastMetric<CounterChild> {
       aggregator: this.aggregator,
       values,
     });
+  }
+
+  abstract readonly type: string;
+  protected abstract create(labels: Labels): Child;
+  protected abstract samples(child: Child, into: Sample[]): void;
+}
+
+export class FastCounter extends FastMetric<CounterChild> {
+  readonly type = 'counter';
+  protected create(labels: Labels): CounterChild {
+    return new CounterChild(labels);
+  }
+  protected samples(c: CounterChild, into: Sample[]): void {
+    into.push({ labels: c.labels, value: c.value });
   }
 }
 
@@ -107,25 +114,15 @@ export class FastHistogram extends FastMetric<HistogramChild> {
   protected create(labels: Labels): HistogramChild {
     return new HistogramChild(labels, this.bounds);
   }
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Sample[] }> {
-    const values: Sample[] = [];
+  protected samples(c: HistogramChild, into: Sample[]): void {
     const bucket = `${this.name}_bucket`;
-    for (const c of this.children.values()) {
-      let cumulative = 0;
-      this.bounds.forEach((le, i) => {
-        cumulative += c.counts[i] as number;
-        values.push({ metricName: bucket, labels: { le: String(le), ...c.labels }, value: cumulative });
-      });
-      values.push({ metricName: bucket, labels: { le: '+Inf', ...c.labels }, value: c.count });
-      values.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
-      values.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
-    }
-    return Promise.resolve({
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values,
+    let cumulative = 0;
+    this.bounds.forEach((le, i) => {
+      cumulative += c.counts[i] as number;
+      into.push({ metricName: bucket, labels: { le: String(le), ...c.labels }, value: cumulative });
     });
+    into.push({ metricName: bucket, labels: { le: '+Inf', ...c.labels }, value: c.count });
+    into.push({ metricName: `${this.name}_sum`, labels: c.labels, value: c.sum });
+    into.push({ metricName: `${this.name}_count`, labels: c.labels, value: c.count });
   }
 }

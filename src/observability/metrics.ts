@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } from './fast-metrics.js';
+import { HTTP_METHODS } from '../config/schema.js';
 import type { ServiceMetrics } from '../upstream/service.js';
 
 export type DecisionResult = 'allowed' | 'rate_limited' | 'quota_exceeded' | 'fail_open' | 'fail_closed';
@@ -31,17 +32,7 @@ export type ServiceView = {
 const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 
 /** Methods kept as label values; anything else is `_OTHER` (OpenTelemetry semantic conventions). */
-const KNOWN_METHODS = new Set([
-  'GET',
-  'HEAD',
-  'POST',
-  'PUT',
-  'PATCH',
-  'DELETE',
-  'OPTIONS',
-  'TRACE',
-  'CONNECT',
-]);
+const KNOWN_METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
 type RequestChildren = { duration: HistogramChild; count: CounterChild };
 

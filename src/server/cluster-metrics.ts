@@ -4,7 +4,7 @@
  * primary, which collects every worker's registry with prom-client's AggregatorRegistry (counters
  * and histograms summed; gauges by their declared aggregator) and answers with the total.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import { AggregatorRegistry, type PrometheusContentType, type Registry } from 'prom-client';
 
 const ASK = 'gatehouse:metrics';
@@ -57,5 +57,3 @@ export function clusterMetricsSource(registry: Registry, timeoutMs = 6000): () =
       process.send?.({ type: ASK, id } satisfies Ask);
     });
 }
-
-export const inCluster = (): boolean => cluster.isWorker;

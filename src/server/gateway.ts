@@ -13,7 +13,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
-import { createAccessLog, type AccessLog } from '../observability/access-log/index.js';
+import { AccessLog } from '../observability/access-log/index.js';
 import { GatewayMetrics } from '../observability/metrics.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
@@ -72,7 +72,7 @@ export class Gateway {
     private readonly onAdminReload: (() => void) | undefined,
     clusterMetrics = false,
   ) {
-    this.accessLog = createAccessLog(config.logging.access, { logger, registry: this.metrics.registry });
+    this.accessLog = new AccessLog(config.logging.access, { logger, registry: this.metrics.registry });
     this.tracing = new Tracing(config.tracing, logger);
     if (this.tracing.exporting) this.metrics.watchTracing(() => this.tracing.stats());
     this.state = {

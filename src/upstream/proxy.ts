@@ -58,7 +58,7 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   }
   if (ctx.consumer !== null) appendConsumer(ctx.upstreamHeaders, ctx.consumer);
   if (ctx.expectContinue) ctx.res.writeContinue();
-  service.retry.countRequest();
+  if (service.retry.attempts > 1) service.retry.countRequest(); // the budget's base
   const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
   ctx.res.on('close', exchange.onClientClose); // 'close' comes once; `on` avoids once()'s wrapper
   exchange.attempt(generation);
@@ -92,9 +92,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
   ) {
     const method = ctx.req.method as Dispatcher.HttpMethod;
     this.method = method;
-    this.retryable =
-      service.retry.attempts > 1 &&
-      (method === 'GET' || isIdempotent(method, ctx.req.headers['idempotency-key']));
+    this.retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
     this.deadlineAt = ctx.startTime + service.config.retry.deadline;
   }
 

@@ -4,14 +4,21 @@
  * upstream may see twice: idempotent methods or an `Idempotency-Key`, and a body that was not
  * streamed yet (the proxy knows that).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RetryConfig } from '../config/schema.js';
 import type { UpstreamFailure } from './errors.js';
 import { RollingWindow } from './rolling-window.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
-export function isIdempotent(method: string, idempotencyKey: string | string[] | undefined): boolean {
-  return IDEMPOTENT.has(method) || (typeof idempotencyKey === 'string' && idempotencyKey !== '');
+/**
+ * The request's headers are read only for other methods: node builds `req.headers` on first use,
+ * which an idempotent request need not pay for.
+ */
+export function isIdempotent(method: string, req: { readonly headers: IncomingHttpHeaders }): boolean {
+  if (IDEMPOTENT.has(method)) return true;
+  const key = req.headers['idempotency-key'];
+  return typeof key === 'string' && key !== '';
 }
 
 /** What of an attempt's outcome `retry.on` can name: a failure kind or a status. */

@@ -50,8 +50,6 @@ export type ServiceOptions = {
   clock?: () => number;
 };
 
-export type ServiceSnapshot = ReturnType<Service['snapshot']>;
-
 export class Service {
   /** every known target; replaced (never mutated) when discovery changes */
   targets: readonly Target[] = [];

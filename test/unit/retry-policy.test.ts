@@ -21,11 +21,12 @@ const config: RetryConfig = {
 describe('which requests may be retried', () => {
   it('idempotent methods, or any method with an Idempotency-Key', () => {
     for (const m of ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
-      expect(isIdempotent(m, undefined)).toBe(true);
-    for (const m of ['POST', 'PATCH', 'CONNECT', 'TRACE']) expect(isIdempotent(m, undefined)).toBe(false);
-    expect(isIdempotent('POST', 'k-123')).toBe(true);
-    expect(isIdempotent('POST', '')).toBe(false);
-    expect(isIdempotent('POST', ['a', 'b'])).toBe(false); // duplicated header: not trusted
+      expect(isIdempotent(m, { headers: {} })).toBe(true);
+    for (const m of ['POST', 'PATCH', 'CONNECT', 'TRACE'])
+      expect(isIdempotent(m, { headers: {} })).toBe(false);
+    expect(isIdempotent('POST', { headers: { 'idempotency-key': 'k-123' } })).toBe(true);
+    expect(isIdempotent('POST', { headers: { 'idempotency-key': '' } })).toBe(false);
+    expect(isIdempotent('POST', { headers: { 'idempotency-key': ['a', 'b'] } })).toBe(false); // not one string: not trusted
   });
 
   it('maps failures onto retry.on entries', () => {

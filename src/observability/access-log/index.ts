@@ -104,7 +104,3 @@ export class AccessLog {
     return this.closing;
   }
 }
-
-export function createAccessLog(config: AccessLogConfig, options: AccessLogOptions): AccessLog {
-  return new AccessLog(config, options);
-}
