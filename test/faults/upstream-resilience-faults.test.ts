@@ -19,7 +19,7 @@ import {
   metric,
   baseline,
   type ResourceCounts,
-} from '../helpers/leaks.js';
+} from '../helpers/observe.js';
 import { closedPort, startRawUpstream, startUpstream } from '../helpers/upstream.js';
 
 type Closable = { close(): Promise<void> };

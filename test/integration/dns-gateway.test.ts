@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsmasq, type PrivateDnsmasq } from '../helpers/dnsmasq.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { expectProblem, request } from '../helpers/http-client.js';
-import { serviceView, sleep, waitFor } from '../helpers/leaks.js';
+import { answers, serviceView, sleep, tally, waitFor } from '../helpers/observe.js';
 
 const ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4'] as const;
 const SRV_NAME = '_http._tcp.srv.test';
@@ -122,27 +122,12 @@ routes:
   const origin = (host: string, port = ups.port) => `http://${host}:${port}`;
   const targetsOf = async (service: string) => (await serviceView(gw, service)).targets.map((t) => t.target);
 
-  /** `n` sequential GETs; who answered each (the body), or the status when not 200. */
-  async function answers(path: string, n: number): Promise<string[]> {
-    const out: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = await request(`${gw.url}${path}`);
-      out.push(r.status === 200 ? r.body.toString() : `status ${r.status}`);
-    }
-    return out;
-  }
-  const tally = (list: readonly string[]) => {
-    const t: Record<string, number> = {};
-    for (const x of list) t[x] = (t[x] ?? 0) + 1;
-    return t;
-  };
-
   it('A records: requests reach the discovered targets, and GET /services lists them', async () => {
     const view = await serviceView(gw, 'svc');
     expect(view.discovery).toEqual({ dns: 'svc.test' });
     expect(view.targets.map((t) => t.target)).toEqual([origin('127.0.0.2'), origin('127.0.0.3')]);
     expect(view.targets.every((t) => t.healthy)).toBe(true);
-    expect(tally(await answers('/svc/x', 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
+    expect(tally(await answers(`${gw.url}/svc/x`, 10))).toEqual({ '127.0.0.2': 5, '127.0.0.3': 5 });
   });
 
   it('records change under a steady trickle: new targets get traffic, removed ones none, nothing fails', async () => {
@@ -172,13 +157,13 @@ routes:
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
 
     const removed = hitsOf('127.0.0.2');
-    expect(tally(await answers('/svc/x', 10))).toEqual({ '127.0.0.3': 5, '127.0.0.4': 5 });
+    expect(tally(await answers(`${gw.url}/svc/x`, 10))).toEqual({ '127.0.0.3': 5, '127.0.0.4': 5 });
     expect(hitsOf('127.0.0.2')).toBe(removed);
   });
 
   it("SRV records: each target with its record's port", async () => {
     expect(await targetsOf('srv')).toEqual([origin('127.0.0.1', other.port), origin('127.0.0.2')]);
-    expect(tally(await answers('/srv/x', 10))).toEqual({ '127.0.0.1': 5, '127.0.0.2': 5 });
+    expect(tally(await answers(`${gw.url}/srv/x`, 10))).toEqual({ '127.0.0.1': 5, '127.0.0.2': 5 });
   });
 
   it('a name without records: 503 no_healthy_target', async () => {
@@ -195,8 +180,8 @@ routes:
     await dns.stop();
     // several refresh periods of failed lookups (each gives up after its 200 ms timeout, twice)
     await sleep(1500);
-    expect(tally(await answers('/svc/x', 10))).toEqual({ '127.0.0.3': 5, '127.0.0.4': 5 });
-    expect(tally(await answers('/srv/x', 4))).toEqual({ '127.0.0.1': 2, '127.0.0.2': 2 });
+    expect(tally(await answers(`${gw.url}/svc/x`, 10))).toEqual({ '127.0.0.3': 5, '127.0.0.4': 5 });
+    expect(tally(await answers(`${gw.url}/srv/x`, 4))).toEqual({ '127.0.0.1': 2, '127.0.0.2': 2 });
     expect(await targetsOf('svc')).toEqual(before);
     expect(dns.queries('svc.test')).toBe(queries); // nothing answered meanwhile
 
@@ -208,6 +193,6 @@ routes:
       async () => JSON.stringify(await targetsOf('svc')) === JSON.stringify([origin('127.0.0.2')]),
       'the list from the restarted server',
     );
-    expect(tally(await answers('/svc/x', 4))).toEqual({ '127.0.0.2': 4 });
+    expect(tally(await answers(`${gw.url}/svc/x`, 4))).toEqual({ '127.0.0.2': 4 });
   });
 });

@@ -11,6 +11,7 @@ import { startFakeElasticsearch, type FakeElasticsearch } from '../helpers/fake-
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http-client.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
+import { scrape, waitFor } from '../helpers/observe.js';
 import { PROMTOOL_MISSING } from '../helpers/promtool.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -28,8 +29,6 @@ function checkMetrics(text: string): Promise<{ code: number | null; output: stri
     child.stdin.end(text);
   });
 }
-
-const scrape = async (gw: TestGateway) => (await request(`${gw.adminUrl}/metrics`)).body.toString();
 
 /** The value of one sample line `name{labels} value`, or undefined. */
 function sample(text: string, name: string, labels: string): number | undefined {
@@ -152,7 +151,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
       ids.push(String(res.headers['x-request-id']));
     }
     const logged = () => es.docs.map((d) => d.doc).filter((d) => String(d.requestId).startsWith('log-'));
-    await waitFor(() => logged().length >= 20);
+    await waitFor(() => logged().length >= 20, 'the records in Elasticsearch');
     const docs = logged();
     expect(docs.map((d) => d.requestId)).toEqual(ids);
     const first = docs[0] as Record<string, unknown>;
@@ -198,7 +197,10 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     expect(await upgrade('/nope/ws')).toMatch(/^HTTP\/1\.1 404/);
     const text = await scrape(gw);
     expect(sample(text, 'gatehouse_requests_total', 'route="api",method="GET",status="101"')).toBe(1);
-    await waitFor(() => es.docs.some((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101));
+    await waitFor(
+      () => es.docs.some((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101),
+      'the records in Elasticsearch',
+    );
     const doc = es.docs.find((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101)?.doc;
     expect(doc).toMatchObject({
       route: 'api',
@@ -206,7 +208,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
       attempts: 1,
       upstream: `127.0.0.1:${upstream.port}`,
     });
-    await waitFor(() => es.docs.some((d) => d.doc.path === '/nope/ws'));
+    await waitFor(() => es.docs.some((d) => d.doc.path === '/nope/ws'), 'the records in Elasticsearch');
     expect(es.docs.find((d) => d.doc.path === '/nope/ws')?.doc).toMatchObject({
       status: 404,
       error: 'no_route',
@@ -224,7 +226,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
       expect(stats.enqueued).toBe(stats.shipped + stats.dropped + stats.buffered);
     }
     await es.up();
-    await waitFor(() => es.docs.some((d) => d.doc.path === '/missing/9'));
+    await waitFor(() => es.docs.some((d) => d.doc.path === '/missing/9'), 'the records in Elasticsearch');
     const missing = es.docs.find((d) => d.doc.path === '/missing/0')?.doc;
     expect(missing).toMatchObject({
       route: null,
@@ -238,14 +240,6 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     expect(shipped).toBe(es.docs.length);
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('access log on shutdown', () => {
   it('ships the records still buffered when the gateway drains', async () => {

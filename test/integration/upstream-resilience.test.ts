@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { expectProblem, request, type Reply, type RequestOptions } from '../helpers/http-client.js';
-import { metric, serviceView, sleep, waitFor } from '../helpers/leaks.js';
+import { answers, metric, serviceView, sleep, tally, waitFor } from '../helpers/observe.js';
 import { closedPort, echo, startRawUpstream, startUpstream, type Upstream } from '../helpers/upstream.js';
 
 /** Retries, breaker and ejection off: a service that shows one mechanism at a time. */
@@ -73,21 +73,6 @@ async function backend(name: string): Promise<Backend> {
 }
 
 /** `n` sequential GETs; the answering upstream's name (the body) of each. */
-async function names(base: string, n: number, options: RequestOptions = {}): Promise<string[]> {
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await request(base, options);
-    out.push(r.status === 200 ? r.body.toString() : `status ${r.status}`);
-  }
-  return out;
-}
-
-const tally = (list: readonly string[]) => {
-  const t: Record<string, number> = {};
-  for (const x of list) t[x] = (t[x] ?? 0) + 1;
-  return t;
-};
-
 const address = (url: string) => new URL(url).host;
 
 describe('balancing', () => {
@@ -119,18 +104,18 @@ ${routes(['rr', 'rand', 'lr', 'lrh'])}
   });
 
   it('round-robin spreads 30 requests evenly over 3 targets (10 each)', async () => {
-    const got = await names(`${gw.url}/rr/x`, 30);
+    const got = await answers(`${gw.url}/rr/x`, 30);
     expect(tally(got)).toEqual({ a: 10, b: 10, c: 10 });
   });
 
   it('random uses every target (60 requests)', async () => {
-    const t = tally(await names(`${gw.url}/rand/x`, 60));
+    const t = tally(await answers(`${gw.url}/rand/x`, 60));
     expect(Object.keys(t).sort()).toEqual(['a', 'b', 'c']);
     expect(t.a! + t.b! + t.c!).toBe(60);
   });
 
   it('least-request uses every target when none is busy (60 requests)', async () => {
-    const t = tally(await names(`${gw.url}/lr/x`, 60));
+    const t = tally(await answers(`${gw.url}/lr/x`, 60));
     expect(Object.keys(t).sort()).toEqual(['a', 'b', 'c']);
   });
 
@@ -147,7 +132,7 @@ ${routes(['rr', 'rand', 'lr', 'lrh'])}
     }
     expect(h.held).toHaveLength(1);
     const before = h.hits();
-    const got = await names(`${gw.url}/lrh/x`, 20);
+    const got = await answers(`${gw.url}/lrh/x`, 20);
     expect(tally(got)).toEqual({ k: 20 });
     expect(h.hits()).toBe(before); // nothing new reached the busy target
     expect((await serviceView(gw, 'lrh')).targets.find((t) => t.target === h.url)?.inflight).toBe(1);
@@ -156,7 +141,7 @@ ${routes(['rr', 'rand', 'lr', 'lrh'])}
     const replies = await Promise.all(held);
     expect(replies.every((r) => r.status === 200)).toBe(true);
     // not busy any more: both take traffic again
-    const after = tally(await names(`${gw.url}/lrh/x`, 40));
+    const after = tally(await answers(`${gw.url}/lrh/x`, 40));
     expect(Object.keys(after).sort()).toEqual(['h', 'k']);
   });
 });
@@ -194,13 +179,13 @@ ${routes(['hc'])}
     expect((await targetOf(b))?.healthy).toBe(true);
     expect(await healthyGauge(a)).toBe(0);
     expect(await healthyGauge(b)).toBe(1);
-    expect(tally(await names(`${gw.url}/hc/x`, 10))).toEqual({ b: 10 });
+    expect(tally(await answers(`${gw.url}/hc/x`, 10))).toEqual({ b: 10 });
 
     a.health = 200;
     await waitFor(async () => (await targetOf(a))?.healthy === true, 'a to turn healthy again');
     expect(await targetOf(a)).toMatchObject({ healthy: true, activeCheck: 'passing', lastCheckError: null });
     expect(await healthyGauge(a)).toBe(1);
-    expect(tally(await names(`${gw.url}/hc/x`, 10))).toEqual({ a: 5, b: 5 });
+    expect(tally(await answers(`${gw.url}/hc/x`, 10))).toEqual({ a: 5, b: 5 });
   });
 
   it('panic: with every target unhealthy, requests are still sent to them (and answered 200)', async () => {
@@ -208,7 +193,7 @@ ${routes(['hc'])}
     a.health = 503;
     b.health = 503;
     await waitFor(async () => (await serviceView(gw, 'hc')).panic, 'both targets to turn unhealthy');
-    const t = tally(await names(`${gw.url}/hc/x`, 10));
+    const t = tally(await answers(`${gw.url}/hc/x`, 10));
     // the targets serve their other paths fine: the answers are theirs, not 503 no_healthy_target
     expect(t).toEqual({ a: 5, b: 5 });
     expect(await metric(gw, 'gatehouse_upstream_panic_total', { service: 'hc' })).toBe(panics + 10);
@@ -251,7 +236,7 @@ ${routes(['pe', 'pr', 'pm'])}
   it('a target answering 5xx consecutiveErrors times is ejected for ejectFor, then readmitted', async () => {
     a.status = 500;
     // round-robin: 6 requests give a its 3 consecutive 500s (passed through: no retries)
-    const first = tally(await names(`${gw.url}/pe/x`, 6));
+    const first = tally(await answers(`${gw.url}/pe/x`, 6));
     expect(first).toEqual({ 'status 500': 3, b: 3 });
     const ejectedAt = performance.now();
     const view = (await serviceView(gw, 'pe')).targets.find((t) => t.target === a.url);
@@ -263,7 +248,7 @@ ${routes(['pe', 'pr', 'pm'])}
     // ejected: no traffic at all, even though a would now answer 200
     a.status = 200;
     const hitsA = a.hits();
-    expect(tally(await names(`${gw.url}/pe/x`, 8))).toEqual({ b: 8 });
+    expect(tally(await answers(`${gw.url}/pe/x`, 8))).toEqual({ b: 8 });
     expect(a.hits()).toBe(hitsA);
 
     await waitFor(
@@ -271,7 +256,7 @@ ${routes(['pe', 'pr', 'pm'])}
       'a to be readmitted',
     );
     expect(performance.now() - ejectedAt).toBeGreaterThanOrEqual(300);
-    expect(tally(await names(`${gw.url}/pe/x`, 10))).toEqual({ a: 5, b: 5 });
+    expect(tally(await answers(`${gw.url}/pe/x`, 10))).toEqual({ a: 5, b: 5 });
   });
 
   it('a target refusing connections is ejected after consecutiveErrors refusals', async () => {
@@ -291,7 +276,7 @@ ${routes(['pe', 'pr', 'pm'])}
   it('maxEjectedPercent: of 2 failing targets at 50 %, only one is ejected', async () => {
     d.status = 500;
     e.status = 500;
-    const got = await names(`${gw.url}/pm/x`, 12);
+    const got = await answers(`${gw.url}/pm/x`, 12);
     expect(got.every((s) => s === 'status 500')).toBe(true);
     const targets = (await serviceView(gw, 'pm')).targets;
     expect(targets.filter((t) => t.ejected)).toHaveLength(1);
@@ -300,7 +285,7 @@ ${routes(['pe', 'pr', 'pm'])}
     const other = keptBackend === d ? e : d;
     // the one left takes all traffic, and is not ejected however often it fails
     const [keptHits, otherHits] = [keptBackend.hits(), other.hits()];
-    await names(`${gw.url}/pm/x`, 6);
+    await answers(`${gw.url}/pm/x`, 6);
     expect(keptBackend.hits()).toBe(keptHits + 6);
     expect(other.hits()).toBe(otherHits);
     expect((await serviceView(gw, 'pm')).targets.filter((t) => t.ejected)).toHaveLength(1);
@@ -384,7 +369,7 @@ ${routes(['cb', 'cb4xx', 'cbconn', 'cbtimeout', 'cbskip', 'cbprobe'])}
       requests: 0,
       failures: 0,
     });
-    expect(tally(await names(`${gw.url}/cb/x`, 5))).toEqual({ f: 5 });
+    expect(tally(await answers(`${gw.url}/cb/x`, 5))).toEqual({ f: 5 });
   });
 
   it('re-opens when a probe fails', async () => {
@@ -402,7 +387,7 @@ ${routes(['cb', 'cb4xx', 'cbconn', 'cbtimeout', 'cbskip', 'cbprobe'])}
     // recover for later tests
     await sleep(350);
     f.status = 200;
-    await names(`${gw.url}/cb/x`, 2);
+    await answers(`${gw.url}/cb/x`, 2);
     expect(await state('cb')).toBe(0);
   });
 
@@ -571,7 +556,7 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
     metric(gw, 'gatehouse_upstream_retries_skipped_total', { service, reason });
 
   it('GET: a refused connection is retried on the other target; every request succeeds', async () => {
-    const got = await names(`${gw.url}/rconn/x`, 20);
+    const got = await answers(`${gw.url}/rconn/x`, 20);
     expect(tally(got)).toEqual({ b: 20 });
     expect(b.hits()).toBe(20);
     // round-robin gives the refusing target its turn (half the first attempts), each retried once
@@ -583,7 +568,7 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
 
   it('a 503 from one target is retried on the other', async () => {
     a.status = 503;
-    const got = await names(`${gw.url}/r503/x`, 10);
+    const got = await answers(`${gw.url}/r503/x`, 10);
     expect(tally(got)).toEqual({ c: 10 });
     expect(a.hits()).toBeGreaterThanOrEqual(5);
     expect(await retries('r503', '503')).toBe(a.hits());
@@ -665,7 +650,7 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
 
   it('a response timeout is retried on the other target when retry.on names timeout', async () => {
     // two requests: round-robin makes the silent target the first pick of at least one
-    expect(await names(`${gw.url}/rtimeout/x`, 2)).toEqual(['c', 'c']);
+    expect(await answers(`${gw.url}/rtimeout/x`, 2)).toEqual(['c', 'c']);
     expect(await retries('rtimeout', 'timeout')).toBeGreaterThanOrEqual(1);
     expect(
       await metric(gw, 'gatehouse_upstream_errors_total', { service: 'rtimeout', reason: 'timeout' }),

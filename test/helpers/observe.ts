@@ -1,6 +1,7 @@
 /**
- * Helpers for the resilience tests: leak checks (open sockets and timers before and after a
- * gateway's life), polling, and reading what the admin port shows (`/services`, `/metrics`).
+ * Watching a gateway from a test: leak checks (open sockets and timers before and after a
+ * gateway's life), polling, who answered a series of requests, and reading what the admin port
+ * shows (`/services`, `/metrics`).
  *
  * Leaks are counted with `process.getActiveResourcesInfo()`, which lists what keeps the event
  * loop alive: ref'd timers and open handles. A count that stays above its value from before the
@@ -8,7 +9,7 @@
  */
 import { expect } from 'vitest';
 import type { TestGateway } from './gateway.js';
-import { request } from './http-client.js';
+import { request, type RequestOptions } from './http-client.js';
 
 /** The resource kinds a leak check compares. */
 export const LEAK_KINDS = ['TCPSocketWrap', 'TCPServerWrap', 'Timeout'] as const;
@@ -146,4 +147,21 @@ export async function metric(
   labels: Record<string, string> = {},
 ): Promise<number> {
   return metricValue(await scrape(gw), name, labels);
+}
+
+/** `n` sequential requests to `url`: each answer's body, or `status N` when not 200. */
+export async function answers(url: string, n: number, options: RequestOptions = {}): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await request(url, options);
+    out.push(r.status === 200 ? r.body.toString() : `status ${r.status}`);
+  }
+  return out;
+}
+
+/** How often each value occurs. */
+export function tally(list: readonly string[]): Record<string, number> {
+  const t: Record<string, number> = {};
+  for (const x of list) t[x] = (t[x] ?? 0) + 1;
+  return t;
 }
