@@ -15,12 +15,15 @@ export const PROMTOOL_MISSING =
   'promtool not found: install the Debian package `prometheus` (run scripts/test-deps.sh as root), ' +
   'or point PROMTOOL at the binary';
 
-/** Runs promtool; resolves with its exit code and stdout+stderr, rejects only when it cannot start. */
-export function promtool(args: string[], cwd?: string): Promise<PromtoolRun> {
+/**
+ * Runs promtool (with `input` on its stdin, e.g. for `check metrics`); resolves with its exit code
+ * and stdout+stderr, rejects only when it cannot start.
+ */
+export function promtool(args: string[], cwd?: string, input?: string): Promise<PromtoolRun> {
   const bin = process.env.PROMTOOL ?? 'promtool';
   return new Promise((resolve, reject) => {
     // the timeout only stops a hung child; nothing asserts on time
-    execFile(
+    const child = execFile(
       bin,
       args,
       { timeout: 30_000, ...(cwd === undefined ? {} : { cwd }) },
@@ -34,6 +37,7 @@ export function promtool(args: string[], cwd?: string): Promise<PromtoolRun> {
         });
       },
     );
+    child.stdin?.end(input ?? '');
   });
 }
 

@@ -4,7 +4,6 @@
  * OTLP, and one access-log record per request shipped to (a fake) Elasticsearch with the
  * accounting invariant enqueued = shipped + dropped + buffered.
  */
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeElasticsearch, type FakeElasticsearch } from '../helpers/fake-elasticsearch.js';
@@ -12,23 +11,8 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http-client.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js';
 import { scrape, waitFor } from '../helpers/observe.js';
-import { PROMTOOL_MISSING } from '../helpers/promtool.js';
+import { promtool } from '../helpers/promtool.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-
-/** `promtool check metrics` reads the exposition from stdin. */
-function checkMetrics(text: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.env.PROMTOOL ?? 'promtool', ['check', 'metrics']);
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' ? new Error(PROMTOOL_MISSING) : err),
-    );
-    child.on('close', (code) => resolve({ code, output }));
-    child.stdin.end(text);
-  });
-}
 
 /** The value of one sample line `name{labels} value`, or undefined. */
 function sample(text: string, name: string, labels: string): number | undefined {
@@ -137,7 +121,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     expect(text).not.toContain('secret-path-123');
     expect(text).not.toContain('nowhere-456');
     expect(text).not.toMatch(/[{,](ip|client_ip|path|user|key)="/);
-    const check = await checkMetrics(text);
+    const check = await promtool(['check', 'metrics'], undefined, text);
     expect(check.output).toBe('');
     expect(check.code).toBe(0);
   });
