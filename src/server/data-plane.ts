@@ -52,10 +52,11 @@ export function createDataPlane(state: DataPlaneState): Server {
     reject: (ctx, p) => sendProblem(ctx.res, p, ctx.requestId, ctx.bodyLength !== 0 || state.draining),
   };
 
-  // one function for every response ('close' comes once, finished or cut): no closure per request
+  // one listener for every response ('close' comes once, finished or cut): no closure per request
   const observer = state.observer;
   function onResponseClose(this: GatewayResponse): void {
     observer.record(this);
+    this.exchange?.onClientClose(); // stops an upstream exchange the client left
   }
 
   const onRequest = (req: IncomingMessage, res: GatewayResponse, expectContinue: boolean): void => {

@@ -20,4 +20,6 @@ export class GatewayResponse<
   problemCode: string | null = null;
   /** response body bytes written (counted by the proxy and by problem answers) */
   bytesOut = 0;
+  /** the upstream exchange in progress: told when the response closes (data-plane.ts) */
+  exchange: { onClientClose(): void } | null = null;
 }

@@ -60,7 +60,7 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   if (ctx.expectContinue) ctx.res.writeContinue();
   if (service.retry.attempts > 1) service.retry.countRequest(); // the budget's base
   const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
-  ctx.res.on('close', exchange.onClientClose); // 'close' comes once; `on` avoids once()'s wrapper
+  ctx.res.exchange = exchange; // the data plane's one 'close' listener calls onClientClose
   exchange.attempt(generation);
 }
 
