@@ -1,0 +1,141 @@
+// Instructions per proxied request, counted by valgrind (callgrind), for this checkout and for an
+// earlier revision: a figure that does not move with the machine's noise, unlike requests/s.
+//
+//   node bench/instructions.js [BASE_REV]      (default BASE_REV: HEAD~1)
+//
+// Each build serves SMALL and then LARGE keep-alive requests (8 at a time) under callgrind; the
+// difference of the two totals over LARGE − SMALL requests is the cost of one warm request,
+// without start-up. Takes several minutes: node runs about 50 times slower under valgrind.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { toYaml, benchConfig } from './lib/gatehouse.js';
+import { freePort, waitForHttp } from './lib/net.js';
+import { startNginx } from './lib/nginx.js';
+import { installCleanupHooks, makeTempDir, spawnProcess, which } from './lib/proc.js';
+import { envNumber, fail } from './lib/settings.js';
+
+const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SMALL = envNumber('BENCH_SMALL', 500, { integer: true });
+const LARGE = envNumber('BENCH_LARGE', 2500, { integer: true });
+
+/**
+ * Checks out `rev` into a temporary worktree and builds it with this checkout's node_modules.
+ * @param {string} rev
+ */
+function buildRevision(rev) {
+  const dir = path.join(makeTempDir('gatehouse-bench-rev-'), 'tree');
+  const git = spawnSync('git', ['worktree', 'add', '--detach', dir, rev], {
+    cwd: REPO_DIR,
+    encoding: 'utf8',
+  });
+  if (git.status !== 0) fail(`git worktree add ${rev}: ${git.stderr}`);
+  process.on('exit', () => spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: REPO_DIR }));
+  symlinkSync(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'));
+  const tsc = spawnSync(
+    process.execPath,
+    [path.join(REPO_DIR, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+    },
+  );
+  if (tsc.status !== 0) fail(`building ${rev} failed:\n${tsc.stdout}${tsc.stderr}`);
+  return dir;
+}
+
+/**
+ * `n` GETs on 8 keep-alive connections.
+ * @param {string} url
+ * @param {number} n
+ */
+function load(url, n) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  let sent = 0;
+  let done = 0;
+  return new Promise((resolve, reject) => {
+    const one = () => {
+      if (sent >= n) return;
+      sent++;
+      http
+        .get(url, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => (++done === n ? resolve(undefined) : one()));
+        })
+        .on('error', reject);
+    };
+    for (let i = 0; i < 8; i++) one();
+  }).finally(() => agent.destroy());
+}
+
+/**
+ * Total instructions of a gateway (built in `dir`) that starts, serves `n` requests and stops.
+ * @param {string} dir
+ * @param {string} upstreamUrl
+ * @param {number} n
+ */
+async function instructions(dir, upstreamUrl, n) {
+  const work = makeTempDir('gatehouse-bench-cg-');
+  const port = await freePort();
+  const adminPort = await freePort();
+  const configPath = path.join(work, 'gatehouse.yaml');
+  writeFileSync(configPath, toYaml(benchConfig({ port, adminPort, upstreamUrl })));
+  const out = path.join(work, 'callgrind.out');
+  const proc = spawnProcess({
+    name: 'gatehouse (callgrind)',
+    cmd: 'valgrind',
+    args: [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      path.join(dir, 'bin/gatehouse.js'),
+      'start',
+      '-c',
+      configPath,
+    ],
+    env: { LOG_LEVEL: 'warn' },
+  });
+  await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`, {
+    timeoutMs: 300_000,
+    isAlive: proc.running,
+    what: 'gatehouse',
+  });
+  await load(`http://127.0.0.1:${port}/x`, n);
+  await proc.stop(); // SIGTERM: the gateway drains and exits, and callgrind writes its totals
+  const summary = /^summary: (\d+)/m.exec(existsSync(out) ? readFileSync(out, 'utf8') : '');
+  if (!summary) fail(`no callgrind summary in ${out}`);
+  return Number(summary[1]);
+}
+
+async function main() {
+  if (!which('valgrind')) fail('valgrind is missing: apt-get install -y valgrind');
+  if (!which('nginx'))
+    fail('nginx is missing: run  node bench/run.js direct  once (it installs nginx and wrk)');
+  if (!existsSync(path.join(REPO_DIR, 'dist'))) fail('dist/ is missing: npm run build first');
+  installCleanupHooks();
+  const base = process.argv[2] ?? 'HEAD~1';
+  const builds = [
+    { name: base, dir: buildRevision(base) },
+    { name: 'this checkout', dir: REPO_DIR },
+  ];
+  const upstream = await startNginx({ name: 'upstream' });
+  const perRequest = [];
+  try {
+    for (const b of builds) {
+      const small = await instructions(b.dir, upstream.url, SMALL);
+      const large = await instructions(b.dir, upstream.url, LARGE);
+      const each = (large - small) / (LARGE - SMALL);
+      perRequest.push(each);
+      console.log(`${b.name}: ${Math.round(each).toLocaleString('en')} instructions per request`);
+    }
+  } finally {
+    await upstream.stop();
+  }
+  const [before, after] = perRequest;
+  if (before !== undefined && after !== undefined)
+    console.log(`this checkout ÷ ${base}: ${(after / before).toFixed(3)}`);
+}
+
+await main();
