@@ -3,7 +3,7 @@
  * a test decides exactly what the upstream does (answer, hang, reset, stream slowly).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse, attempt: number) => void;
@@ -103,11 +103,30 @@ export async function startRawUpstream(
   };
 }
 
-/** A port nothing listens on (bound, then released). */
+/** Next candidate of `closedPort`: below 1024, outside the kernel's range for port 0. */
+let nextClosedPort = 900;
+
+/**
+ * A port nothing listens on, so connections to it are refused. Not one bound and released: the
+ * kernel hands such a port to the next server that listens on port 0, and tests in other workers
+ * start servers all the time (a refused target then answered 200). Ports below 1024 are never
+ * handed out for port 0 and no test listens on them; each candidate is checked to refuse.
+ */
 export async function closedPort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+  while (nextClosedPort < 1024) {
+    const port = nextClosedPort++;
+    if (await refuses(port)) return port;
+  }
+  throw new Error('no closed port left below 1024');
+}
+
+function refuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
 }
