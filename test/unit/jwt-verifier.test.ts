@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFrom } from '../helpers/gateway.js';
 import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 
 /** JwtConfig['algorithms'] is typed never[] by the schema's mapped literals */
@@ -247,5 +248,31 @@ describe('token cache clocks (shared-state item 10)', () => {
     expect(auth.verifier.quick(token)).toBeNull();
     expect(await auth.verifier.verify(token)).toMatchObject({ kind: 'invalid', reason: 'too_old' });
     await auth.close();
+  });
+});
+
+describe('auth.jwt config: maxTokenAge and types', () => {
+  const yaml = (extra: string) => `
+auth:
+  jwt:
+    jwksUrl: http://127.0.0.1:9/jwks.json
+${extra}`;
+
+  it('loads them (a duration, a list of media types); absent means no limit and any typ', () => {
+    const jwt = configFrom(yaml('    maxTokenAge: 15m\n    types: [JWT, application/at+jwt]\n')).auth?.jwt;
+    expect(jwt).toMatchObject({ maxTokenAge: 900_000, types: ['JWT', 'application/at+jwt'] });
+    const plain = configFrom(yaml('')).auth?.jwt;
+    expect(plain?.maxTokenAge).toBeUndefined();
+    expect(plain?.types).toBeUndefined();
+  });
+
+  it('refuses bad values with a message naming the field', () => {
+    expect(() => configFrom(yaml('    maxTokenAge: soon\n'))).toThrow(
+      /test\.yaml:5: auth\.jwt\.maxTokenAge: must be a duration/,
+    );
+    expect(() => configFrom(yaml('    types: ["at jwt"]\n'))).toThrow(
+      /auth\.jwt\.types\[0\]: must be a media type/,
+    );
+    expect(() => configFrom(yaml('    types: []\n'))).toThrow(/auth\.jwt\.types: must list at least one/);
   });
 });
