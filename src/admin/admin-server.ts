@@ -15,8 +15,8 @@ export type AdminState = {
   /** the admin bearer token; '' = none required (only allowed on loopback) */
   token(): string;
   draining(): boolean;
-  /** named readiness checks: true = ok */
-  checks(): Record<string, boolean>;
+  /** named readiness checks: true = ok, false = not ready, 'degraded' = ready, partly working */
+  checks(): Record<string, boolean | 'degraded'>;
   /** the Prometheus text exposition */
   metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
@@ -85,7 +85,7 @@ export function createAdminServer(state: AdminState): Server {
         return sendJson(res, 200, { status: 'ok' });
       case '/readyz': {
         const checks = { ...state.checks(), accepting: !state.draining() };
-        const ready = Object.values(checks).every(Boolean);
+        const ready = Object.values(checks).every((ok) => ok !== false);
         const body: Record<string, unknown> = {
           status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',
         };

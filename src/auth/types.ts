@@ -22,9 +22,16 @@ export interface Authenticator {
   readonly method: AuthMethod;
   /** the WWW-Authenticate challenge for a 401 */
   readonly challenge: string;
+  /**
+   * the challenge when this method's credential was there but `invalid` (RFC 6750 §3:
+   * `error="invalid_token"`); `challenge` when absent
+   */
+  readonly invalidChallenge?: string;
   authenticate(req: IncomingMessage): AuthAttempt | Promise<AuthAttempt>;
   /** waits (bounded) until keys are loaded */
   ready?(): Promise<void>;
+  /** false while no credential of this kind can be checked at all (no key set loaded yet) */
+  usable?(): boolean;
   close(): Promise<void>;
 }
 

@@ -570,6 +570,29 @@ export const JwtSchema = Type.Object(
       Type.Array(Type.String(), { minItems: 1, description: 'PEM files (SPKI public keys)' }),
     ),
     clockTolerance: Duration('60s'),
+    maxTokenAge: Type.Optional(
+      // a duration described as this field: spreading keeps the transform (its symbol keys)
+      {
+        ...Duration(),
+        description:
+          'refuse tokens issued longer ago than this (`iat`, which becomes required); absent = no limit',
+      },
+    ),
+    types: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+(/[A-Za-z0-9!#$%&'*+.^_`|~-]+)?$",
+          description: 'a media type, `application/` optional (`JWT`, `at+jwt`)',
+          errorMessage: 'must be a media type such as "JWT" or "at+jwt"',
+        }),
+        {
+          minItems: 1,
+          uniqueItems: true,
+          description:
+            'allowed `typ` header values (case-insensitive, `application/` optional); the header is then required; absent = any',
+        },
+      ),
+    ),
     rolesClaim: Type.String({ default: 'roles', description: 'claim holding an array of role names' }),
     tierClaim: Type.String({ default: 'tier', description: 'claim holding the subscription tier' }),
     requireExp: Type.Boolean({ default: true, description: 'refuse tokens without `exp`' }),

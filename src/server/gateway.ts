@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
 import { ApiKeyAuthenticator } from '../auth/api-keys/authenticator.js';
-import { readyAuthenticators } from '../auth/index.js';
+import { authReadiness, readyAuthenticators } from '../auth/index.js';
 import { loadConfigFile } from '../config/load.js';
 import type { ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -97,10 +97,11 @@ export class Gateway {
       metrics: this.metricsSource(clusterMetrics),
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
-        const checks: Record<string, boolean> = { config: true };
+        const checks: Record<string, boolean | 'degraded'> = { config: true };
         // degraded is still ready unless the policy is to refuse
         if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
-        return checks;
+        const { authenticators } = this.state.runtime.shared;
+        return Object.assign(checks, authReadiness(authenticators, this.state.runtime.config.routes));
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,

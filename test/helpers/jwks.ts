@@ -1,6 +1,7 @@
 /**
  * JWT test kit: key pairs, signed tokens, hand-made (hostile) tokens, and a JWKS server on
- * 127.0.0.1:0 that can rotate keys, fail, and counts the requests it gets.
+ * 127.0.0.1:0 that can rotate keys, fail, hold requests unanswered, and counts the requests it
+ * gets.
  */
 import { KeyObject, sign as rsaSign, type webcrypto } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -83,7 +84,8 @@ export function claims(extra: Record<string, unknown> = {}): Record<string, unkn
   return { iss: ISSUER, aud: AUDIENCE, sub: 'user-1', iat: now, exp: now + 300, ...extra };
 }
 
-export type JwksMode = 'up' | 'error' | 'reset';
+/** `hold`: requests get no answer until `release()` (or until the client gives up) */
+export type JwksMode = 'up' | 'error' | 'reset' | 'hold';
 
 export class JwksServer {
   /** requests received, all paths */
@@ -93,6 +95,8 @@ export class JwksServer {
   /** served instead of the key set when not null */
   body: string | null = null;
   private keys: JWK[];
+  /** requests held (`hold` mode) whose client is still waiting */
+  private readonly parked = new Set<() => void>();
 
   private constructor(
     readonly server: Server,
@@ -114,12 +118,20 @@ export class JwksServer {
         res.writeHead(503, { 'content-type': 'text/plain' }).end('down');
         return;
       }
-      const body = jwks.body ?? JSON.stringify({ keys: jwks.keys });
-      res.writeHead(200, {
-        'content-type': 'application/json',
-        ...(jwks.cacheControl === null ? {} : { 'cache-control': jwks.cacheControl }),
-      });
-      res.end(body);
+      const answer = () => {
+        const body = jwks.body ?? JSON.stringify({ keys: jwks.keys });
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          ...(jwks.cacheControl === null ? {} : { 'cache-control': jwks.cacheControl }),
+        });
+        res.end(body);
+      };
+      if (jwks.mode === 'hold') {
+        jwks.parked.add(answer);
+        res.on('close', () => jwks.parked.delete(answer));
+        return;
+      }
+      answer();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return jwks;
@@ -127,6 +139,19 @@ export class JwksServer {
 
   get url(): string {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/.well-known/jwks.json`;
+  }
+
+  /** requests held in `hold` mode, still waiting for their answer */
+  get held(): number {
+    return this.parked.size;
+  }
+
+  /** answers the held requests with the current keys (the mode stays as it is) */
+  release(): void {
+    for (const answer of [...this.parked]) {
+      this.parked.delete(answer);
+      answer();
+    }
   }
 
   /** the keys served from now on (a rotation) */

@@ -1,8 +1,13 @@
 /**
  * JWT and RBAC through the real gateway: 401 / 403 / 200, consumer headers upstream, key
- * rotation, a JWKS endpoint going down, 503 before any key set, and the tier feeding rate limits.
+ * rotation, a JWKS endpoint going down, 503 before any key set (at once, and in readiness), a
+ * key withdrawn while tokens signed by it are being verified, and the tier feeding rate limits.
  */
+import type { JWSHeaderParameters } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { createJwtAuthenticator } from '../../src/auth/jwt/authenticator.js';
+import type { KeyLookup } from '../../src/auth/jwt/keys.js';
+import type { Runtime } from '../../src/server/runtime.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -10,9 +15,10 @@ import { startUpstream, type Upstream } from '../helpers/upstream.js';
 let upstream: Upstream;
 let k1: TestKey;
 let k2: TestKey;
+let k3: TestKey;
 beforeAll(async () => {
   upstream = await startUpstream();
-  [k1, k2] = await Promise.all([makeKey('k1'), makeKey('k2')]);
+  [k1, k2, k3] = await Promise.all([makeKey('k1'), makeKey('k2'), makeKey('k3')]);
 });
 afterAll(() => upstream.close());
 
@@ -43,6 +49,22 @@ routes:
   - { name: limited, match: { path: /limited/** }, service: echo, auth: [jwt] }
   - { name: public, match: { path: /public/** }, service: echo }
 `;
+
+/** the same, every route needing a JWT */
+const jwtOnlyYaml = (jwksUrl: string) =>
+  yaml(jwksUrl)
+    .replace(/^ {2}- \{ name: public, .*$/m, '')
+    .replace(/^ {2}- \{ name: limited, .*$/m, '');
+
+const readyz = async (gw: TestGateway) => {
+  const res = await fetch(`${gw.adminUrl}/readyz?verbose`);
+  return { status: res.status, body: (await res.json()) as { checks: Record<string, unknown> } };
+};
+
+type JwtAuthenticator = ReturnType<typeof createJwtAuthenticator>;
+const jwtOf = (gw: TestGateway) =>
+  (gw.gateway as unknown as { state: { runtime: Runtime } }).state.runtime.shared.authenticators
+    .jwt as JwtAuthenticator;
 
 const bearer = (token: string, extra: Record<string, string> = {}) => ({
   headers: { authorization: `Bearer ${token}`, ...extra },
@@ -75,7 +97,8 @@ describe('JWT + RBAC through the gateway', () => {
     const token = await sign(k1, { iss: 'https://evil.example/' });
     const res = await fetch(`${gw.url}/orders/1`, bearer(token));
     expect(res.status).toBe(401);
-    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    // RFC 6750 §3: a token that was there but refused
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse", error="invalid_token"');
     const text = await res.text();
     for (const part of token.split('.')) expect(text).not.toContain(part);
     // counted by method and kind, never by anything from the token
@@ -89,6 +112,37 @@ describe('JWT + RBAC through the gateway', () => {
     const token = await sign(k1, { roles: ['reader'] });
     const res = await fetch(`${gw.url}/orders/1?access_token=${token}`);
     expect(res.status).toBe(401);
+  });
+
+  it('error="invalid_token" for every refused token (expired, future iat, malformed); none without a bearer token', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (const authorization of [
+      `Bearer ${await sign(k1, { roles: ['reader'], exp: now - 3600 })}`,
+      `Bearer ${await sign(k1, { roles: ['reader'], iat: now + 3600 })}`,
+      `BEARER ${await sign(k1, { roles: ['reader'], iat: 1e12 })}`,
+      'Bearer not-a-jwt',
+      'bearer a.b.c',
+    ]) {
+      const res = await fetch(`${gw.url}/orders/1`, { headers: { authorization } });
+      expect(res.status, authorization.slice(0, 12)).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse", error="invalid_token"');
+    }
+    // no credential of this scheme at all (RFC 6750 §3.1: no error code)
+    for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }]) {
+      const res = await fetch(`${gw.url}/orders/1`, { headers });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="gatehouse"');
+    }
+    // the scheme is case-insensitive (RFC 9110 §11.1)
+    const good = await sign(k1, { roles: ['reader'] });
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR'])
+      expect(
+        (await fetch(`${gw.url}/orders/1`, { headers: { authorization: `${scheme} ${good}` } })).status,
+      ).toBe(200);
+  });
+
+  it('/readyz?verbose reports jwtKeys once a key set is loaded', async () => {
+    expect(await readyz(gw)).toMatchObject({ status: 200, body: { checks: { jwtKeys: true } } });
   });
 
   it('403 forbidden when a role lacks a permission (all are required)', async () => {
@@ -185,6 +239,45 @@ describe('JWKS rotation and outages through the gateway', () => {
     }
   });
 
+  it('a key withdrawn by a refresh is refused from that refresh on, even for tokens whose verification was in flight', async () => {
+    jwks = await JwksServer.start([k1, k2]);
+    gw = await startGateway(yaml(jwks.url));
+    const url = `${gw.url}/orders/1`;
+    const claims = (sub: string) => ({ sub, roles: ['reader'] });
+    const cached = await sign(k1, claims('cached'));
+    expect((await fetch(url, bearer(cached))).status).toBe(200); // verified and cached
+
+    // tokens signed by k1 whose verification holds k1 (taken from the set in force) until released
+    const keys = jwtOf(gw).keys;
+    const lookup = keys.lookup.bind(keys);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    keys.lookup = async (header: JWSHeaderParameters): Promise<KeyLookup> => {
+      const found = await lookup(header);
+      if (header.kid === 'k1' && held < 8) {
+        held++;
+        await gate;
+      }
+      return found;
+    };
+    const streamed = await Promise.all(Array.from({ length: 8 }, (_, i) => sign(k1, claims(`s${i}`))));
+    const inFlight = streamed.map((t) => fetch(url, bearer(t)));
+    await expect.poll(() => held).toBe(8);
+
+    // the provider withdraws k1 and adds k3; a k3 token makes the gateway refresh
+    jwks.setKeys([k2, k3]);
+    const before = jwks.requests;
+    expect((await fetch(url, bearer(await sign(k3, claims('new'))))).status).toBe(200);
+    expect(jwks.requests).toBe(before + 1);
+    release();
+
+    expect((await Promise.all(inFlight)).map((r) => r.status)).toEqual(Array(8).fill(401));
+    for (const t of [cached, ...streamed, await sign(k1, claims('fresh'))])
+      expect((await fetch(url, bearer(t))).status).toBe(401);
+    expect((await fetch(url, bearer(await sign(k2, claims('kept'))))).status).toBe(200);
+  });
+
   it('503 store_unavailable (not 401) for bearer tokens until a first key set loads; no token stays 401', async () => {
     jwks = await JwksServer.start([k1]);
     jwks.mode = 'error';
@@ -201,4 +294,52 @@ describe('JWKS rotation and outages through the gateway', () => {
       .poll(async () => (await fetch(url, bearer(token))).status, { timeout: 8000, interval: 250 })
       .toBe(200);
   }, 15_000);
+});
+
+describe('before any JWKS key set loaded', () => {
+  let jwks: JwksServer;
+  let gw: TestGateway | undefined;
+  afterEach(async () => {
+    await gw?.close();
+    gw = undefined;
+    await jwks.close();
+  });
+
+  it('answers 503 with Retry-After at once while the first fetch is pending, not after its 5 s timeout', async () => {
+    jwks = await JwksServer.start([k1]);
+    jwks.mode = 'error';
+    gw = await startGateway(yaml(jwks.url));
+    jwks.mode = 'hold'; // the next fetch hangs
+    const token = await sign(k1, { roles: ['reader'] });
+    const t0 = performance.now();
+    const res = await fetch(`${gw.url}/orders/1`, bearer(token));
+    // the short wait is 500 ms, the fetch timeout 5 s: a wide margin for a busy machine
+    expect(performance.now() - t0).toBeLessThan(2500);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.json()).toMatchObject({ code: 'store_unavailable' });
+    expect(jwks.held).toBe(1); // answered while the fetch is still pending
+    jwks.release();
+    const url = `${gw.url}/orders/1`;
+    await expect.poll(async () => (await fetch(url, bearer(token))).status, { timeout: 5000 }).toBe(200);
+  });
+
+  it('/readyz: degraded but ready when some route does without JWT; not ready when every route needs it', async () => {
+    jwks = await JwksServer.start([k1]);
+    jwks.mode = 'error';
+    gw = await startGateway(yaml(jwks.url)); // has a public route
+    expect(await readyz(gw)).toMatchObject({ status: 200, body: { checks: { jwtKeys: 'degraded' } } });
+    await gw.close();
+
+    gw = await startGateway(jwtOnlyYaml(jwks.url));
+    expect(await readyz(gw)).toMatchObject({
+      status: 503,
+      body: { status: 'not ready', checks: { jwtKeys: false } },
+    });
+    jwks.mode = 'up';
+    // a bearer request fetches the key set (the first unknown-kid fetch is allowed at once)
+    const token = await sign(k1, { roles: ['reader'] });
+    expect((await fetch(`${gw.url}/orders/1`, bearer(token))).status).toBe(200);
+    expect(await readyz(gw)).toMatchObject({ status: 200, body: { checks: { jwtKeys: true } } });
+  });
 });

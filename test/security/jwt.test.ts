@@ -157,6 +157,49 @@ describe('claims', () => {
     await expectInvalid(await sign(good, { nbf: now() + 120 }), 'bad_nbf');
     expect((await check(await sign(good, { nbf: now() + 30 }))).kind).toBe('ok');
   });
+  it('refuses an iat in the future beyond the clock tolerance, accepts it within', async () => {
+    for (const iat of [now() + 3600, now() + 120, 1e12, 1e300])
+      await expectInvalid(await sign(good, { iat, exp: now() + 300 }), 'bad_iat');
+    await expectInvalid(await sign(good, { iat: 'now' }));
+    expect((await check(await sign(good, { iat: now() + 30 }))).kind).toBe('ok');
+    expect((await check(await sign(good, { iat: undefined }))).kind).toBe('ok'); // optional by default
+  });
+  it('maxTokenAge: refuses a token issued too long ago, or without iat', async () => {
+    const young = createJwtAuthenticator(jwtConfig({ maxTokenAge: 3600_000 }), {} as GatewayConfig, logger());
+    await young.ready?.();
+    const result = (token: string) => check(token, young);
+    expect(await result(await sign(good, { iat: now() - 7200, exp: now() + 300 }))).toMatchObject({
+      kind: 'invalid',
+      reason: 'too_old',
+    });
+    // 1 h plus the 60 s tolerance
+    expect(await result(await sign(good, { iat: now() - 3600 - 120 }))).toMatchObject({ reason: 'too_old' });
+    expect(await result(await sign(good, { iat: undefined }))).toMatchObject({ reason: 'bad_iat' });
+    expect(await result(await sign(good, { iat: now() + 3600 }))).toMatchObject({ reason: 'bad_iat' });
+    expect((await result(await sign(good, { iat: now() - 3600 + 30 }))).kind).toBe('ok');
+    expect((await result(await sign(good, { iat: now() - 3600 - 30 }))).kind).toBe('ok'); // tolerance
+    await young.close();
+  });
+  it('types: only the listed typ values, case-insensitive, application/ optional; typ then required', async () => {
+    const typed = createJwtAuthenticator(
+      jwtConfig({ types: ['at+jwt', 'application/custom'] }),
+      {} as GatewayConfig,
+      logger(),
+    );
+    await typed.ready?.();
+    const result = (typ: string | undefined) => sign(good, {}, { typ }).then((t) => check(t, typed));
+    for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/AT+JWT', 'custom'])
+      expect((await result(typ)).kind, typ).toBe('ok');
+    for (const typ of ['JWT', 'jwt', 'at+jwt ', 'application/jwt', 'id+jwt', '', undefined])
+      expect(await result(typ), String(typ)).toMatchObject({ kind: 'invalid', reason: 'bad_typ' });
+    expect(
+      await check(rawToken({ alg: 'RS256', kid: 'good', typ: ['at+jwt'] }, claims(), 'c2ln'), typed),
+    ).toMatchObject({ reason: 'bad_typ' });
+    // not configured: any typ, or none, as before
+    expect((await check(await sign(good, {}, { typ: 'whatever' }))).kind).toBe('ok');
+    expect((await check(await sign(good, {}, { typ: undefined }))).kind).toBe('ok');
+    await typed.close();
+  });
   it('refuses a wrong or missing iss or aud', async () => {
     await expectInvalid(await sign(good, { iss: 'https://evil.example/' }), 'bad_iss');
     await expectInvalid(await sign(good, { iss: undefined }), 'bad_iss');

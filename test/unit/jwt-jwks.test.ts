@@ -1,5 +1,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { JWSHeaderParameters } from 'jose';
+import type { JwtClock } from '../../src/auth/jwt/clock.js';
 import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from '../../src/auth/jwt/jwks.js';
+import type { KeyLookup } from '../../src/auth/jwt/keys.js';
 import { JwtVerifier } from '../../src/auth/jwt/verifier.js';
 import type { JwtConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -36,9 +39,9 @@ afterEach(async () => {
   for (const c of cleanup.splice(0)) await c();
 });
 
-async function setup(keys: TestKey[], t: Partial<JwksTuning> = {}) {
+async function setup(keys: TestKey[], t: Partial<JwksTuning> = {}, clock?: JwtClock) {
   const server = await JwksServer.start(keys);
-  const source = new JwksKeySource(server.url, silentLogger(), tuning(t));
+  const source = new JwksKeySource(server.url, silentLogger(), tuning(t), clock);
   const verifier = new JwtVerifier(jwtConfig(server.url), source);
   cleanup.push(
     () => source.close(),
@@ -75,13 +78,16 @@ describe('JWKS key source', () => {
     expect(server.requests).toBe(2); // startup + one refetch
   });
 
-  it('allows another unknown-kid refetch once the cooldown is over', async () => {
-    const { server, source, verifier } = await setup([k1], { cooldownMs: 50 });
+  it('allows another unknown-kid refetch once the cooldown is over (monotonic clock)', async () => {
+    let mono = 1_000_000;
+    const clock: JwtClock = { wallMs: () => Date.now(), monoMs: () => mono };
+    const { server, source, verifier } = await setup([k1], { cooldownMs: 30_000 }, clock);
     await source.ready();
     await verifier.verify(await sign(k2));
+    mono += 29_999;
     await verifier.verify(await sign(k2));
     expect(server.requests).toBe(2);
-    await new Promise((r) => setTimeout(r, 60));
+    mono += 1;
     server.setKeys([k1, k2]);
     expect((await verifier.verify(await sign(k2))).kind).toBe('ok');
     expect(server.requests).toBe(3);
@@ -163,5 +169,91 @@ describe('JWKS key source', () => {
     server.setKeys([k2]);
     await source.refresh();
     expect(verifier.cache.size).toBe(0);
+  });
+});
+
+/**
+ * Holds the key source's lookups for tokens of `kid` after they returned (the key already taken
+ * from the set in force), until `release()`: a verification caught between its key lookup and
+ * the end of its signature check, the window a refresh can fall into.
+ */
+function holdLookups(source: JwksKeySource, kid: string) {
+  const lookup = source.lookup.bind(source);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const state = { held: 0, release, holding: true };
+  source.lookup = async (header: JWSHeaderParameters): Promise<KeyLookup> => {
+    const found = await lookup(header);
+    if (header.kid === kid && state.holding) {
+      state.held++;
+      await gate;
+    }
+    return found;
+  };
+  return state;
+}
+
+describe('a key withdrawn while verifications are in flight (shared-state item 7)', () => {
+  it('never caches, nor accepts, a verification that started under the older key set', async () => {
+    const { server, source, verifier } = await setup([k1, k2], { cooldownMs: 60_000 });
+    await source.ready();
+    const hold = holdLookups(source, 'k1');
+    // an attacker streaming fresh tokens signed by a compromised key
+    const tokens = await Promise.all(Array.from({ length: 32 }, (_, i) => sign(k1, { sub: `s${i}` })));
+    const pending = tokens.map((t) => verifier.verify(t));
+    await expect.poll(() => hold.held).toBe(32); // each has k1 in hand
+
+    server.setKeys([k2]); // the provider withdraws k1
+    expect(await source.refresh()).toBe(true);
+    hold.holding = false;
+    hold.release();
+
+    const results = await Promise.all(pending);
+    expect(results.filter((r) => r.kind === 'ok')).toHaveLength(0);
+    expect(verifier.cache.size).toBe(0);
+    for (const t of tokens) expect(verifier.quick(t)).toBeNull();
+    for (const t of tokens.slice(0, 4)) expect((await verifier.verify(t)).kind).toBe('invalid');
+    // a key still in the set is unaffected, and cached again
+    expect((await verifier.verify(await sign(k2))).kind).toBe('ok');
+    expect(verifier.cache.size).toBe(1);
+  });
+
+  it('bumps the key generation only when a key goes away', async () => {
+    const { server, source } = await setup([k1]);
+    await source.ready();
+    server.setKeys([k1, k2]);
+    await source.refresh();
+    expect(source.generation).toBe(0);
+    server.setKeys([k2]);
+    await source.refresh();
+    expect(source.generation).toBe(1);
+  });
+});
+
+describe('before any key set loaded (shared-state item 15)', () => {
+  it('answers unavailable after the short wait while the first fetch is still pending', async () => {
+    const { server, source, verifier } = await setup([k1], {
+      timeoutMs: 60_000, // the held fetch would hang a minute before giving up
+      firstLoadWaitMs: 50,
+      cooldownMs: 60_000,
+    });
+    server.mode = 'hold';
+    const token = await sign(k1);
+    // the first request starts the fetch and waits the short wait, not the fetch's timeout
+    expect(await verifier.verify(token)).toEqual({ kind: 'unavailable', reason: 'jwks_unavailable' });
+    expect(server.held).toBe(1); // the fetch is still pending
+    // later requests do not wait again, nor start another fetch
+    expect(await verifier.verify(await sign(k1, { sub: 'b' }))).toMatchObject({ kind: 'unavailable' });
+    expect(server.held).toBe(1);
+    expect(server.requests).toBe(1);
+    // once the endpoint answers, tokens verify
+    server.release();
+    await expect.poll(() => source.loaded).toBe(true);
+    expect((await verifier.verify(token)).kind).toBe('ok');
+
+    // a first fetch that answers within the short wait serves the request that started it
+    const fast = await setup([k1], { firstLoadWaitMs: 10_000, cooldownMs: 60_000 });
+    expect((await fast.verifier.verify(token)).kind).toBe('ok');
+    expect(fast.server.requests).toBe(1);
   });
 });

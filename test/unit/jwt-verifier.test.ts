@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configFrom } from '../helpers/gateway.js';
 import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 
 /** JwtConfig['algorithms'] is typed never[] by the schema's mapped literals */
@@ -44,6 +45,9 @@ describe('bearer header', () => {
   it('reads Authorization: Bearer only, scheme case-insensitive', () => {
     expect(bearerToken(req('Bearer abc'))).toBe('abc');
     expect(bearerToken(req('bearer abc'))).toBe('abc');
+    expect(bearerToken(req('BEARER abc'))).toBe('abc');
+    expect(bearerToken(req('BeArEr   abc'))).toBe('abc');
+    expect(bearerToken(req('Bearerabc'))).toBeNull();
     expect(bearerToken(req('Basic dXNlcjpwYXNz'))).toBeNull();
     expect(bearerToken(req(undefined, '/?access_token=abc'))).toBeNull();
   });
@@ -175,19 +179,100 @@ describe('token cache', () => {
     const consumer = { id: 'a', tier: '', roles: [] };
     const k = TokenCache.key('header.payload.sig');
     expect(k).not.toContain('payload');
-    c.set(k, consumer, null, 0);
-    expect(c.get(k, 999)).toBe(consumer);
-    expect(c.get(k, 1000)).toBeNull(); // max TTL
-    c.set('e', consumer, 500, 0);
-    expect(c.get('e', 500)).toBeNull(); // exp
-    c.set('x', consumer, null, 0);
-    c.set('y', consumer, null, 0);
-    c.get('x', 1);
-    c.set('z', consumer, null, 0);
+    // (key, consumer, notAfter wall ms, wall now, monotonic now)
+    c.set(k, consumer, null, 0, 0);
+    expect(c.get(k, 999, 999)).toBe(consumer);
+    expect(c.get(k, 1000, 1000)).toBeNull(); // max TTL
+    c.set('e', consumer, 500, 0, 0);
+    expect(c.get('e', 500, 500)).toBeNull(); // exp
+    c.set('x', consumer, null, 0, 0);
+    c.set('y', consumer, null, 0, 0);
+    c.get('x', 1, 1);
+    c.set('z', consumer, null, 0, 0);
     expect(c.size).toBe(2);
-    expect(c.get('y', 1)).toBeNull(); // least recently used went first
-    expect(c.get('x', 1)).toBe(consumer);
-    c.set('past', consumer, 10, 20);
-    expect(c.get('past', 20)).toBeNull();
+    expect(c.get('y', 1, 1)).toBeNull(); // least recently used went first
+    expect(c.get('x', 1, 1)).toBe(consumer);
+    c.set('past', consumer, 10, 20, 20);
+    expect(c.get('past', 20, 20)).toBeNull();
+  });
+});
+
+describe('token cache clocks (shared-state item 10)', () => {
+  /** a clock whose wall and monotonic readings the test moves apart */
+  const testClock = () => {
+    const c = { wall: Date.now(), mono: 5_000_000 };
+    return { c, clock: { wallMs: () => c.wall, monoMs: () => c.mono } };
+  };
+  const start = async (extra: Partial<JwtConfig>, clock: { wallMs(): number; monoMs(): number }) => {
+    const auth = createJwtAuthenticator(base({ jwksUrl: jwks.url, ...extra }), config, silentLogger(), {
+      clock,
+    });
+    await auth.ready?.();
+    return auth;
+  };
+
+  it('measures the 5-minute TTL on the monotonic clock: a wall-clock step back does not extend it', async () => {
+    const { c, clock } = testClock();
+    const auth = await start({}, clock);
+    const token = await sign(rsa, { exp: Math.floor(c.wall / 1000) + 3600 });
+    expect((await auth.verifier.verify(token)).kind).toBe('ok');
+    expect(auth.verifier.quick(token)).toMatchObject({ kind: 'ok' }); // cached
+    c.wall -= 3600_000; // NTP steps the wall clock back an hour
+    c.mono += 5 * 60_000 - 1;
+    expect(auth.verifier.quick(token)).toMatchObject({ kind: 'ok' });
+    c.mono += 1; // five minutes have passed, whatever the wall clock says
+    expect(auth.verifier.quick(token)).toBeNull();
+    await auth.close();
+  });
+
+  it('compares exp with the wall clock: a cached token ends at its exp', async () => {
+    const { c, clock } = testClock();
+    const auth = await start({ clockTolerance: 0 }, clock);
+    const token = await sign(rsa, { exp: Math.floor(c.wall / 1000) + 60 });
+    expect((await auth.verifier.verify(token)).kind).toBe('ok');
+    c.wall += 61_000; // no monotonic time passes: only the wall clock says it expired
+    expect(auth.verifier.quick(token)).toBeNull();
+    expect(await auth.verifier.verify(token)).toMatchObject({ kind: 'invalid', reason: 'expired' });
+    await auth.close();
+  });
+
+  it('a cached token ends at iat + maxTokenAge', async () => {
+    const { c, clock } = testClock();
+    const auth = await start({ clockTolerance: 0, maxTokenAge: 600_000 }, clock);
+    const nowS = Math.floor(c.wall / 1000);
+    const token = await sign(rsa, { iat: nowS - 540, exp: nowS + 3600 }); // 9 of its 10 minutes gone
+    expect((await auth.verifier.verify(token)).kind).toBe('ok');
+    c.wall += 59_000;
+    expect(auth.verifier.quick(token)).toMatchObject({ kind: 'ok' });
+    c.wall += 2_000;
+    expect(auth.verifier.quick(token)).toBeNull();
+    expect(await auth.verifier.verify(token)).toMatchObject({ kind: 'invalid', reason: 'too_old' });
+    await auth.close();
+  });
+});
+
+describe('auth.jwt config: maxTokenAge and types', () => {
+  const yaml = (extra: string) => `
+auth:
+  jwt:
+    jwksUrl: http://127.0.0.1:9/jwks.json
+${extra}`;
+
+  it('loads them (a duration, a list of media types); absent means no limit and any typ', () => {
+    const jwt = configFrom(yaml('    maxTokenAge: 15m\n    types: [JWT, application/at+jwt]\n')).auth?.jwt;
+    expect(jwt).toMatchObject({ maxTokenAge: 900_000, types: ['JWT', 'application/at+jwt'] });
+    const plain = configFrom(yaml('')).auth?.jwt;
+    expect(plain?.maxTokenAge).toBeUndefined();
+    expect(plain?.types).toBeUndefined();
+  });
+
+  it('refuses bad values with a message naming the field', () => {
+    expect(() => configFrom(yaml('    maxTokenAge: soon\n'))).toThrow(
+      /test\.yaml:5: auth\.jwt\.maxTokenAge: must be a duration/,
+    );
+    expect(() => configFrom(yaml('    types: ["at jwt"]\n'))).toThrow(
+      /auth\.jwt\.types\[0\]: must be a media type/,
+    );
+    expect(() => configFrom(yaml('    types: []\n'))).toThrow(/auth\.jwt\.types: must list at least one/);
   });
 });

@@ -2,20 +2,28 @@
  * JWT bearer tokens (jose): `Authorization: Bearer <jwt>` only; keys from `jwksUrl` or
  * `publicKeys`. See verifier.ts for what is checked and jwks.ts for key caching and rotation.
  * No bearer header: `absent` (another method may apply); a bad token: `invalid` (401); bearer
- * tokens while no key set was ever loaded from the JWKS endpoint: `unavailable` (503).
+ * tokens while no key set was ever loaded from the JWKS endpoint: `unavailable` (503). A 401 for
+ * a token that was there but bad says `error="invalid_token"` (RFC 6750 §3); one for no token at
+ * all is the bare challenge (§3.1: no error code when no credential was sent).
  */
 import type { GatewayConfig, JwtConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
 import { ABSENT, type AuthAttempt, type Authenticator } from '../types.js';
 import { bearerToken } from './bearer.js';
+import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
 import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from './jwks.js';
 import type { KeySource } from './keys.js';
 import { PemKeySource } from './pem.js';
 import { DEFAULT_VERIFIER_TUNING, JwtVerifier, type VerifierTuning } from './verifier.js';
 
-export type JwtTuning = { readonly jwks?: JwksTuning; readonly verifier?: VerifierTuning };
+export type JwtTuning = {
+  readonly jwks?: JwksTuning;
+  readonly verifier?: VerifierTuning;
+  readonly clock?: JwtClock;
+};
 
 export const JWT_CHALLENGE = 'Bearer realm="gatehouse"';
+export const JWT_INVALID_TOKEN_CHALLENGE = `${JWT_CHALLENGE}, error="invalid_token"`;
 
 export function createJwtAuthenticator(
   jwt: JwtConfig,
@@ -28,19 +36,21 @@ export function createJwtAuthenticator(
     if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
       throw new Error(`auth.jwt.algorithms: ${alg} is not supported (asymmetric algorithms only)`);
   }
+  const clock = tuning.clock ?? SYSTEM_CLOCK;
   let keys: KeySource;
   if (jwt.jwksUrl !== undefined && jwt.publicKeys === undefined) {
-    keys = new JwksKeySource(jwt.jwksUrl, logger, tuning.jwks ?? DEFAULT_JWKS_TUNING);
+    keys = new JwksKeySource(jwt.jwksUrl, logger, tuning.jwks ?? DEFAULT_JWKS_TUNING, clock);
   } else if (jwt.publicKeys !== undefined && jwt.jwksUrl === undefined) {
     keys = new PemKeySource(jwt.publicKeys);
   } else {
     throw new Error('auth.jwt: exactly one of jwksUrl or publicKeys is required');
   }
-  const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING);
+  const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING, clock);
   const log = logger.child({ auth: 'jwt' });
   return {
     method: 'jwt',
     challenge: JWT_CHALLENGE,
+    invalidChallenge: JWT_INVALID_TOKEN_CHALLENGE,
     verifier,
     keys,
     authenticate(req): Promise<AuthAttempt> | AuthAttempt {
@@ -57,6 +67,7 @@ export function createJwtAuthenticator(
       });
     },
     ready: () => keys.ready(),
+    usable: () => keys.loaded,
     close() {
       keys.close();
       verifier.cache.clear();

@@ -5,12 +5,17 @@
  * - an unknown `kid` triggers one refetch at most every `cooldownMs`, and requests arriving while
  *   a fetch is in flight wait for that one: a flood of unknown kids costs one fetch per cooldown;
  * - the last good key set is kept while the endpoint is down or answers garbage;
- * - until a key set was loaded once, lookups say `unavailable` (503), not "invalid" (401).
+ * - until a key set was loaded once, lookups say `unavailable` (503), not "invalid" (401); they
+ *   wait for a pending fetch at most `firstLoadWaitMs` (counted from the fetch's start), then
+ *   answer at once instead of holding every request for the whole fetch timeout;
+ * - a refresh that removes keys bumps `generation` (see keys.ts) and tells the listeners.
+ * Durations (cooldown) use the monotonic clock; timers are monotonic in Node.
  * Only the configured URL is ever fetched: `jku`, `x5u`, `jwk` and `x5c` in a token's header are
  * never looked at (jose's local key set matches on `alg` and `kid` only).
  */
 import { createLocalJWKSet, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
 import type { Logger } from '../../observability/logger.js';
+import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
 import { MAX_CANDIDATES, type KeyLookup, type KeySource, type VerifyKey } from './keys.js';
 
 export type JwksTuning = {
@@ -27,6 +32,11 @@ export type JwksTuning = {
   readonly timeoutMs: number;
   /** how long ready() waits for the first key set */
   readonly readyTimeoutMs: number;
+  /**
+   * while no key set was ever loaded: how long a request may wait for a pending fetch, counted
+   * from the fetch's start; later requests are answered (503) at once
+   */
+  readonly firstLoadWaitMs: number;
   readonly maxBytes: number;
 };
 
@@ -39,6 +49,7 @@ export const DEFAULT_JWKS_TUNING: JwksTuning = {
   maxRetryMs: 60_000,
   timeoutMs: 5_000,
   readyTimeoutMs: 5_000,
+  firstLoadWaitMs: 500,
   maxBytes: 1024 * 1024,
 };
 
@@ -48,6 +59,8 @@ export class JwksKeySource implements KeySource {
   private local: LocalSet | null = null;
   private fingerprints = new Set<string>();
   private inflight: Promise<boolean> | null = null;
+  /** before the first load: the pending fetch, or `firstLoadWaitMs` after it started */
+  private firstLoadWait: Promise<unknown> = Promise.resolve();
   private lastKidRefetch = -Infinity;
   private nextRefreshMs: number;
   private retryDelay: number;
@@ -58,6 +71,7 @@ export class JwksKeySource implements KeySource {
   private readonly removedListeners: Array<() => void> = [];
   /** fetches attempted (for tests and diagnostics) */
   fetches = 0;
+  generation = 0;
   /** a URL safe to log (no credentials, no query) */
   private readonly where: string;
 
@@ -65,6 +79,7 @@ export class JwksKeySource implements KeySource {
     private readonly url: string,
     private readonly logger: Logger,
     private readonly tuning: JwksTuning = DEFAULT_JWKS_TUNING,
+    private readonly clock: JwtClock = SYSTEM_CLOCK,
   ) {
     this.nextRefreshMs = tuning.refreshMs;
     this.retryDelay = tuning.retryMs;
@@ -111,8 +126,10 @@ export class JwksKeySource implements KeySource {
 
   async lookup(header: JWSHeaderParameters): Promise<KeyLookup> {
     if (this.local === null) {
-      // never loaded: one attempt per cooldown on the request path, the rest is the background's
-      if (this.inflight !== null || this.kidRefetchAllowed()) await this.refresh();
+      // never loaded: one attempt per cooldown on the request path, the rest is the background's;
+      // a pending fetch is waited for briefly, not for its whole timeout
+      if (this.inflight === null && this.kidRefetchAllowed()) void this.refresh();
+      await this.firstLoadWait;
       if (this.local === null) return { kind: 'unavailable' };
     }
     const found = await candidates(this.local, header);
@@ -125,7 +142,7 @@ export class JwksKeySource implements KeySource {
   }
 
   private kidRefetchAllowed(): boolean {
-    const now = performance.now();
+    const now = this.clock.monoMs();
     if (now - this.lastKidRefetch < this.tuning.cooldownMs) return false;
     this.lastKidRefetch = now;
     return true;
@@ -134,7 +151,11 @@ export class JwksKeySource implements KeySource {
   /** one fetch at a time; true when a key set was loaded */
   refresh(): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
-    this.inflight ??= this.fetchOnce().finally(() => (this.inflight = null));
+    if (this.inflight === null) {
+      const fetching = this.fetchOnce().finally(() => (this.inflight = null));
+      this.inflight = fetching;
+      if (this.local === null) this.firstLoadWait = settledOrAfter(fetching, this.tuning.firstLoadWaitMs);
+    }
     return this.inflight;
   }
 
@@ -206,7 +227,10 @@ export class JwksKeySource implements KeySource {
     const removed = [...this.fingerprints].some((f) => !next.has(f));
     this.local = local;
     this.fingerprints = next;
-    if (removed) for (const l of this.removedListeners) l();
+    if (removed) {
+      this.generation++;
+      for (const l of this.removedListeners) l();
+    }
   }
 
   private refreshFrom(cacheControl: string | null): number {
@@ -215,6 +239,19 @@ export class JwksKeySource implements KeySource {
     const ms = Number(m[1]) * 1000;
     return Math.min(Math.max(ms, this.tuning.minRefreshMs), this.tuning.maxRefreshMs);
   }
+}
+
+/** resolves when `p` settles or after `ms`, whichever comes first (the timer does not hold the process) */
+function settledOrAfter(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    p.then(done, done);
+  });
 }
 
 /**

@@ -20,6 +20,14 @@ export interface KeySource {
   ready(): Promise<void>;
   /** called when a key that was there is gone (cached verifications must be dropped) */
   onKeysRemoved(listener: () => void): void;
+  /**
+   * Bumped each time keys are removed (before the listeners run). A verification reads it before
+   * its lookup: if it moved meanwhile, the key that verified may be withdrawn, so the result is
+   * checked again and never cached.
+   */
+  readonly generation: number;
+  /** a key set is loaded: false only while a JWKS endpoint has never answered */
+  readonly loaded: boolean;
   close(): void;
 }
 

@@ -43,8 +43,14 @@ export function keyFits(key: KeyObject, alg: string): boolean {
 export class PemKeySource implements KeySource {
   private keys: KeyObject[] | null = null;
   private loading: Promise<void> | null = null;
+  /** the files are read once: keys are never removed while running */
+  readonly generation = 0;
 
   constructor(private readonly files: readonly string[]) {}
+
+  get loaded(): boolean {
+    return this.keys !== null;
+  }
 
   ready(): Promise<void> {
     this.loading ??= Promise.all(this.files.map(readPublicKey)).then((keys) => {

@@ -1,12 +1,21 @@
 /**
  * Verified tokens, so a repeated token does not pay a signature check again: a bounded LRU keyed
- * by the SHA-256 of the token (the raw token is never kept), each entry until the token's `exp`
- * and at most `maxTtlMs`.
+ * by the SHA-256 of the token (the raw token is never kept). An entry ends at the first of:
+ * - `notAfter`, a wall-clock time the token states (its `exp`; `iat + maxTokenAge`), compared
+ *   with the wall clock as the token means it;
+ * - `maxTtlMs` after it was stored, measured on the monotonic clock: a wall-clock step backwards
+ *   cannot keep an entry (perhaps of a withdrawn key) for longer.
  */
 import { createHash } from 'node:crypto';
 import type { Consumer } from '../types.js';
 
-type Entry = { readonly consumer: Consumer; readonly until: number };
+type Entry = {
+  readonly consumer: Consumer;
+  /** wall-clock ms; Infinity when the token states no end */
+  readonly notAfter: number;
+  /** monotonic ms */
+  readonly staleAt: number;
+};
 
 export class TokenCache {
   private readonly entries = new Map<string, Entry>();
@@ -20,22 +29,23 @@ export class TokenCache {
     return createHash('sha256').update(token).digest('base64url');
   }
 
-  get(key: string, now: number): Consumer | null {
+  /** `wallNow`: Date.now(); `monoNow`: performance.now() (or the injected clocks) */
+  get(key: string, wallNow: number, monoNow: number): Consumer | null {
     const entry = this.entries.get(key);
     if (entry === undefined) return null;
     this.entries.delete(key);
-    if (entry.until <= now) return null;
+    if (entry.notAfter <= wallNow || entry.staleAt <= monoNow) return null;
     this.entries.set(key, entry); // most recently used last
     return entry.consumer;
   }
 
-  /** `expMs`: the token's `exp` in ms, or null when it has none */
-  set(key: string, consumer: Consumer, expMs: number | null, now: number): void {
-    if (this.maxEntries === 0) return;
-    const until = Math.min(expMs ?? Infinity, now + this.maxTtlMs);
-    if (until <= now) return;
+  /** `notAfterMs`: the wall-clock time (ms) the token stops being valid, or null when it has none */
+  set(key: string, consumer: Consumer, notAfterMs: number | null, wallNow: number, monoNow: number): void {
+    if (this.maxEntries === 0 || this.maxTtlMs <= 0) return;
+    const notAfter = notAfterMs ?? Infinity;
+    if (notAfter <= wallNow) return;
     this.entries.delete(key);
-    this.entries.set(key, { consumer, until });
+    this.entries.set(key, { consumer, notAfter, staleAt: monoNow + this.maxTtlMs });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done === true) break;

@@ -3,16 +3,27 @@
  * - the token is a compact JWS of at most `maxTokenBytes`;
  * - `alg` must be one of the configured algorithms (all asymmetric): never chosen by the token,
  *   so `none` (any casing) and HS* are refused before any key is looked up;
+ * - `typ`, when `types` is configured, must be one of them;
  * - the key comes from the key source by `alg` and `kid` only;
  * - jose checks the signature, `iss`, `aud`, `exp` (required when `requireExp`), `nbf`, with
- *   `clockTolerance`; `sub` is required and becomes the consumer id;
- * - a verified token is cached (by its SHA-256) until its `exp`, at most `cacheTtlMs`.
+ *   `clockTolerance`, and `iat` against `maxTokenAge` when set; an `iat` in the future (beyond
+ *   `clockTolerance`) is refused; `sub` is required and becomes the consumer id;
+ * - a verified token is cached (by its SHA-256) until its `exp` (and `iat + maxTokenAge`), at
+ *   most `cacheTtlMs` (monotonic); never when the key set lost a key during the verification:
+ *   that verification is done again against the new set.
  * Reasons are short codes: never the token, never a claim value.
  */
-import { decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import {
+  decodeProtectedHeader,
+  jwtVerify,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  type JWTVerifyOptions,
+} from 'jose';
 import type { JwtConfig } from '../../config/schema.js';
 import type { AuthAttempt, Consumer } from '../types.js';
 import { looksLikeJws } from './bearer.js';
+import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
 import type { KeySource } from './keys.js';
 import { TokenCache } from './token-cache.js';
 
@@ -36,20 +47,30 @@ export class JwtVerifier {
   readonly cache: TokenCache;
   private readonly algorithms: ReadonlySet<string>;
   private readonly options: JWTVerifyOptions;
+  /** normalised (`typ` comparison); null = any `typ`, or none */
+  private readonly types: ReadonlySet<string> | null;
+  private readonly toleranceS: number;
+  private readonly maxTokenAgeS: number | null;
 
   constructor(
     private readonly jwt: JwtConfig,
     private readonly keys: KeySource,
     private readonly tuning: VerifierTuning = DEFAULT_VERIFIER_TUNING,
+    private readonly clock: JwtClock = SYSTEM_CLOCK,
   ) {
     this.cache = new TokenCache(tuning.cacheEntries, tuning.cacheTtlMs);
     this.algorithms = new Set(jwt.algorithms);
+    this.types = jwt.types === undefined ? null : new Set(jwt.types.map(normalizeTyp));
+    this.toleranceS = Math.floor(jwt.clockTolerance / 1000);
+    this.maxTokenAgeS = jwt.maxTokenAge === undefined ? null : jwt.maxTokenAge / 1000;
     this.options = {
       algorithms: [...jwt.algorithms],
-      clockTolerance: Math.floor(jwt.clockTolerance / 1000),
+      clockTolerance: this.toleranceS,
       requiredClaims: jwt.requireExp ? ['sub', 'exp'] : ['sub'],
       ...(jwt.issuer === undefined ? {} : { issuer: jwt.issuer }),
       ...(jwt.audience === undefined ? {} : { audience: jwt.audience }),
+      // jose then requires `iat` and refuses one too old or in the future
+      ...(this.maxTokenAgeS === null ? {} : { maxTokenAge: this.maxTokenAgeS }),
     };
     keys.onKeysRemoved(() => this.cache.clear());
   }
@@ -58,7 +79,7 @@ export class JwtVerifier {
   quick(token: string): AuthAttempt | null {
     if (token.length > this.tuning.maxTokenBytes) return invalid('token_too_large');
     if (!looksLikeJws(token)) return invalid('malformed');
-    const hit = this.cache.get(TokenCache.key(token), Date.now());
+    const hit = this.cache.get(TokenCache.key(token), this.clock.wallMs(), this.clock.monoMs());
     return hit === null ? null : { kind: 'ok', consumer: hit };
   }
 
@@ -68,9 +89,6 @@ export class JwtVerifier {
 
   /** the signature and claims check, for a token `quick` said nothing about */
   async full(token: string): Promise<AuthAttempt> {
-    const cacheKey = TokenCache.key(token);
-    const now = Date.now();
-
     let header;
     try {
       header = decodeProtectedHeader(token);
@@ -81,19 +99,39 @@ export class JwtVerifier {
     if (header.crit !== undefined) return invalid('crit_not_supported');
     if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length > 256))
       return invalid('bad_kid');
+    // before the key lookup: a token of another type costs no JWKS refetch
+    if (this.types !== null && (typeof header.typ !== 'string' || !this.types.has(normalizeTyp(header.typ))))
+      return invalid('bad_typ');
+    const keyHeader = { alg: header.alg, ...(header.kid === undefined ? {} : { kid: header.kid }) };
 
-    const lookup = await this.keys.lookup({
-      alg: header.alg,
-      ...(header.kid === undefined ? {} : { kid: header.kid }),
-    });
+    // A refresh may withdraw the key while the signature is being checked: then a success is
+    // neither trusted nor cached, and the check is done once more against the new key set.
+    let generation = this.keys.generation;
+    let checked = await this.check(token, keyHeader);
+    if (checked.kind === 'verified' && this.keys.generation !== generation) {
+      generation = this.keys.generation;
+      checked = await this.check(token, keyHeader);
+    }
+    if (checked.kind !== 'verified') return checked;
+    const { consumer, notAfterMs, wallNow } = checked;
+    if (this.keys.generation === generation)
+      this.cache.set(TokenCache.key(token), consumer, notAfterMs, wallNow, this.clock.monoMs());
+    return { kind: 'ok', consumer };
+  }
+
+  /** the key lookup, the signature and the claims */
+  private async check(token: string, header: JWSHeaderParameters): Promise<Checked> {
+    const lookup = await this.keys.lookup(header);
     if (lookup.kind === 'unavailable') return { kind: 'unavailable', reason: 'jwks_unavailable' };
     if (lookup.kind === 'none') return invalid('unknown_key');
 
+    const wallNow = this.clock.wallMs();
+    const options: JWTVerifyOptions = { ...this.options, currentDate: new Date(wallNow) };
     let payload: JWTPayload | null = null;
     let reason = 'bad_signature';
     for (const key of lookup.keys) {
       try {
-        payload = (await jwtVerify(token, key, this.options)).payload;
+        payload = (await jwtVerify(token, key, options)).payload;
         break;
       } catch (err) {
         reason = reasonOf(err);
@@ -102,10 +140,21 @@ export class JwtVerifier {
       }
     }
     if (payload === null) return invalid(reason);
+    // jose checks a future `iat` only with maxTokenAge: a token "issued" later than now is
+    // forged or from a broken clock, whatever its `exp` says
+    const nowS = Math.floor(wallNow / 1000);
+    if (typeof payload.iat === 'number' && payload.iat > nowS + this.toleranceS) return invalid('bad_iat');
     const consumer = this.consumerOf(payload);
     if (consumer === null) return invalid('bad_sub');
-    this.cache.set(cacheKey, consumer, typeof payload.exp === 'number' ? payload.exp * 1000 : null, now);
-    return { kind: 'ok', consumer };
+    return { kind: 'verified', consumer, notAfterMs: this.notAfterMs(payload), wallNow };
+  }
+
+  /** the wall-clock time (ms) the token stops being valid: its `exp`, `iat + maxTokenAge` */
+  private notAfterMs(payload: JWTPayload): number | null {
+    let end = typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity;
+    if (this.maxTokenAgeS !== null && typeof payload.iat === 'number')
+      end = Math.min(end, (payload.iat + this.maxTokenAgeS) * 1000);
+    return end === Infinity ? null : end;
   }
 
   private consumerOf(payload: JWTPayload): Consumer | null {
@@ -137,13 +186,31 @@ export function claim(payload: JWTPayload, name: string): unknown {
   return node;
 }
 
+type Checked =
+  | Invalid
+  | Extract<AuthAttempt, { kind: 'unavailable' }>
+  | {
+      readonly kind: 'verified';
+      readonly consumer: Consumer;
+      readonly notAfterMs: number | null;
+      readonly wallNow: number;
+    };
+
+/** `typ` compares case-insensitively, `application/` optional (RFC 7515 §4.1.9) */
+function normalizeTyp(typ: string): string {
+  const lower = typ.toLowerCase();
+  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
+}
+
 const CLAIMS_ERRORS: ReadonlySet<string> = new Set([
   'ERR_JWT_EXPIRED',
   'ERR_JWT_CLAIM_VALIDATION_FAILED',
   'ERR_JWT_INVALID',
 ]);
 
-function invalid(reason: string): AuthAttempt {
+type Invalid = Extract<AuthAttempt, { kind: 'invalid' }>;
+
+function invalid(reason: string): Invalid {
   return { kind: 'invalid', reason };
 }
 
@@ -154,7 +221,7 @@ function reasonOf(err: unknown): string {
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
       return 'bad_signature';
     case 'ERR_JWT_EXPIRED':
-      return 'expired';
+      return claimName === 'iat' ? 'too_old' : 'expired';
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       return claimName === undefined ? 'bad_claims' : `bad_${claimName}`;
     case 'ERR_JOSE_ALG_NOT_ALLOWED':

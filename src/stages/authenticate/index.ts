@@ -1,7 +1,8 @@
 /**
  * Authentication: the route's methods (`auth: [jwt, apiKey]`) are tried in order; the first
  * valid credential makes the consumer. No valid credential: 401 `unauthenticated` with a
- * `WWW-Authenticate` challenge per method; a method whose store is down and no valid
+ * `WWW-Authenticate` challenge per method (its `invalidChallenge` when it saw a credential and
+ * refused it); a method whose store is down and no valid
  * credential otherwise: 503 `store_unavailable` (a cached key still works meanwhile).
  */
 import type { AuthAttempt, Authenticator } from '../../auth/types.js';
@@ -26,9 +27,18 @@ export const authenticate: StageFactory = {
       invalid: shared.metrics?.authFailures.labels(a.method, 'invalid') ?? noop,
       unavailable: shared.metrics?.authFailures.labels(a.method, 'unavailable') ?? noop,
     }));
-    const challenges: string[] = [];
-    for (const a of authenticators) challenges.push('www-authenticate', a.challenge);
-    const unauthenticated = problem(401, 'unauthenticated', 'valid credentials are required', challenges);
+    // one 401 per set of methods whose credential was there but invalid (bit i: method i), built
+    // once: such a method answers with its `invalidChallenge` (RFC 6750 §3 `error="invalid_token"`)
+    const unauthenticated = Array.from({ length: 1 << authenticators.length }, (_, invalidMask) => {
+      const challenges: string[] = [];
+      authenticators.forEach((a, i) =>
+        challenges.push(
+          'www-authenticate',
+          (invalidMask & (1 << i)) !== 0 ? (a.invalidChallenge ?? a.challenge) : a.challenge,
+        ),
+      );
+      return problem(401, 'unauthenticated', 'valid credentials are required', challenges);
+    });
     const unavailable = problem(
       503,
       'store_unavailable',
@@ -39,6 +49,7 @@ export const authenticate: StageFactory = {
       ctx: RequestContext,
       from: number,
       sawUnavailable: boolean,
+      invalidMask: number,
     ): StageOutcome | Promise<StageOutcome> => {
       for (let i = from; i < authenticators.length; i++) {
         const attempt = (authenticators[i] as Authenticator).authenticate(ctx.req);
@@ -46,14 +57,16 @@ export const authenticate: StageFactory = {
           return attempt.then((a) => {
             const done = settle(ctx, a, i);
             if (done !== null) return done;
-            return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable');
+            const invalid = a.kind === 'invalid' ? invalidMask | (1 << i) : invalidMask;
+            return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable', invalid);
           });
         }
         const done = settle(ctx, attempt, i);
         if (done !== null) return done;
         if (attempt.kind === 'unavailable') sawUnavailable = true;
+        if (attempt.kind === 'invalid') invalidMask |= 1 << i;
       }
-      return sawUnavailable ? unavailable : unauthenticated;
+      return sawUnavailable ? unavailable : (unauthenticated[invalidMask] as Problem);
     };
     /** undefined: authenticated; null: try the next method */
     const settle = (ctx: RequestContext, a: AuthAttempt, i: number): Problem | undefined | null => {
@@ -76,7 +89,7 @@ export const authenticate: StageFactory = {
       name: 'authenticate',
       run: (ctx) => {
         if (keyHeader !== null) stripKey(ctx);
-        return run(ctx, 0, false);
+        return run(ctx, 0, false, 0);
       },
     };
   },
