@@ -59,7 +59,13 @@ export type CheckInput = {
   listen?: { readonly port: number } | undefined;
   admin?: { readonly host: string; readonly port: number; readonly token: string } | undefined;
   /** decoded (milliseconds), when the whole section is valid */
-  limits?: { readonly headersTimeout: number; readonly requestTimeout: number } | undefined;
+  limits?:
+    | {
+        readonly headersTimeout: number;
+        readonly requestTimeout: number;
+        readonly headersWithUnderscores?: string;
+      }
+    | undefined;
   /** an entry that is not a string (already reported by the schema) is undefined */
   trustedProxies?: ReadonlyArray<string | undefined> | undefined;
   /** every service name, with its targets (an entry that failed the schema is undefined) */
@@ -84,7 +90,7 @@ export type CheckInput = {
         readonly jwt?:
           | { readonly jwksUrl?: string | undefined; readonly publicKeys?: readonly string[] | undefined }
           | undefined;
-        readonly apiKey?: { readonly secret: string } | undefined;
+        readonly apiKey?: { readonly secret: string; readonly header?: string } | undefined;
       }
     | undefined;
   roles?: Readonly<Record<string, readonly string[]>> | undefined;
@@ -238,6 +244,13 @@ function checkAuth(input: CheckInput, add: (path: PathSegment[], message: string
     add(
       ['auth', 'apiKey', 'secret'],
       'must be at least 16 characters (set it from the environment: ${GATEHOUSE_KEY_SECRET})',
+    );
+  }
+  const header = auth?.apiKey?.header;
+  if (header?.includes('_') && input.limits?.headersWithUnderscores === 'reject') {
+    add(
+      ['auth', 'apiKey', 'header'],
+      `"${header}" has "_", and limits.headersWithUnderscores: reject refuses every request carrying it; spell it with "-" or choose drop or allow`,
     );
   }
   const table = roles ? compileRoles(roles) : null;

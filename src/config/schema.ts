@@ -96,6 +96,14 @@ export const LimitsSchema = Section(
     keepAliveTimeout: Duration('5s'),
     maxHeaderSize: Size('16kb'),
     maxUrlLength: Size('8kb'),
+    headersWithUnderscores: Type.Union(
+      [Type.Literal('drop'), Type.Literal('reject'), Type.Literal('allow')],
+      {
+        default: 'drop',
+        description:
+          'request headers whose name has "_" (CGI-style upstreams read X_Real_IP as X-Real-IP): drop them, reject the request (400), or allow them (spellings of the headers the gateway controls are dropped still)',
+      },
+    ),
   },
   'Limits on what clients may send, and how slowly.',
 );
@@ -612,7 +620,15 @@ export const ApiKeySchema = Type.Object(
 );
 
 export const AuthSchema = Type.Object(
-  { jwt: Type.Optional(JwtSchema), apiKey: Type.Optional(ApiKeySchema) },
+  {
+    jwt: Type.Optional(JwtSchema),
+    apiKey: Type.Optional(ApiKeySchema),
+    forwardCredentials: Type.Boolean({
+      default: true,
+      description:
+        'send the upstream the JWT the gateway verified, as `Authorization: Bearer <token>` (false: never); an API key and any credential the gateway did not verify are never sent on a route with `auth`',
+    }),
+  },
   { ...strict, description: 'How consumers authenticate (docs/authentication.md).' },
 );
 

@@ -28,7 +28,9 @@ export type Resolved =
  * it only stands in for the response, whose answer goes to the raw socket.
  */
 export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayResponse): Resolved {
-  const scan = scanRequestHeaders(req.rawHeaders);
+  const peer = plainAddress(req.socket.remoteAddress);
+  const peerTrusted = rt.trustedProxies.has(peer);
+  const scan = scanRequestHeaders(req.rawHeaders, peerTrusted, rt.config.limits.headersWithUnderscores);
   const requestId = requestIdFor(scan.requestId);
   const trace = rt.tracing.begin(scan.traceparent, scan.tracestate);
   res.requestId = requestId;
@@ -50,9 +52,10 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayRe
   const route = rt.router.match(normaliseHost(scan.host), req.method as string, target.path);
   if (route === undefined) return fail(problems.noRoute());
 
-  const peer = plainAddress(req.socket.remoteAddress);
+  const clientIp = peerTrusted ? clientIpFor(peer, scan.forwardedFor, rt.trustedProxies) : peer;
+  const stripped = route.stripLength > 0 ? target.path.slice(0, route.stripLength) : '';
   const headers = scan.forward;
-  appendForwarded(headers, requestId, peer, scan, rt.trustedProxies);
+  appendForwarded(headers, requestId, peer, peerTrusted, clientIp, scan, stripped);
   headers.push('traceparent', trace.traceparent);
   if (trace.tracestate !== null) headers.push('tracestate', trace.tracestate);
   const ctx = new RequestContext(
@@ -62,7 +65,7 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayRe
     route,
     target.path,
     target.query,
-    clientIpFor(peer, scan.forwardedFor, rt.trustedProxies),
+    clientIp,
     headers,
     scan.bodyLength,
     res.startTime,

@@ -15,7 +15,6 @@
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Consumer } from '../auth/types.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { problems } from '../pipeline/problems.js';
 import { sendProblem } from '../server/respond.js';
@@ -56,7 +55,6 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
     );
     return;
   }
-  if (ctx.consumer !== null) appendConsumer(ctx.upstreamHeaders, ctx.consumer);
   if (ctx.expectContinue) ctx.res.writeContinue();
   if (service.retry.attempts > 1) service.retry.countRequest(); // the budget's base
   const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
@@ -438,18 +436,3 @@ function appendOwnHeaders(headers: string[], own: readonly string[]): void {
   }
   for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }
-
-/** X-Consumer-* for the upstream (client-sent ones were removed by the header scan). */
-function appendConsumer(headers: string[], consumer: Consumer): void {
-  headers.push(
-    'x-consumer-id',
-    headerSafe(consumer.id),
-    'x-consumer-tier',
-    headerSafe(consumer.tier),
-    'x-consumer-roles',
-    headerSafe(consumer.roles.join(',')),
-  );
-}
-
-/** Identity values come from tokens and keys: anything outside printable ASCII is %-encoded. */
-const headerSafe = (v: string): string => (/^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v));

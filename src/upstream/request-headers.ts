@@ -1,18 +1,25 @@
 /**
  * One pass over the client's raw headers: what the gateway needs to know, and the cleaned
  * list to send upstream (hop-by-hop headers, the ones `Connection` names, client-sent
- * `X-Consumer-*`, and the headers the gateway sets itself are left out).
+ * `X-Consumer-*`, the headers the gateway sets itself, and the proxy and rewrite headers an
+ * upstream would act on are left out; docs/security.md#headers).
  *
- * Names spelt with `_` instead of `-` (`X-Consumer_Id`, `X_Forwarded_For`) are dropped when
- * they would stand for one of those: CGI-style upstreams (WSGI, PHP, Rack) map both spellings
- * to the same variable, so they would otherwise spoof what the gateway sets.
- * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, `traceparent`, `tracestate` and
- * `Content-Length`) are added after the removal of what `Connection` names, so a client cannot
- * strip them that way.
- * Refused (`invalid`): contradictory framing, several or malformed `Host`, more fields than node
- * keeps, and an upgrade to anything but WebSocket.
+ * Each name costs one Map lookup; only a name not in the map is looked at further (the
+ * `x-consumer-` prefix, an `_`). Names with `_` are dropped by default
+ * (`limits.headersWithUnderscores`): CGI-style upstreams (WSGI, PHP, Rack) map `_` and `-` to
+ * the same variable, so `X_Real_IP` would reach them as `X-Real-IP`. When they are allowed,
+ * the spellings of a header in the map or of `X-Consumer-*` are still dropped.
+ * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, `X-Real-IP`, `Forwarded`,
+ * `traceparent`, `tracestate` and `Content-Length`) are added after the removal of what
+ * `Connection` names, so a client cannot strip them that way.
+ * Refused (`invalid`): contradictory framing, several or malformed `Host`, several
+ * `Authorization`, more fields than node keeps, an upgrade to anything but WebSocket, and any
+ * `_` name when `headersWithUnderscores` is `reject`.
  */
 import { isValidHost } from '../router/host.js';
+
+/** What happens to a header whose name has `_` (nginx `underscores_in_headers`, Envoy `headers_with_underscores_action`). */
+export type UnderscoreAction = 'drop' | 'reject' | 'allow';
 
 export type RequestHeaderScan = {
   forward: string[];
@@ -21,6 +28,9 @@ export type RequestHeaderScan = {
   forwardedFor: string | undefined;
   forwardedProto: string | undefined;
   forwardedHost: string | undefined;
+  /** RFC 7239 `Forwarded`, all lines joined (believed only from a trusted proxy) */
+  forwarded: string | undefined;
+  forwardedPrefix: string | undefined;
   /** W3C trace context: replaced upstream by the gateway's own (tracing) */
   traceparent: string | undefined;
   tracestate: string | undefined;
@@ -38,36 +48,74 @@ export type RequestHeaderScan = {
  */
 export const MAX_RAW_HEADER_ENTRIES = 2000;
 
-/** 1 = drop, 2 = drop but read */
+const DROP = 1;
+/** read by the scan; forwarded as the gateway decides */
+const READ = 2;
+/** forwarded only when the peer is a trusted proxy (it set them), dropped otherwise */
+const TRUSTED_ONLY = 3;
+
 const SPECIAL = new Map<string, number>([
-  ['connection', 2],
-  ['keep-alive', 1],
-  ['proxy-connection', 1],
-  ['proxy-authorization', 1],
-  ['proxy-authenticate', 1],
-  ['te', 1],
-  ['trailer', 1],
-  ['transfer-encoding', 2],
-  ['upgrade', 2],
-  ['expect', 1],
+  ['connection', READ],
+  ['keep-alive', DROP],
+  ['proxy-connection', DROP],
+  ['proxy-authorization', DROP],
+  ['proxy-authenticate', DROP],
+  ['te', DROP],
+  ['trailer', DROP],
+  ['transfer-encoding', READ],
+  ['upgrade', READ],
+  ['expect', DROP],
   // Method overrides: the route (and its permissions) were chosen for the request's method; an
   // upstream honouring these (Express method-override, ASP.NET, ...) would run another one.
-  ['x-http-method-override', 1],
-  ['x-http-method', 1],
-  ['x-method-override', 1],
-  ['host', 2],
-  ['x-request-id', 2],
-  ['x-forwarded-for', 2],
-  ['x-forwarded-proto', 2],
-  ['x-forwarded-host', 2],
-  ['content-length', 2],
-  ['traceparent', 2],
-  ['tracestate', 2],
+  ['x-http-method-override', DROP],
+  ['x-http-method', DROP],
+  ['x-method-override', DROP],
+  // Rewrite headers: IIS, Symfony, Laravel, Zend, Envoy, Traefik... take the path to run from
+  // these instead of the request line, which is the one the gateway routed and authorised.
+  ['x-original-url', DROP],
+  ['x-rewrite-url', DROP],
+  ['x-original-uri', DROP],
+  ['x-override-url', DROP],
+  ['x-forwarded-uri', DROP],
+  ['x-envoy-original-path', DROP],
+  // the client address, as the gateway sees it, is set by appendForwarded
+  ['x-real-ip', DROP],
+  ['host', READ],
+  ['x-request-id', READ],
+  ['x-forwarded-for', READ],
+  ['x-forwarded-proto', READ],
+  ['x-forwarded-host', READ],
+  ['x-forwarded-prefix', READ],
+  ['forwarded', READ],
+  ['authorization', READ],
+  ['content-length', READ],
+  ['traceparent', READ],
+  ['tracestate', READ],
+  // What a CDN or load balancer in front says about the client, the scheme, the port and when
+  // the request started: believed from a trusted proxy only, like X-Forwarded-*.
+  ['true-client-ip', TRUSTED_ONLY],
+  ['x-client-ip', TRUSTED_ONLY],
+  ['client-ip', TRUSTED_ONLY],
+  ['x-cluster-client-ip', TRUSTED_ONLY],
+  ['cf-connecting-ip', TRUSTED_ONLY],
+  ['fastly-client-ip', TRUSTED_ONLY],
+  ['x-forwarded-port', TRUSTED_ONLY],
+  ['x-forwarded-ssl', TRUSTED_ONLY],
+  ['x-forwarded-scheme', TRUSTED_ONLY],
+  ['x-url-scheme', TRUSTED_ONLY],
+  ['front-end-https', TRUSTED_ONLY],
+  ['x-forwarded-server', TRUSTED_ONLY],
+  ['x-request-start', TRUSTED_ONLY],
 ]);
 
 const join = (a: string | undefined, b: string) => (a === undefined ? b : `${a}, ${b}`);
 
-export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
+export function scanRequestHeaders(
+  raw: readonly string[],
+  /** the peer is in `trustedProxies`: the headers it may set are kept */
+  peerTrusted = false,
+  underscores: UnderscoreAction = 'drop',
+): RequestHeaderScan {
   const forward: string[] = [];
   const scan: RequestHeaderScan = {
     forward,
@@ -76,6 +124,8 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
     forwardedFor: undefined,
     forwardedProto: undefined,
     forwardedHost: undefined,
+    forwarded: undefined,
+    forwardedPrefix: undefined,
     traceparent: undefined,
     tracestate: undefined,
     bodyLength: 0,
@@ -85,17 +135,26 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
   let contentLength: string | undefined;
   let transferEncoding: string | undefined;
   let upgrade: string | undefined;
+  let authorization = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
     const lower = name.toLowerCase();
     const special = SPECIAL.get(lower);
     if (special === undefined) {
-      if (lower.startsWith('x-consumer-') || (lower.includes('_') && isReservedAlias(lower))) continue;
+      if (lower.startsWith('x-consumer-')) continue;
+      if (lower.includes('_')) {
+        if (underscores === 'reject') scan.invalid = 'header name with an underscore';
+        if (underscores !== 'allow' || isReservedAlias(lower)) continue;
+      }
       forward.push(lower, value);
       continue;
     }
-    if (special === 1) continue;
+    if (special === DROP) continue;
+    if (special === TRUSTED_ONLY) {
+      if (peerTrusted) forward.push(lower, value);
+      continue;
+    }
     switch (lower) {
       case 'connection':
         connection = join(connection, value);
@@ -122,6 +181,19 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
         break;
       case 'x-forwarded-host':
         scan.forwardedHost = value;
+        break;
+      case 'x-forwarded-prefix':
+        scan.forwardedPrefix = value;
+        break;
+      case 'forwarded':
+        scan.forwarded = join(scan.forwarded, value);
+        break;
+      case 'authorization':
+        // A singleton field (RFC 9110 §11.6.2): node and the authenticators read the first, an
+        // upstream may read the last or all of them. One credential, or none.
+        if (authorization) scan.invalid = 'multiple Authorization headers';
+        authorization = true;
+        forward.push(lower, value);
         break;
       case 'traceparent':
         // several traceparent headers are invalid: start a new trace rather than pick one
@@ -162,7 +234,7 @@ export function scanRequestHeaders(raw: readonly string[]): RequestHeaderScan {
   return scan;
 }
 
-/** `x_forwarded_for`, `x-consumer_id`, `content_length`: an alias of a header the gateway controls. */
+/** `x_forwarded_for`, `x-consumer_id`, `x_real_ip`: a spelling of a header the gateway controls. */
 function isReservedAlias(lower: string): boolean {
   const dashed = lower.replaceAll('_', '-');
   return SPECIAL.has(dashed) || dashed.startsWith('x-consumer-');

@@ -12,6 +12,16 @@ import { PostgresKeyRepository } from '../../src/stores/postgres-keys.js';
 import { SqliteKeyRepository } from '../../src/stores/sqlite-keys.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { expectProblem, request } from '../helpers/http-client.js';
+import {
+  AUDIENCE,
+  claims,
+  ISSUER,
+  JwksServer,
+  makeKey,
+  rawToken,
+  sign,
+  type TestKey,
+} from '../helpers/jwks.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { createSchema, tempSqliteFile, type PrivateSchema } from './api-keys-db.js';
 
@@ -257,5 +267,92 @@ describe('api keys on embedded SQLite', () => {
     expect(r.status).toBe(200);
     expect(echoed(r.body).headers['x-consumer-id']).toBe(record.id);
     expect((await request(`${gw.url}/keyed/a`)).status).toBe(401);
+  });
+});
+
+describe('credentials upstream on a route taking a JWT or an API key', () => {
+  const db = tempSqliteFile();
+  let gw: TestGateway;
+  let repo: SqliteKeyRepository;
+  let jwks: JwksServer;
+  let jwtKey: TestKey;
+  const values = (raw: readonly string[], name: string) =>
+    raw.filter((_v, i) => i % 2 === 1 && raw[i - 1]?.toLowerCase() === name);
+  const lastRaw = () => upstream.received.at(-1)?.rawHeaders ?? [];
+
+  beforeAll(async () => {
+    jwtKey = await makeKey('either-1');
+    jwks = await JwksServer.start([jwtKey]);
+    gw = await startGateway(`
+database: { file: '${db.file}' }
+services: { api: { targets: ['${upstream.url}'] } }
+routes:
+  - { name: either, match: { path: /either/** }, service: api, auth: [jwt, apiKey], rateLimit: "off" }
+  - { name: jwt-only, match: { path: /jwt/** }, service: api, auth: [jwt], rateLimit: "off" }
+  - { name: open, match: { path: /open/** }, service: api }
+auth:
+  apiKey: { secret: '${SECRET}' }
+  jwt: { algorithms: [RS256], issuer: "${ISSUER}", audience: ${AUDIENCE}, jwksUrl: "${jwks.url}" }
+logging: { level: silent }
+`);
+    repo = new SqliteKeyRepository(db.file);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await repo?.close();
+    await jwks?.close();
+    db.remove();
+  });
+
+  it('a valid key beside a forged JWT: the forged JWT is not forwarded, nor is the key', async () => {
+    const { key, record } = await createKey(repo, SECRET, { name: 'k', tier: 'free', roles: ['r'] });
+    const forged = rawToken({ alg: 'none', typ: 'JWT' }, claims({ sub: 'root', roles: ['admin'] }));
+    const r = await request(`${gw.url}/either/a`, {
+      headers: { 'x-api-key': key, authorization: `Bearer ${forged}` },
+    });
+    expect(r.status).toBe(200);
+    expect(values(lastRaw(), 'x-consumer-id')).toEqual([record.id]);
+    expect(values(lastRaw(), 'authorization')).toEqual([]);
+    expect(values(lastRaw(), 'x-api-key')).toEqual([]);
+  });
+
+  it('a valid key beside any other Authorization (Basic): not forwarded', async () => {
+    const { key } = await createKey(repo, SECRET, { name: 'b', tier: 'free' });
+    const r = await request(`${gw.url}/either/a`, {
+      headers: { 'x-api-key': key, authorization: 'Basic cm9vdDpyb290' },
+    });
+    expect(r.status).toBe(200);
+    expect(values(lastRaw(), 'authorization')).toEqual([]);
+  });
+
+  it('a valid JWT beside an API key: the JWT is forwarded, the key is not', async () => {
+    const { key } = await createKey(repo, SECRET, { name: 'j', tier: 'free' });
+    const token = await sign(jwtKey, { sub: 'jill' });
+    const r = await request(`${gw.url}/either/a`, {
+      headers: { 'x-api-key': key, authorization: `Bearer ${token}` },
+    });
+    expect(r.status).toBe(200);
+    expect(values(lastRaw(), 'x-consumer-id')).toEqual(['jill']);
+    expect(values(lastRaw(), 'authorization')).toEqual([`Bearer ${token}`]);
+    expect(values(lastRaw(), 'x-api-key')).toEqual([]);
+  });
+
+  it('an API key sent to a JWT-only route is not forwarded', async () => {
+    const { key } = await createKey(repo, SECRET, { name: 'jo', tier: 'free' });
+    const token = await sign(jwtKey, { sub: 'jo' });
+    const r = await request(`${gw.url}/jwt/a`, {
+      headers: { 'x-api-key': key, authorization: `Bearer ${token}` },
+    });
+    expect(r.status).toBe(200);
+    expect(values(lastRaw(), 'x-api-key')).toEqual([]);
+  });
+
+  it('a public route forwards what the client sent (the gateway checked nothing there)', async () => {
+    const r = await request(`${gw.url}/open/a`, {
+      headers: { 'x-api-key': 'upstream-own-key', authorization: 'Basic cm9vdDpyb290' },
+    });
+    expect(r.status).toBe(200);
+    expect(values(lastRaw(), 'x-api-key')).toEqual(['upstream-own-key']);
+    expect(values(lastRaw(), 'authorization')).toEqual(['Basic cm9vdDpyb290']);
   });
 });

@@ -9,7 +9,17 @@ import type { createJwtAuthenticator } from '../../src/auth/jwt/authenticator.js
 import type { KeyLookup } from '../../src/auth/jwt/keys.js';
 import type { Runtime } from '../../src/server/runtime.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
+import { exchange } from '../helpers/hostile.js';
+import {
+  AUDIENCE,
+  claims,
+  ISSUER,
+  JwksServer,
+  makeKey,
+  rawToken,
+  sign,
+  type TestKey,
+} from '../helpers/jwks.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 let upstream: Upstream;
@@ -22,8 +32,8 @@ beforeAll(async () => {
 });
 afterAll(() => upstream.close());
 
-const yaml = (jwksUrl: string) => `
-auth:
+const yaml = (jwksUrl: string, authExtra = '') => `
+auth:${authExtra}
   jwt:
     algorithms: [RS256]
     issuer: "${ISSUER}"
@@ -70,6 +80,23 @@ const bearer = (token: string, extra: Record<string, string> = {}) => ({
   headers: { authorization: `Bearer ${token}`, ...extra },
 });
 type Echo = { headers: Record<string, string | undefined> };
+
+/** All values of a header in a raw header list, in order. */
+const values = (raw: readonly string[], name: string) =>
+  raw.filter((_v, i) => i % 2 === 1 && raw[i - 1]?.toLowerCase() === name);
+
+/** An unsigned token claiming admin: what an attacker slips in beside a valid one. */
+const forgedAdmin = () => rawToken({ alg: 'none', typ: 'JWT' }, claims({ sub: 'root', roles: ['admin'] }));
+
+/** One request with exactly these header lines, on a fresh connection. */
+async function rawGet(port: number, path: string, headerLines: string) {
+  const { responses } = await exchange(
+    port,
+    `GET ${path} HTTP/1.1\r\nHost: gw.test\r\n${headerLines}Connection: close\r\n\r\n`,
+  );
+  expect(responses).toHaveLength(1);
+  return responses[0] as NonNullable<(typeof responses)[0]>;
+}
 
 describe('JWT + RBAC through the gateway', () => {
   let jwks: JwksServer;
@@ -189,6 +216,52 @@ describe('JWT + RBAC through the gateway', () => {
     expect(((await res.json()) as Echo).headers['x-consumer-id']).toBeUndefined();
   });
 
+  it.each([
+    [
+      'valid first, forged second',
+      (t: string, f: string) => `Authorization: Bearer ${t}\r\nAuthorization: Bearer ${f}\r\n`,
+    ],
+    [
+      'forged first, valid second',
+      (t: string, f: string) => `Authorization: Bearer ${f}\r\nAuthorization: Bearer ${t}\r\n`,
+    ],
+    [
+      'different casings',
+      (t: string, f: string) => `Authorization: Bearer ${t}\r\nAUTHORIZATION: bearer ${f}\r\n`,
+    ],
+    ['an empty second one', (t: string) => `authorization: Bearer ${t}\r\nAuthorization:\r\n`],
+  ])('two Authorization headers (%s): 400, nothing upstream', async (_name, lines) => {
+    const token = await sign(k1, { roles: ['reader'] });
+    const before = upstream.received.length;
+    for (const path of ['/orders/1', '/public/x']) {
+      const res = await rawGet(gw.gateway.port, path, lines(token, forgedAdmin()));
+      expect(res.status).toBe(400);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(JSON.parse(res.body)).toMatchObject({
+        code: 'bad_request',
+        detail: 'multiple Authorization headers',
+      });
+    }
+    expect(upstream.received.length).toBe(before);
+  });
+
+  it('the upstream gets exactly the verified token, as `Bearer <token>`, once', async () => {
+    const token = await sign(k1, { sub: 'vera', roles: ['reader'] });
+    const res = await rawGet(gw.gateway.port, '/orders/1', `authorization: bEaReR   ${token}  \r\n`);
+    expect(res.status).toBe(200);
+    const raw = upstream.received.at(-1)?.rawHeaders ?? [];
+    expect(values(raw, 'authorization')).toEqual([`Bearer ${token}`]);
+    expect(values(raw, 'x-consumer-id')).toEqual(['vera']);
+  });
+
+  it('a public route forwards Authorization unchanged (the upstream does its own auth)', async () => {
+    const res = await rawGet(gw.gateway.port, '/public/x', 'Authorization: Basic dXNlcjpwYXNz\r\n');
+    expect(res.status).toBe(200);
+    expect(values(upstream.received.at(-1)?.rawHeaders ?? [], 'authorization')).toEqual([
+      'Basic dXNlcjpwYXNz',
+    ]);
+  });
+
   it('the tier from the token feeds rate limiting', async () => {
     const free = await sign(k1, { sub: 'fred' }); // no tier: defaultTier free (3/min)
     const pro = await sign(k1, { sub: 'paula', tier: 'pro' }); // 6/min
@@ -203,6 +276,36 @@ describe('JWT + RBAC through the gateway', () => {
     expect(f.filter((s) => s === 429)).toHaveLength(5);
     expect(p.filter((s) => s === 200)).toHaveLength(6);
     expect(p.filter((s) => s === 429)).toHaveLength(2);
+  });
+});
+
+describe('auth.forwardCredentials: false', () => {
+  let jwks: JwksServer;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    jwks = await JwksServer.start([k1]);
+    gw = await startGateway(yaml(jwks.url, '\n  forwardCredentials: false'));
+  });
+  afterAll(async () => {
+    await gw.close();
+    await jwks.close();
+  });
+
+  it('the verified token is not forwarded; the identity is', async () => {
+    const token = await sign(k1, { sub: 'sam', roles: ['reader'] });
+    const res = await fetch(`${gw.url}/orders/1`, bearer(token));
+    expect(res.status).toBe(200);
+    const raw = upstream.received.at(-1)?.rawHeaders ?? [];
+    expect(values(raw, 'authorization')).toEqual([]);
+    expect(values(raw, 'x-consumer-id')).toEqual(['sam']);
+  });
+
+  it('a public route still forwards Authorization unchanged', async () => {
+    const res = await fetch(`${gw.url}/public/x`, bearer('opaque-token'));
+    expect(res.status).toBe(200);
+    expect(values(upstream.received.at(-1)?.rawHeaders ?? [], 'authorization')).toEqual([
+      'Bearer opaque-token',
+    ]);
   });
 });
 

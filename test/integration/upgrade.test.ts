@@ -5,6 +5,16 @@
 import type { Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import {
+  AUDIENCE,
+  claims,
+  ISSUER,
+  JwksServer,
+  makeKey,
+  rawToken,
+  sign,
+  type TestKey,
+} from '../helpers/jwks.js';
 import { connectionCount, dataServer, deferred, expectProblem } from '../helpers/http-client.js';
 import { RawSession, parseResponse } from '../helpers/raw-session.js';
 import { closedPort, startRawUpstream, startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -153,5 +163,89 @@ routes:
   it('leaves no client connection behind', async () => {
     for (const s of sessions.splice(0)) s.destroy();
     await vi.waitFor(async () => expect(await connectionCount(dataServer(gw))).toBe(0));
+  });
+});
+
+describe('authenticated upgrades', () => {
+  let ws: Upstream;
+  let jwks: JwksServer;
+  let key: TestKey;
+  let gw: TestGateway;
+  const sessions: RawSession[] = [];
+  const open = async () => {
+    const s = await RawSession.open(gw.gateway.port);
+    sessions.push(s);
+    return s;
+  };
+  const values = (raw: readonly string[], name: string) =>
+    raw.filter((_v, i) => i % 2 === 1 && raw[i - 1]?.toLowerCase() === name);
+
+  beforeAll(async () => {
+    ws = await startUpstream();
+    key = await makeKey('ws-1');
+    jwks = await JwksServer.start([key]);
+    gw = await startGateway(`
+auth:
+  jwt: { algorithms: [RS256], issuer: "${ISSUER}", audience: ${AUDIENCE}, jwksUrl: "${jwks.url}" }
+rbac: { roles: { chatter: [chat:join] } }
+services:
+  ws: { targets: ["${ws.url}"] }
+routes:
+  - { name: chat, match: { path: /chat/** }, service: ws, auth: [jwt], permissions: [chat:join], rateLimit: "off" }
+`);
+  });
+  afterEach(() => {
+    for (const s of sessions.splice(0)) s.destroy();
+  });
+  afterAll(async () => {
+    await gw.close();
+    await ws.close();
+    await jwks.close();
+  });
+
+  it('the upstream gets the same identity and credential as a plain request would', async () => {
+    const token = await sign(key, { sub: 'carol', roles: ['chatter'], tier: 'pro' });
+    const s = await open();
+    s.write(
+      upgradeRequest(
+        '/chat/room-1',
+        `Authorization: Bearer ${token}\r\nX-Consumer-Id: admin\r\nX-Consumer-Roles: admin\r\n`,
+      ),
+    );
+    const head = parseResponse(await s.waitFor('\r\n\r\n'), { noBody: true })!;
+    expect(head.status).toBe(101);
+    const raw = ws.received.at(-1)?.rawHeaders ?? [];
+    expect(values(raw, 'x-consumer-id')).toEqual(['carol']);
+    expect(values(raw, 'x-consumer-tier')).toEqual(['pro']);
+    expect(values(raw, 'x-consumer-roles')).toEqual(['chatter']);
+    expect(values(raw, 'authorization')).toEqual([`Bearer ${token}`]);
+    // and the tunnel works
+    s.take();
+    s.write('hello');
+    await s.waitFor('hello');
+  });
+
+  it('an upgrade carrying a second, forged Authorization is refused before the upstream', async () => {
+    const token = await sign(key, { sub: 'carol', roles: ['chatter'] });
+    const forged = rawToken({ alg: 'none' }, claims({ sub: 'root', roles: ['chatter'] }));
+    const before = ws.received.length;
+    const s = await open();
+    s.write(
+      upgradeRequest('/chat/room-1', `Authorization: Bearer ${token}\r\nauthorization: Bearer ${forged}\r\n`),
+    );
+    const res = parseResponse(await s.waitFor((t) => parseResponse(t) !== null))!;
+    expectProblem({ status: res.status, headers: res.headers, body: res.body }, 400, 'bad_request');
+    await s.waitClosed();
+    expect(ws.received.length).toBe(before);
+  });
+
+  it('an unauthenticated upgrade gets 401 and never reaches the upstream', async () => {
+    const before = ws.received.length;
+    const s = await open();
+    s.write(upgradeRequest('/chat/room-1', 'X-Consumer-Id: carol\r\n'));
+    const res = parseResponse(await s.waitFor((t) => parseResponse(t) !== null))!;
+    expectProblem({ status: res.status, headers: res.headers, body: res.body }, 401, 'unauthenticated');
+    await s.waitClosed();
+    expect(ws.received.length).toBe(before);
   });
 });

@@ -45,13 +45,18 @@ const values = (raw: readonly string[], name: string) =>
 const headerNames = (raw: readonly string[]) =>
   raw.filter((_v, i) => i % 2 === 0).map((n) => n.toLowerCase());
 
-/** One request with exactly these header lines (after the request line). */
-async function send(headerLines: string, opts: { target?: string; version?: string } = {}) {
+/** One request with exactly these header lines (after the request line), to `port`. */
+async function sendTo(port: number, headerLines: string, opts: { target?: string; version?: string } = {}) {
   const payload = `GET ${opts.target ?? '/x'} HTTP/${opts.version ?? '1.1'}\r\n${headerLines}Connection: close\r\n\r\n`;
-  const { responses, closed } = await exchange(gw.gateway.port, Buffer.from(payload, 'latin1'));
+  const { responses, closed } = await exchange(port, Buffer.from(payload, 'latin1'));
   expect(closed).toBe(true);
   expect(responses).toHaveLength(1);
-  const res = responses[0] as NonNullable<(typeof responses)[0]>;
+  return responses[0] as NonNullable<(typeof responses)[0]>;
+}
+
+/** One request to the main gateway, and what each upstream received. */
+async function send(headerLines: string, opts: { target?: string; version?: string } = {}) {
+  const res = await sendTo(gw.gateway.port, headerLines, opts);
   return { res, upstream: requests.slice(), internal: internal.requests.slice() };
 }
 
@@ -249,6 +254,198 @@ describe('identity and forwarding headers cannot be spoofed', () => {
     for (const h of ['keep-alive', 'te', 'trailer', 'proxy-authorization', 'proxy-connection']) {
       expect(forwarded).not.toContain(h);
     }
+  });
+});
+
+/** Client address, scheme, port, start time, and rewrite headers an upstream may act on. */
+const PROXY_HEADERS = [
+  'X-Real-IP: 6.6.6.6',
+  'Forwarded: for=6.6.6.6;proto=https;host=admin.internal',
+  'True-Client-IP: 6.6.6.6',
+  'X-Client-IP: 6.6.6.6',
+  'X-Cluster-Client-IP: 6.6.6.6',
+  'CF-Connecting-IP: 6.6.6.6',
+  'Fastly-Client-IP: 6.6.6.6',
+  'X-Forwarded-Port: 443',
+  'X-Forwarded-Prefix: /admin',
+  'X-Forwarded-Ssl: on',
+  'X-Forwarded-Scheme: https',
+  'X-Url-Scheme: https',
+  'Front-End-Https: on',
+  'X-Forwarded-Server: admin.internal',
+  'X-Request-Start: t=1',
+  'X-Original-URL: /admin/delete-everything',
+  'X-Rewrite-URL: /admin/delete-everything',
+  'X-Original-URI: /admin/delete-everything',
+  'X-Override-URL: /admin/delete-everything',
+  'X-Forwarded-Uri: /admin/delete-everything',
+  'X-Envoy-Original-Path: /admin/delete-everything',
+];
+const PROXY_NAMES = PROXY_HEADERS.map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
+
+describe('proxy and rewrite headers from an untrusted client', () => {
+  it('are removed, or replaced by what the gateway knows (X-Real-IP, Forwarded)', async () => {
+    const { res, upstream: got } = await send(
+      `Host: gw.test\r\n${PROXY_HEADERS.join('\r\n')}\r\nX-Kept: 1\r\n`,
+    );
+    expect(res.status).toBe(200);
+    const raw = got[0]?.rawHeaders ?? [];
+    expect(got[0]?.url).toBe('/x');
+    expect(values(raw, 'x-real-ip')).toEqual(['127.0.0.1']);
+    expect(values(raw, 'forwarded')).toEqual(['for=127.0.0.1;proto=http;host=gw.test']);
+    const others = PROXY_NAMES.filter((n) => n !== 'x-real-ip' && n !== 'forwarded');
+    expect(headerNames(raw).filter((n) => others.includes(n))).toEqual([]);
+    expect(headerNames(raw)).toContain('x-kept');
+  });
+
+  it('Forwarded: injected quotes and commas are dropped whole; the host is quoted when it must be', async () => {
+    const { upstream: got } = await send(
+      'Host: gw.test:8080\r\nForwarded: for="1.1.1.1, for=2.2.2.2";host="admin.internal\r\n' +
+        'Forwarded: for=3.3.3.3, for="[::1]"\r\n',
+    );
+    expect(values(got[0]?.rawHeaders ?? [], 'forwarded')).toEqual([
+      'for=127.0.0.1;proto=http;host="gw.test:8080"',
+    ]);
+  });
+
+  it('HTTP/1.0 without Host: Forwarded has no host', async () => {
+    const { upstream: got } = await send('', { version: '1.0' });
+    expect(values(got[0]?.rawHeaders ?? [], 'forwarded')).toEqual(['for=127.0.0.1;proto=http']);
+  });
+
+  it('`Connection` naming X-Real-IP or Forwarded cannot strip them', async () => {
+    const { upstream: got } = await send('Host: gw.test\r\nConnection: x-real-ip, forwarded\r\n');
+    const raw = got[0]?.rawHeaders ?? [];
+    expect(values(raw, 'x-real-ip')).toEqual(['127.0.0.1']);
+    expect(values(raw, 'forwarded')).toEqual(['for=127.0.0.1;proto=http;host=gw.test']);
+  });
+
+  it('header names with underscores are dropped (X_Real_IP, X_Original_URL, any other)', async () => {
+    const { res, upstream: got } = await send(
+      'Host: gw.test\r\nX_Real_IP: 6.6.6.6\r\nX_Original_URL: /admin\r\nTrue_Client_IP: 6.6.6.6\r\n' +
+        'x_custom: 1\r\nX-Kept: 1\r\n',
+    );
+    expect(res.status).toBe(200);
+    const raw = got[0]?.rawHeaders ?? [];
+    expect(headerNames(raw).filter((n) => n.includes('_'))).toEqual([]);
+    expect(values(raw, 'x-real-ip')).toEqual(['127.0.0.1']);
+  });
+});
+
+describe('proxy headers behind a trusted proxy', () => {
+  let trusted: TestGateway;
+  let rec: { upstream: Upstream; requests: Recorded[] };
+  beforeAll(async () => {
+    rec = await startRecordingUpstream();
+    trusted = await startGateway(`
+trustedProxies: [127.0.0.1]
+services: { echo: { targets: ["${rec.upstream.url}"] } }
+routes:
+  - { name: api, match: { path: /api/** }, service: echo, stripPrefix: /api }
+  - { name: all, match: { path: /** }, service: echo }
+`);
+  });
+  afterAll(async () => {
+    await trusted.close();
+    await rec.upstream.close();
+  });
+  afterEach(() => {
+    rec.requests.length = 0;
+  });
+  const sendTrusted = async (lines: string, target = '/x') => {
+    const res = await sendTo(trusted.gateway.port, `Host: gw.test\r\n${lines}`, { target });
+    expect(res.status).toBe(200);
+    return rec.requests.at(-1)?.rawHeaders ?? [];
+  };
+
+  it("extends the proxy's Forwarded chain and sets X-Real-IP to the client it names", async () => {
+    const raw = await sendTrusted(
+      'X-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9;proto=https\r\n' +
+        'Forwarded: for="[2001:db8::7]:4711";host="a.example, b"\r\nX-Real-IP: 6.6.6.6\r\n',
+    );
+    expect(values(raw, 'forwarded')).toEqual([
+      'for=203.0.113.9;proto=https, for="[2001:db8::7]:4711";host="a.example, b", for=127.0.0.1;proto=http;host=gw.test',
+    ]);
+    expect(values(raw, 'x-real-ip')).toEqual(['203.0.113.9']);
+  });
+
+  it.each([
+    ['an unterminated quote', 'for="1.1.1.1'],
+    ['an address list in one pair', 'for=1.1.1.1,2.2.2.2'],
+    ['a pair without a value', 'for='],
+    ['a bare token', 'for'],
+    ['a space inside a value', 'for=1.1.1.1 2.2.2.2;proto=http'],
+    ['a stray quote after a value', 'for=1.1.1.1"'],
+  ])('a malformed Forwarded from the proxy (%s) is dropped, not extended', async (_name, value) => {
+    const raw = await sendTrusted(`Forwarded: ${value}\r\n`);
+    expect(values(raw, 'forwarded')).toEqual(['for=127.0.0.1;proto=http;host=gw.test']);
+  });
+
+  it('passes the client-address, scheme and port headers the proxy set; never the rewrite headers', async () => {
+    const raw = await sendTrusted(`${PROXY_HEADERS.join('\r\n')}\r\n`);
+    for (const name of [
+      'true-client-ip',
+      'x-client-ip',
+      'x-forwarded-port',
+      'x-forwarded-ssl',
+      'x-request-start',
+    ])
+      expect(headerNames(raw)).toContain(name);
+    expect(values(raw, 'x-forwarded-prefix')).toEqual(['/admin']);
+    for (const name of [
+      'x-original-url',
+      'x-rewrite-url',
+      'x-original-uri',
+      'x-override-url',
+      'x-forwarded-uri',
+    ])
+      expect(headerNames(raw)).not.toContain(name);
+    expect(values(raw, 'x-real-ip')).toEqual(['127.0.0.1']); // no X-Forwarded-For: the peer
+  });
+
+  it('X-Forwarded-Prefix: the stripped prefix, after the one the proxy sent', async () => {
+    expect(values(await sendTrusted('', '/api/orders/7'), 'x-forwarded-prefix')).toEqual(['/api']);
+    const raw = await sendTrusted('X-Forwarded-Prefix: /edge/\r\n', '/api/orders/7');
+    expect(values(raw, 'x-forwarded-prefix')).toEqual(['/edge/api']);
+    expect(rec.requests.at(-1)?.url).toBe('/orders/7');
+  });
+});
+
+describe('limits.headersWithUnderscores', () => {
+  const gateways: TestGateway[] = [];
+  afterAll(async () => {
+    for (const g of gateways) await g.close();
+  });
+  const start = async (mode: string) => {
+    const g = await startGateway(`
+limits: { headersWithUnderscores: ${mode} }
+services: { echo: { targets: ["${upstream.url}"] } }
+routes: [{ name: public, match: { path: /v1/** }, service: echo, stripPrefix: /v1 }]
+`);
+    gateways.push(g);
+    return g;
+  };
+
+  it('reject: 400 problem+json, nothing upstream', async () => {
+    const g = await start('reject');
+    const res = await sendTo(g.gateway.port, 'Host: gw.test\r\nx_custom: 1\r\n', { target: '/v1/x' });
+    expectProblem(res, 400);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 'bad_request' });
+    expect(requests).toEqual([]);
+  });
+
+  it('allow: forwarded, except spellings of the headers the gateway controls', async () => {
+    const g = await start('allow');
+    const res = await sendTo(
+      g.gateway.port,
+      'Host: gw.test\r\nx_custom: 1\r\nX_Real_IP: 6.6.6.6\r\nX_Original_URL: /admin\r\nX_Forwarded_Prefix: /admin\r\n' +
+        'Forwarded_: x\r\nTrue_Client_IP: 6.6.6.6\r\nX_Consumer_Id: admin\r\n',
+      { target: '/v1/x' },
+    );
+    expect(res.status).toBe(200);
+    const raw = requests[0]?.rawHeaders ?? [];
+    expect(headerNames(raw).filter((n) => n.includes('_'))).toEqual(['x_custom', 'forwarded_']);
+    expect(values(raw, 'x-forwarded-prefix')).toEqual(['/v1']);
   });
 });
 

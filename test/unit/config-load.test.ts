@@ -35,6 +35,7 @@ describe('loading a valid file', () => {
       keepAliveTimeout: 5000, // default
       maxHeaderSize: 16 * 1024, // default
       maxUrlLength: 8 * 1024, // default
+      headersWithUnderscores: 'drop', // default
     });
     expect(config.services.orders?.timeouts).toEqual({ connect: 500, response: 1500 });
     expect(config.services.orders?.pool).toEqual({ connections: 16, keepAlive: 30_000 });
@@ -237,6 +238,27 @@ describe('reporting every problem at once', () => {
     ]);
     expect(route('/api/x', '/api//')).toEqual([
       'gw.yaml:3: routes[0].stripPrefix: "/api//" is not a valid path prefix: empty segment ("//")',
+    ]);
+  });
+
+  it('checks the header options: underscores, forwardCredentials, an API key header with "_"', () => {
+    expect(load('').auth).toBeUndefined();
+    expect(load('auth: { apiKey: { secret: 0123456789abcdef0123 } }').auth?.forwardCredentials).toBe(true);
+    expect(
+      lines(loadText('limits: { headersWithUnderscores: keep }\nauth: { forwardCredentials: "no" }\n')),
+    ).toEqual([
+      'gw.yaml:1: limits.headersWithUnderscores: must be one of: "drop", "reject", "allow"',
+      'gw.yaml:2: auth.forwardCredentials: must be true or false',
+    ]);
+    const underscoreKey = (mode: string) =>
+      lines(
+        loadText(
+          `limits: { headersWithUnderscores: ${mode} }\nauth:\n  apiKey: { header: x_api_key, secret: 0123456789abcdef0123 }\n`,
+        ),
+      );
+    expect(underscoreKey('drop')).toEqual(['(ok)']);
+    expect(underscoreKey('reject')).toEqual([
+      'gw.yaml:3: auth.apiKey.header: "x_api_key" has "_", and limits.headersWithUnderscores: reject refuses every request carrying it; spell it with "-" or choose drop or allow',
     ]);
   });
 

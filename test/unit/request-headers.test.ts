@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { isValidHost, normaliseHost } from '../../src/router/host.js';
-import { clientIpFor, TrustedProxies } from '../../src/stages/real-ip/index.js';
+import { forwardIdentity } from '../../src/stages/authenticate/upstream-identity.js';
+import { forwardedElement, isValidForwarded, tokenOrQuoted } from '../../src/stages/real-ip/forwarded.js';
+import {
+  appendForwarded,
+  clientIpFor,
+  TrustedProxies,
+  type ForwardedFrom,
+} from '../../src/stages/real-ip/index.js';
 import { requestIdFor } from '../../src/stages/request-id/index.js';
 import { MAX_RAW_HEADER_ENTRIES, scanRequestHeaders } from '../../src/upstream/request-headers.js';
 
@@ -60,12 +67,18 @@ describe('scanRequestHeaders', () => {
     'X-Request_Id',
     'Content_Length',
     'Transfer_Encoding',
-  ])('removes %s, which CGI-style upstreams read as the header the gateway controls', (name) => {
-    expect(scan(['Host', 'a'], [name, 'spoofed'], ['X_Custom', 'kept']).forward).toEqual([
-      'x_custom',
-      'kept',
-    ]);
-  });
+  ])(
+    'removes %s, which CGI-style upstreams read as the header the gateway controls, even when `_` is allowed',
+    (name) => {
+      const raw = [
+        ['Host', 'a'],
+        [name, 'spoofed'],
+        ['X_Custom', 'kept'],
+      ].flat();
+      expect(scanRequestHeaders(raw, false, 'allow').forward).toEqual(['x_custom', 'kept']);
+      expect(scanRequestHeaders(raw, true, 'allow').forward).toEqual(['x_custom', 'kept']);
+    },
+  );
 
   it('reads but does not forward the headers the gateway sets itself', () => {
     const s = scan(
@@ -206,6 +219,240 @@ describe('scanRequestHeaders', () => {
     for (let i = 0; i < MAX_RAW_HEADER_ENTRIES / 2; i++) raw.push('a', '1');
     expect(scanRequestHeaders(raw).invalid).toMatch(/too many header fields/);
     expect(scanRequestHeaders(raw.slice(2)).invalid).toBeUndefined();
+  });
+});
+
+describe('scanRequestHeaders: credentials, proxy and rewrite headers, underscores', () => {
+  it.each([
+    [['Authorization', 'Bearer a', 'Authorization', 'Bearer b']],
+    [['authorization', 'Bearer a', 'AUTHORIZATION', 'Bearer a']],
+    [['Authorization', '', 'Authorization', 'Bearer a']],
+  ])('%j: refused (one credential or none)', (raw) => {
+    expect(scanRequestHeaders(raw).invalid).toBe('multiple Authorization headers');
+  });
+
+  it('one Authorization is forwarded as sent (routes with auth rewrite it later)', () => {
+    expect(scan(['Authorization', 'Basic eA==']).forward).toEqual(['authorization', 'Basic eA==']);
+  });
+
+  it('drops rewrite headers and X-Real-IP, from any peer', () => {
+    const raw = [
+      ['X-Original-URL', '/admin'],
+      ['X-Rewrite-URL', '/admin'],
+      ['X-Original-URI', '/admin'],
+      ['X-Override-URL', '/admin'],
+      ['X-Forwarded-Uri', '/admin'],
+      ['X-Envoy-Original-Path', '/admin'],
+      ['X-Real-IP', '6.6.6.6'],
+      ['Accept', '1'],
+    ].flat();
+    expect(scanRequestHeaders(raw, false).forward).toEqual(['accept', '1']);
+    expect(scanRequestHeaders(raw, true).forward).toEqual(['accept', '1']);
+  });
+
+  it('keeps client-address, scheme, port and start headers from a trusted peer only', () => {
+    const raw = [
+      ['True-Client-IP', '1.1.1.1'],
+      ['X-Client-IP', '1.1.1.1'],
+      ['Client-IP', '1.1.1.1'],
+      ['CF-Connecting-IP', '1.1.1.1'],
+      ['X-Forwarded-Port', '443'],
+      ['X-Forwarded-Ssl', 'on'],
+      ['X-Request-Start', 't=1'],
+    ].flat();
+    expect(scanRequestHeaders(raw, false).forward).toEqual([]);
+    expect(names(scanRequestHeaders(raw, true).forward)).toEqual([
+      'true-client-ip',
+      'x-client-ip',
+      'client-ip',
+      'cf-connecting-ip',
+      'x-forwarded-port',
+      'x-forwarded-ssl',
+      'x-request-start',
+    ]);
+    // Connection still names them away (hop-by-hop)
+    expect(scanRequestHeaders([...raw, 'Connection', 'x-forwarded-port'], true).forward).not.toContain(
+      'x-forwarded-port',
+    );
+  });
+
+  it('reads Forwarded (lines joined) and X-Forwarded-Prefix without forwarding them', () => {
+    const s = scan(['Forwarded', 'for=1.1.1.1'], ['forwarded', 'for=2.2.2.2'], ['X-Forwarded-Prefix', '/p']);
+    expect(s.forward).toEqual([]);
+    expect(s.forwarded).toBe('for=1.1.1.1, for=2.2.2.2');
+    expect(s.forwardedPrefix).toBe('/p');
+  });
+
+  it('underscores: dropped by default, refused with reject, forwarded with allow', () => {
+    const raw = ['X_Custom', '1', 'Accept', '1'];
+    expect(scanRequestHeaders(raw).forward).toEqual(['accept', '1']);
+    expect(scanRequestHeaders(raw).invalid).toBeUndefined();
+    expect(scanRequestHeaders(raw, false, 'reject').invalid).toBe('header name with an underscore');
+    expect(scanRequestHeaders(raw, false, 'allow').forward).toEqual(['x_custom', '1', 'accept', '1']);
+  });
+
+  it.each([
+    'X_Real_IP',
+    'x_original_url',
+    'X_Rewrite_URL',
+    'true_client_ip',
+    'X_Forwarded_Port',
+    'X_Forwarded_Prefix',
+  ])('with allow, %s (a spelling of a header the gateway controls) is still dropped', (name) => {
+    expect(scanRequestHeaders([name, 'x'], true, 'allow').forward).toEqual([]);
+  });
+});
+
+describe('Forwarded (RFC 7239)', () => {
+  it('the gateway element: for, proto, host; IPv6 quoted and bracketed; host quoted when not a token', () => {
+    expect(forwardedElement('192.0.2.1', 'api.example')).toBe('for=192.0.2.1;proto=http;host=api.example');
+    expect(forwardedElement('2001:db8::1', 'api.example:8080')).toBe(
+      'for="[2001:db8::1]";proto=http;host="api.example:8080"',
+    );
+    expect(forwardedElement('::1', '[::1]:80')).toBe('for="[::1]";proto=http;host="[::1]:80"');
+    expect(forwardedElement('', undefined)).toBe('for=unknown;proto=http');
+    expect(forwardedElement('192.0.2.1', '')).toBe('for=192.0.2.1;proto=http');
+  });
+
+  it('tokenOrQuoted escapes quotes and backslashes', () => {
+    expect(tokenOrQuoted('a.b')).toBe('a.b');
+    expect(tokenOrQuoted('a"b\\c')).toBe('"a\\"b\\\\c"');
+    expect(tokenOrQuoted('')).toBe('""');
+  });
+
+  it.each([
+    'for=192.0.2.43',
+    'for=192.0.2.43, for=198.51.100.17;by=203.0.113.60;proto=http;host=example.com',
+    'for="[2001:db8:cafe::17]:4711"',
+    'For="_gazonk"',
+    'for=unknown;host="a, b;c=d"',
+    'for="a\\"b"',
+    'for=a;;proto=http',
+    'for=a,,for=b',
+    'for=a , for=b',
+    'for=a; proto=http',
+  ])('%j parses', (v) => expect(isValidForwarded(v)).toBe(true));
+
+  it.each([
+    'for="1.2.3.4',
+    'for="1.2.3.4\\"',
+    'for=',
+    'for',
+    'for=a b',
+    'for=a"',
+    '=a',
+    'for=a,2.2.2.2',
+    'for=a;proto',
+    'for="a\u0001"',
+    'for=é',
+  ])('%j does not parse', (v) => expect(isValidForwarded(v)).toBe(false));
+});
+
+describe('appendForwarded', () => {
+  const sent = (over: Partial<ForwardedFrom> = {}): ForwardedFrom => ({
+    host: 'gw.test',
+    forwardedFor: undefined,
+    forwardedProto: undefined,
+    forwardedHost: undefined,
+    forwarded: undefined,
+    forwardedPrefix: undefined,
+    ...over,
+  });
+  const build = (...args: [boolean, string, ForwardedFrom, string]) => {
+    const h: string[] = [];
+    appendForwarded(h, 'rid', '10.0.0.1', ...args);
+    const out: Record<string, string> = {};
+    for (let i = 0; i < h.length; i += 2) out[h[i] as string] = h[i + 1] as string;
+    return out;
+  };
+
+  it('untrusted peer: only what the gateway knows', () => {
+    const all = sent({
+      forwardedFor: '6.6.6.6',
+      forwardedProto: 'https',
+      forwardedHost: 'evil',
+      forwarded: 'for=6.6.6.6',
+      forwardedPrefix: '/evil',
+    });
+    expect(build(false, '10.0.0.1', all, '')).toEqual({
+      'x-request-id': 'rid',
+      'x-forwarded-for': '10.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': 'gw.test',
+      'x-real-ip': '10.0.0.1',
+      forwarded: 'for=10.0.0.1;proto=http;host=gw.test',
+    });
+    expect(build(false, '10.0.0.1', all, '/api')['x-forwarded-prefix']).toBe('/api');
+  });
+
+  it("trusted peer: the proxy's chains extended, its prefix before the route's", () => {
+    const h = build(
+      true,
+      '203.0.113.9',
+      sent({ forwardedFor: '203.0.113.9', forwarded: 'for=203.0.113.9', forwardedPrefix: '/edge/' }),
+      '/api',
+    );
+    expect(h['x-forwarded-for']).toBe('203.0.113.9, 10.0.0.1');
+    expect(h['x-real-ip']).toBe('203.0.113.9');
+    expect(h.forwarded).toBe('for=203.0.113.9, for=10.0.0.1;proto=http;host=gw.test');
+    expect(h['x-forwarded-prefix']).toBe('/edge/api');
+    expect(build(true, '10.0.0.1', sent({ forwardedPrefix: '/edge' }), '')['x-forwarded-prefix']).toBe(
+      '/edge',
+    );
+  });
+
+  it('trusted peer, malformed or blank Forwarded: the gateway element alone', () => {
+    for (const forwarded of ['for="6.6.6.6', ' ', 'for=a,b'])
+      expect(build(true, '10.0.0.1', sent({ forwarded }), '').forwarded).toBe(
+        'for=10.0.0.1;proto=http;host=gw.test',
+      );
+  });
+});
+
+describe('forwardIdentity', () => {
+  const consumer = { id: 'u1', tier: 'pro', roles: ['a', 'b'] };
+  const rules = { keyHeader: 'x-api-key', forwardJwt: true };
+
+  it('JWT: Authorization becomes exactly the verified token; the key header goes', () => {
+    const h = ['accept', '1', 'authorization', 'bearer   tok ', 'x-api-key', 'k', 'x_api_key', 'k'];
+    forwardIdentity(h, consumer, 'tok', rules);
+    expect(h).toEqual([
+      'accept',
+      '1',
+      'authorization',
+      'Bearer tok',
+      'x-consumer-id',
+      'u1',
+      'x-consumer-tier',
+      'pro',
+      'x-consumer-roles',
+      'a,b',
+    ]);
+  });
+
+  it('forwardCredentials false, or another method: no Authorization at all', () => {
+    const a = ['authorization', 'Bearer tok'];
+    forwardIdentity(a, consumer, 'tok', { ...rules, forwardJwt: false });
+    expect(a).not.toContain('authorization');
+    const b = ['authorization', 'Bearer forged', 'x-api-key', 'k'];
+    forwardIdentity(b, consumer, null, rules);
+    expect(b.filter((_v, i) => i % 2 === 0)).toEqual([
+      'x-consumer-id',
+      'x-consumer-tier',
+      'x-consumer-roles',
+    ]);
+  });
+
+  it('an Authorization already removed (named by Connection) is not added back', () => {
+    const h: string[] = [];
+    forwardIdentity(h, consumer, 'tok', rules);
+    expect(h).not.toContain('authorization');
+  });
+
+  it('identity values outside printable ASCII are %-encoded', () => {
+    const h: string[] = [];
+    forwardIdentity(h, { id: 'ü\r\nx', tier: '', roles: [] }, null, { keyHeader: null, forwardJwt: true });
+    expect(h.slice(0, 2)).toEqual(['x-consumer-id', '%C3%BC%0D%0Ax']);
   });
 });
 

@@ -4,11 +4,15 @@
  * `WWW-Authenticate` challenge per method (its `invalidChallenge` when it saw a credential and
  * refused it); a method whose store is down and no valid
  * credential otherwise: 503 `store_unavailable` (a cached key still works meanwhile).
+ * An authenticated request's upstream headers then carry the consumer and only the credential
+ * the gateway verified (upstream-identity.ts); upgrades run this stage too.
  */
+import { bearerToken } from '../../auth/jwt/bearer.js';
 import type { AuthAttempt, Authenticator } from '../../auth/types.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import { problem, type Problem } from '../../pipeline/problems.js';
 import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import { forwardIdentity, type CredentialRules } from './upstream-identity.js';
 
 export const authenticate: StageFactory = {
   name: 'authenticate',
@@ -75,22 +79,15 @@ export const authenticate: StageFactory = {
         return null;
       }
       ctx.consumer = a.consumer;
+      // the same function the JWT authenticator read the token with: what it verified
+      const verified = authenticators[i]?.method === 'jwt' ? bearerToken(ctx.req) : null;
+      forwardIdentity(ctx.upstreamHeaders, a.consumer, verified, rules);
       return undefined;
     };
-    // The API key is a credential for the gateway, not for the upstream: never forwarded.
-    const keyHeader = methods.includes('apiKey')
-      ? (config.auth?.apiKey?.header ?? 'x-api-key').toLowerCase()
-      : null;
-    const stripKey = (ctx: RequestContext) => {
-      const h = ctx.upstreamHeaders;
-      for (let i = h.length - 2; i >= 0; i -= 2) if (h[i] === keyHeader) h.splice(i, 2);
-    };
-    return {
-      name: 'authenticate',
-      run: (ctx) => {
-        if (keyHeader !== null) stripKey(ctx);
-        return run(ctx, 0, false, 0);
-      },
-    };
+    // The API key is a credential for the gateway, not for the upstream: never forwarded on a
+    // route with auth, whichever method authenticated the request.
+    const keyHeader = config.auth?.apiKey?.header.toLowerCase().replaceAll('_', '-') ?? null;
+    const rules: CredentialRules = { keyHeader, forwardJwt: config.auth?.forwardCredentials ?? true };
+    return { name: 'authenticate', run: (ctx) => run(ctx, 0, false, 0) };
   },
 };

@@ -1,11 +1,13 @@
 /**
- * The client's address. X-Forwarded-For is believed only when the peer is a trusted proxy,
+ * The client's address, and the forwarding headers the upstream gets (X-Forwarded-*,
+ * X-Real-IP, Forwarded). X-Forwarded-For is believed only when the peer is a trusted proxy,
  * and then only up to the first untrusted hop from the right (the leftmost entries are
  * whatever the client chose to send). A hop that is not an IP address (`unknown`, garbage,
  * a 10 kB string) ends the walk: the address is then the last hop we could trust.
  */
 import { BlockList, isIP, isIPv4 } from 'node:net';
 import { addAddressOrCidr } from '../../config/checks.js';
+import { forwardedElement, isValidForwarded } from './forwarded.js';
 
 export class TrustedProxies {
   private readonly list = new BlockList();
@@ -59,44 +61,63 @@ function hopAddress(hop: string): string | null {
   return isIP(ip) === 0 ? null : ip;
 }
 
-/** The X-Forwarded-For to send upstream: the trusted chain plus the peer, or just the peer. */
-export function forwardedForUpstream(
-  peer: string,
-  forwardedFor: string | undefined,
-  trusted: TrustedProxies,
-): string {
-  return forwardedFor !== undefined && trusted.has(peer) ? `${forwardedFor}, ${peer}` : peer;
-}
-
 /** What `appendForwarded` needs from the client's request headers. */
 export type ForwardedFrom = {
   readonly host: string | undefined;
   readonly forwardedFor: string | undefined;
   readonly forwardedProto: string | undefined;
   readonly forwardedHost: string | undefined;
+  readonly forwarded: string | undefined;
+  readonly forwardedPrefix: string | undefined;
 };
 
 /**
- * Appends the gateway's X-Request-Id and X-Forwarded-For/-Proto/-Host to the upstream headers.
- * Client-sent X-Forwarded-* are believed only from a trusted proxy; X-Forwarded-Host is left out
- * when there is no host to report (HTTP/1.0 without Host).
+ * Appends the gateway's X-Request-Id, X-Forwarded-For/-Proto/-Host, X-Real-IP, Forwarded and,
+ * when there is one, X-Forwarded-Prefix to the upstream headers. What the client sent under
+ * these names is believed only from a trusted proxy (`peerTrusted`):
+ * - X-Forwarded-For and Forwarded: the proxy's chain, extended with the peer (a Forwarded
+ *   chain that does not parse is dropped; forwarded.ts);
+ * - X-Forwarded-Proto and -Host: the proxy's values, else `http` and the `Host` (left out when
+ *   there is no host to report: HTTP/1.0 without Host);
+ * - X-Real-IP: always the client address the gateway settled on (`clientIp`);
+ * - X-Forwarded-Prefix: the proxy's prefix, then the one the route strips (`stripped`).
  */
 export function appendForwarded(
   headers: string[],
   requestId: string,
   peer: string,
+  peerTrusted: boolean,
+  clientIp: string,
   sent: ForwardedFrom,
-  trusted: TrustedProxies,
+  /** the path prefix the route strips ('' for none) */
+  stripped: string,
 ): void {
-  const peerTrusted = trusted.has(peer);
   headers.push(
     'x-request-id',
     requestId,
     'x-forwarded-for',
-    forwardedForUpstream(peer, sent.forwardedFor, trusted),
+    peerTrusted && sent.forwardedFor !== undefined ? `${sent.forwardedFor}, ${peer}` : peer,
     'x-forwarded-proto',
     peerTrusted && sent.forwardedProto !== undefined ? sent.forwardedProto : 'http',
   );
   const host = peerTrusted && sent.forwardedHost !== undefined ? sent.forwardedHost : sent.host;
   if (host !== undefined && host !== '') headers.push('x-forwarded-host', host);
+  if (clientIp !== '') headers.push('x-real-ip', clientIp);
+  const own = forwardedElement(peer, sent.host);
+  const chain = peerTrusted ? sent.forwarded : undefined;
+  headers.push(
+    'forwarded',
+    chain !== undefined && chain.trim() !== '' && isValidForwarded(chain) ? `${chain}, ${own}` : own,
+  );
+  const prefix = peerTrusted ? sent.forwardedPrefix : undefined;
+  if (stripped !== '') {
+    headers.push(
+      'x-forwarded-prefix',
+      prefix === undefined ? stripped : withoutTrailingSlash(prefix) + stripped,
+    );
+  } else if (prefix !== undefined) {
+    headers.push('x-forwarded-prefix', prefix);
+  }
 }
+
+const withoutTrailingSlash = (p: string) => (p.endsWith('/') ? p.slice(0, -1) : p);
