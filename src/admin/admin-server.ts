@@ -61,13 +61,21 @@ export function createAdminServer(state: AdminState): Server {
         );
       }
       state.reload().then(
-        (result) =>
-          result.ok
-            ? sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded })
-            : sendProblem(res, requestId, {
-                ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
-                errors: result.problems.map(formatProblem),
-              }),
+        (result) => {
+          if (result.ok)
+            return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
+          if (result.reason === 'invalid_config')
+            return sendProblem(res, requestId, {
+              ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
+              errors: result.problems.map(formatProblem),
+            });
+          // valid, but it could not be put to work (a key file gone since it was checked...)
+          return sendProblem(
+            res,
+            requestId,
+            problem(500, 'reload_failed', `${result.detail}; the running config is kept`),
+          );
+        },
         () => sendProblem(res, requestId, problem(500, 'internal_error', 'reload failed')),
       );
       return;

@@ -67,6 +67,9 @@ export function openApiDocument(): Record<string, unknown> {
               'the file is invalid; `errors` lists every problem as file:line: path: message',
             ),
             '401': problemResponse('missing or wrong admin token'),
+            '500': problemResponse(
+              '`reload_failed`: the file is valid but the new config could not be put to work (`detail` says why); what it built is closed and the running config kept',
+            ),
           },
         },
       },

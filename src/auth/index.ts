@@ -9,13 +9,21 @@ export type Authenticators = Readonly<Record<AuthMethod, Authenticator | null>>;
 
 export const NO_AUTHENTICATORS: Authenticators = Object.freeze({ jwt: null, apiKey: null });
 
-export function createAuthenticators(config: GatewayConfig, logger: Logger): Authenticators {
+/** `reuse`: authenticators to take over instead of building new ones (their settings are unchanged). */
+export function createAuthenticators(
+  config: GatewayConfig,
+  logger: Logger,
+  reuse: Partial<Authenticators> = {},
+): Authenticators {
   const used = new Set(config.routes.flatMap((r) => r.auth ?? []));
   return {
-    jwt: used.has('jwt') && config.auth?.jwt ? createJwtAuthenticator(config.auth.jwt, config, logger) : null,
+    jwt:
+      used.has('jwt') && config.auth?.jwt
+        ? (reuse.jwt ?? createJwtAuthenticator(config.auth.jwt, config, logger))
+        : null,
     apiKey:
       used.has('apiKey') && config.auth?.apiKey
-        ? createApiKeyAuthenticator(config.auth.apiKey, config, logger)
+        ? (reuse.apiKey ?? createApiKeyAuthenticator(config.auth.apiKey, config, logger))
         : null,
   };
 }

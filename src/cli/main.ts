@@ -67,7 +67,8 @@ async function run(
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void gateway.reload());
+  // the outcome is logged and counted by the gateway; a failed reload keeps the running config
+  process.on('SIGHUP', () => void gateway.reload('SIGHUP'));
 }
 
 export function buildCli(): Command {

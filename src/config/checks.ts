@@ -1,4 +1,10 @@
-/** Checks across fields that a schema cannot express. Pure: config in, problems out. */
+/**
+ * Checks across fields that a schema cannot express. Pure: config in, problems out; except
+ * checkFiles, which reads the files the config names (so `validate` and a reload catch a key file
+ * that is missing or wrong before anything is built on it).
+ */
+import { createPublicKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { BlockList, isIP } from 'node:net';
 import { parsePattern, type Segment } from '../router/pattern.js';
 import type { PathSegment } from './problems.js';
@@ -408,4 +414,50 @@ export function serviceProblems(service: ServiceConfig): CheckProblem[] {
     );
   }
   return problems;
+}
+
+/**
+ * The files the config names, read: each `auth.jwt.publicKeys` entry must be a readable PEM
+ * public key or certificate (paths relative to the working directory, as the gateway reads them).
+ */
+export async function checkFiles(
+  input: Pick<CheckInput, 'auth'>,
+  read: (file: string) => Promise<string> = (file) => readFile(file, 'utf8'),
+): Promise<CheckProblem[]> {
+  const files = input.auth?.jwt?.publicKeys ?? [];
+  const found = await Promise.all(
+    files.map(async (file, i): Promise<CheckProblem | null> => {
+      const path = ['auth', 'jwt', 'publicKeys', i];
+      let text: string;
+      try {
+        text = await read(file);
+      } catch (err) {
+        return { path, message: `cannot read "${file}": ${ioReason(err)}` };
+      }
+      const reason = publicKeyProblem(text);
+      return reason === null ? null : { path, message: `"${file}" ${reason}` };
+    }),
+  );
+  return found.filter((p) => p !== null);
+}
+
+/** What is wrong with the text of a verification key file; null when it holds a public key. */
+export function publicKeyProblem(text: string): string | null {
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    return 'holds a private key; give the public key only (the gateway only verifies)';
+  }
+  try {
+    createPublicKey(text);
+    return null;
+  } catch {
+    return 'is not a PEM public key ("-----BEGIN PUBLIC KEY-----") or certificate';
+  }
+}
+
+function ioReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return code ?? String(err);
 }

@@ -24,7 +24,7 @@ import {
 } from 'yaml';
 import { type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { checkParts, type CheckInput, type RouteParts } from './checks.js';
+import { checkFiles, checkParts, type CheckInput, type RouteParts } from './checks.js';
 import { deepFreeze, withDefaults } from './defaults.js';
 import { expand, extractTokens, hasPlaceholder } from './interpolate.js';
 import { installErrorMessages } from './messages.js';
@@ -49,7 +49,11 @@ export type LoadResult = { ok: true; config: GatewayConfig } | { ok: false; prob
 
 export type LoadOptions = { env?: NodeJS.ProcessEnv };
 
-/** Reads and loads a file; I/O errors become a problem at line 0 (printed as `file: message`). */
+/**
+ * Reads and loads a file; I/O errors become a problem at line 0 (printed as `file: message`).
+ * Unlike loadConfigText, it also reads the files the config names (JWT public keys): one that is
+ * missing or not a public key is a problem of its field.
+ */
 export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<LoadResult> {
   let text: string;
   try {
@@ -64,7 +68,12 @@ export async function loadConfigFile(file: string, options: LoadOptions = {}): P
           : `cannot read the config file: ${(err as Error).message}`;
     return { ok: false, problems: [{ file, line: 0, path: '(file)', message: reason }] };
   }
-  return loadConfigText(text, file, options);
+  const draft = draftConfig(text, file, options);
+  const named = draft.parts ? await checkFiles(draft.parts) : [];
+  return finish(
+    draft,
+    named.map((p) => ({ file, line: draft.locate(p.path), path: formatPath(p.path), message: p.message })),
+  );
 }
 
 /** Like loadConfigFile, but throws a ConfigError listing every problem. */
@@ -77,9 +86,31 @@ export async function readConfig(file: string, options: LoadOptions = {}): Promi
 /**
  * Loads config text. `file` only labels the problems. `options.env` (default `process.env`)
  * supplies `${VAR}` values and the PORT / LOG_LEVEL overrides. The text is not changed; the
- * result shares nothing with any input.
+ * result shares nothing with any input. No other file is read (see loadConfigFile).
  */
 export function loadConfigText(text: string, file: string, options: LoadOptions = {}): LoadResult {
+  return finish(draftConfig(text, file, options), []);
+}
+
+/**
+ * What the text says, checked: the problems found, and (when the text is a mapping) the defaulted
+ * config, its parts that satisfied the schema, and where a path is in the file.
+ */
+type Draft = {
+  problems: ConfigProblem[];
+  defaulted?: Json;
+  parts?: CheckInput;
+  locate: (path: readonly PathSegment[]) => number;
+};
+
+function finish(draft: Draft, more: ConfigProblem[]): LoadResult {
+  const problems = [...draft.problems, ...more];
+  if (problems.length > 0 || draft.defaulted === undefined)
+    return { ok: false, problems: sortProblems(problems) };
+  return { ok: true, config: deepFreeze(Value.Decode(ConfigSchema, draft.defaulted)) };
+}
+
+function draftConfig(text: string, file: string, options: LoadOptions): Draft {
   installErrorMessages();
   const env = options.env ?? process.env;
   const lineCounter = new LineCounter();
@@ -87,6 +118,7 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   const doc = parseDocument(extracted.text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const lineOf = (offset: number) => lineCounter.linePos(offset).line;
   const problems: ConfigProblem[] = [];
+  const atStart = () => 1;
 
   // YAML warnings (an unknown tag such as `!foo`) are problems too: the file would not mean what
   // it says. An error found at the end of the input (an unclosed `{`) goes on the last line.
@@ -99,7 +131,7 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
       message: err.message.split('\n')[0] ?? 'invalid YAML',
     });
   }
-  if (doc.errors.length > 0) return { ok: false, problems: sortProblems(problems) };
+  if (doc.errors.length > 0) return { problems, locate: atStart };
 
   // A field whose interpolation failed gets no schema problem on top ("" is not a port...).
   const reported = new Set<string>();
@@ -114,7 +146,7 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   } catch (err) {
     // yaml throws when aliases expand too far ("billion laughs")
     problems.push({ file, line: 1, path: '(yaml)', message: (err as Error).message });
-    return { ok: false, problems: sortProblems(problems) };
+    return { problems, locate: atStart };
   }
   if (!isPlainObject(raw)) {
     problems.push({
@@ -123,7 +155,7 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
       path: '(root)',
       message: 'must be a mapping of settings (key: value), such as "listen: { port: 8080 }"',
     });
-    return { ok: false, problems: sortProblems(problems) };
+    return { problems, locate: atStart };
   }
   const { value: overridden, notes } = applyEnvOverrides(raw, env);
   const locate = (path: readonly PathSegment[]) => lineOfPath(doc, path, lineOf);
@@ -148,13 +180,12 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
     }
   }
 
-  for (const p of checkParts(validParts(defaulted))) {
+  const parts = validParts(defaulted);
+  for (const p of checkParts(parts)) {
     const key = formatPath(p.path);
     problems.push({ file, line: locate(p.path), path: key, message: p.message + (notes.get(key) ?? '') });
   }
-  if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
-
-  return { ok: true, config: deepFreeze(Value.Decode(ConfigSchema, defaulted)) };
+  return { problems, defaulted, parts, locate };
 }
 
 type Json = Record<string, unknown>;

@@ -16,6 +16,7 @@ export type ProblemCode =
   | 'no_healthy_target'
   | 'unauthorized_admin'
   | 'shutting_down'
+  | 'reload_failed'
   | 'internal_error';
 
 export type Problem = {

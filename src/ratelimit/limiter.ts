@@ -1,7 +1,10 @@
 /**
- * The rate limiter of one runtime: the tiers compiled into plans, the store (Redis when
- * `redis` is configured, else memory) behind its failure policy, and how keys are made.
+ * The rate limiter of one runtime: the tiers compiled into plans and how keys are made, over a
+ * store (Redis when `redis` is configured, else memory) behind its failure policy. The store is
+ * built separately (createLimitStore): it holds the counters and the connection, so a reload
+ * whose store settings did not change hands it to the new runtime instead of building another.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import type { Logger } from '../observability/logger.js';
@@ -22,6 +25,14 @@ export type RateLimiter = {
   readonly defaultTier: string;
   /** `<prefix>{rl:<tier>:<subject>}`: every key of one decision shares this hash tag */
   keyFor(tier: string, subject: string): string;
+};
+
+/**
+ * The counters and their connection (memory, or a Redis client + its breaker). Owned by the
+ * runtime that built it or took it over; closed once, by the last runtime that holds it.
+ */
+export type LimitStore = {
+  readonly guarded: GuardedStore;
   /** waits (bounded) for the shared store; false = starting degraded */
   ready(): Promise<boolean>;
   close(): Promise<void>;
@@ -47,13 +58,41 @@ export function compilePlans(config: GatewayConfig['rateLimit']): Map<string, Pl
 const escapeSubject = (s: string) =>
   s.includes('{') || s.includes('}') ? s.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : s;
 
-export function createRateLimiter(
+/** Whether any route of `config` is rate limited (else no limiter and no store are built). */
+export function rateLimitUsed(config: GatewayConfig): boolean {
+  return config.routes.some((r) => effectiveRateLimit(r, config) !== 'off');
+}
+
+/**
+ * Whether a store built for `before` serves `after` as well: same `redis` settings, failure
+ * policy and key prefix. Tiers, limits and headers are the plans', compiled per runtime.
+ */
+export function sameLimitStore(before: GatewayConfig, after: GatewayConfig): boolean {
+  return (
+    isDeepStrictEqual(before.redis, after.redis) &&
+    before.rateLimit.onStoreError === after.rateLimit.onStoreError &&
+    before.rateLimit.keyPrefix === after.rateLimit.keyPrefix
+  );
+}
+
+export function createRateLimiter(config: GatewayConfig, store: LimitStore): RateLimiter {
+  const rl = config.rateLimit;
+  const prefix = rl.keyPrefix;
+  return {
+    store: store.guarded,
+    plans: compilePlans(rl),
+    headers: rl.headers,
+    anonymousTier: rl.anonymousTier,
+    defaultTier: rl.defaultTier,
+    keyFor: (tier, subject) => `${prefix}{rl:${tier}:${escapeSubject(subject)}}`,
+  };
+}
+
+export function createLimitStore(
   config: GatewayConfig,
   logger: Logger,
   metrics: GatewayMetrics | null = null,
-): RateLimiter | null {
-  const used = config.routes.some((r) => effectiveRateLimit(r, config) !== 'off');
-  if (!used) return null;
+): LimitStore {
   const rl = config.rateLimit;
   if (!config.redis && config.workers !== 1) {
     logger.warn(
@@ -95,14 +134,8 @@ export function createRateLimiter(
       guardMetrics(metrics, 'memory', rl.onStoreError),
     );
   }
-  const prefix = rl.keyPrefix;
   return {
-    store,
-    plans: compilePlans(rl),
-    headers: rl.headers,
-    anonymousTier: rl.anonymousTier,
-    defaultTier: rl.defaultTier,
-    keyFor: (tier, subject) => `${prefix}{rl:${tier}:${escapeSubject(subject)}}`,
+    guarded: store,
     ready: async () => {
       const ok = await shared.ready(2000);
       // starting degraded: the policy applies (and /readyz reports it) until a probe succeeds

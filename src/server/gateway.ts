@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
 import { ApiKeyAuthenticator } from '../auth/api-keys/authenticator.js';
-import { authReadiness, readyAuthenticators } from '../auth/index.js';
-import { loadConfigFile } from '../config/load.js';
-import type { ConfigProblem } from '../config/problems.js';
+import { authReadiness } from '../auth/index.js';
+import { loadConfigFile, type LoadResult } from '../config/load.js';
+import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { AccessLog } from '../observability/access-log/index.js';
@@ -19,7 +19,7 @@ import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { clusterMetricsSource } from './cluster-metrics.js';
-import { closeRuntime, compileRuntime, readyServices } from './runtime.js';
+import { closeRuntime, compileRuntime, readyRuntime, type Runtime } from './runtime.js';
 
 export type GatewayOptions = {
   logger?: Logger;
@@ -31,7 +31,15 @@ export type GatewayOptions = {
   clusterMetrics?: boolean;
 };
 
-export type ReloadResult = { ok: true; restartNeeded: string[] } | { ok: false; problems: ConfigProblem[] };
+/** What asked for a reload (it is in the log lines). */
+export type ReloadTrigger = 'admin' | 'SIGHUP';
+
+export type ReloadResult =
+  | { ok: true; restartNeeded: string[] }
+  /** the file is invalid: nothing was built */
+  | { ok: false; reason: 'invalid_config'; problems: ConfigProblem[] }
+  /** the new config could not be put to work; what it built is closed again */
+  | { ok: false; reason: 'reload_failed'; detail: string };
 
 /** Settings a reload cannot change in a running process (they are reported, not applied). */
 const RESTART_ONLY = [
@@ -57,6 +65,8 @@ export class Gateway {
   private closing: Promise<void> | null = null;
 
   private reloading: Promise<ReloadResult> | null = null;
+  /** runtimes replaced by a reload, closing once their in-flight requests are done */
+  private readonly retiring = new Set<Promise<void>>();
   /** admin `/keys`; a revocation made here also drops the key from this process's cache */
   private readonly keys: KeysAdmin;
   /** one registry for the process's life: counters carry on across reloads */
@@ -140,12 +150,15 @@ export class Gateway {
       options.onAdminReload,
       options.clusterMetrics,
     );
-    // bounded: an unreachable Redis means starting degraded (by policy), not hanging
-    await gw.state.runtime.shared.rateLimiter?.ready();
-    await readyAuthenticators(gw.state.runtime.shared.authenticators);
-    await readyServices(gw.state.runtime);
-    await listen(gw.data, config.listen.host, config.listen.port);
-    await listen(gw.admin, config.admin.host, config.admin.port);
+    try {
+      // bounded: an unreachable Redis means starting degraded (by policy), not hanging
+      await readyRuntime(gw.state.runtime);
+      await listen(gw.data, config.listen.host, config.listen.port);
+      await listen(gw.admin, config.admin.host, config.admin.port);
+    } catch (err) {
+      await gw.abandon();
+      throw err;
+    }
     gw.logger.info(
       { port: gw.port, adminPort: gw.adminPort, routes: config.routes.length },
       'gatehouse ready',
@@ -178,28 +191,51 @@ export class Gateway {
 
   /**
    * Re-reads the config file and swaps the whole runtime (routes, services, stages) at once:
-   * requests already in flight finish on the old one, whose pools then close. An invalid file
-   * is rejected and the running config kept.
+   * requests already in flight finish on the old one, whose pools then close. What did not change
+   * is taken over (runtime.ts). An invalid file, or a new runtime that fails to get ready, is
+   * refused: the running config is kept, what the attempt built is closed, and the failure is
+   * logged and counted. Never rejects (once started from a file).
    */
-  reload(): Promise<ReloadResult> {
-    this.reloading ??= this.doReload().finally(() => (this.reloading = null));
+  reload(trigger: ReloadTrigger = 'admin'): Promise<ReloadResult> {
+    this.reloading ??= this.doReload(trigger).finally(() => (this.reloading = null));
     return this.reloading;
   }
 
-  private async doReload(): Promise<ReloadResult> {
+  private async doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
     if (this.configFile === undefined) throw new Error('this gateway was not started from a file');
-    const result = await loadConfigFile(this.configFile);
+    let result: LoadResult;
+    try {
+      result = await loadConfigFile(this.configFile);
+    } catch (err) {
+      return this.reloadFailed(trigger, err);
+    }
     if (!result.ok) {
       this.metrics.configReloads.labels('failure').inc();
-      this.logger.warn({ problems: result.problems }, 'config reload rejected; keeping the running config');
-      return result;
+      this.logger.warn(
+        { trigger, problems: result.problems.map(formatProblem) },
+        'config reload rejected; keeping the running config',
+      );
+      return { ok: false, reason: 'invalid_config', problems: result.problems };
     }
     if (this.state.draining) return { ok: true, restartNeeded: [] };
     const old = this.state.runtime;
-    const next = compileRuntime(result.config, this.logger, this.metrics, this.tracing);
-    await next.shared.rateLimiter?.ready();
-    await readyAuthenticators(next.shared.authenticators);
-    await readyServices(next);
+    let next: Runtime;
+    try {
+      next = compileRuntime(result.config, this.logger, this.metrics, this.tracing, old);
+    } catch (err) {
+      return this.reloadFailed(trigger, err); // compileRuntime closed what it built
+    }
+    try {
+      await readyRuntime(next, old);
+    } catch (err) {
+      await this.discard(next, old);
+      return this.reloadFailed(trigger, err);
+    }
+    if (this.state.draining) {
+      // shut down meanwhile: the running runtime is being closed; close what this one added
+      await this.discard(next, old);
+      return { ok: true, restartNeeded: [] };
+    }
     this.state.runtime = next;
     this.logger.level = result.config.logging.level;
     const restartNeeded = RESTART_ONLY.filter(
@@ -208,9 +244,24 @@ export class Gateway {
     if (restartNeeded.length > 0)
       this.logger.warn({ restartNeeded }, 'these settings change only on restart');
     this.metrics.configReloads.labels('success').inc();
-    this.logger.info({ routes: result.config.routes.length }, 'config reloaded');
-    void closeRuntime(old);
+    this.logger.info({ trigger, routes: result.config.routes.length }, 'config reloaded');
+    const retired = this.discard(old, next).finally(() => this.retiring.delete(retired));
+    this.retiring.add(retired);
     return { ok: true, restartNeeded };
+  }
+
+  /** Closes what `rt` holds and `keep` does not; a failure to close is logged, not thrown. */
+  private discard(rt: Runtime, keep: Runtime): Promise<void> {
+    return closeRuntime(rt, keep).catch((err: unknown) =>
+      this.logger.warn({ err }, 'closing a runtime that is no longer used failed'),
+    );
+  }
+
+  private reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult {
+    const reason = err instanceof Error ? err.message : String(err);
+    this.metrics.configReloads.labels('failure').inc();
+    this.logger.error({ trigger, reason }, 'config reload failed; keeping the running config');
+    return { ok: false, reason: 'reload_failed', detail: reason };
   }
 
   /**
@@ -242,13 +293,27 @@ export class Gateway {
       for (const socket of this.state.upgraded) socket.destroy();
       await closed;
     }
-    await closeRuntime(this.state.runtime);
+    // a reload in progress either swapped already or closes what it built itself
+    await this.reloading?.catch(() => undefined);
+    await Promise.all([closeRuntime(this.state.runtime), ...this.retiring]);
     // every request has ended: its record is queued; ship what is buffered, then stop
     await Promise.all([this.accessLog.close(FLUSH_TIMEOUT_MS), this.tracing.shutdown(FLUSH_TIMEOUT_MS)]);
     await this.keys.close();
     this.admin.closeAllConnections();
     await new Promise<void>((resolve) => this.admin.close(() => resolve()));
     this.logger.info('stopped');
+  }
+
+  /**
+   * A gateway whose start failed: close what it built (runtime, access log, tracing, ports that
+   * listen already), so that nothing outlives the failed start.
+   */
+  private async abandon(): Promise<void> {
+    await closeRuntime(this.state.runtime);
+    await Promise.all([this.accessLog.close(0), this.tracing.shutdown(0), this.keys.close()]);
+    for (const server of [this.data, this.admin]) {
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 }
 

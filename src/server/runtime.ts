@@ -1,14 +1,30 @@
 /**
  * Everything the data plane needs, compiled from one config: the router, the services with
  * their pools, each route's stage chain. Built once per config load; swapped whole on reload.
+ *
+ * Ownership. A runtime holds resources that must be closed: the rate-limit store (counters, a
+ * Redis connection), the authenticators (key caches, a database pool and its LISTEN connection)
+ * and the services (pools, health checks, breaker). A reload compiles the next runtime from the
+ * previous one: what did not change (same settings) is taken over, the rest is built anew. Until
+ * the swap, the previous runtime still owns what both hold; after it, the new one does. So
+ * `closeRuntime(rt, keep)` closes what `rt` holds and `keep` does not: the old runtime after a
+ * swap (keep = the new one), a new runtime that failed to get ready (keep = the running one), the
+ * running one at shutdown (keep = none). Each resource is closed once, by the last holder.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
 import { compileChain } from '../pipeline/chain.js';
 import type { CompiledRoute } from '../pipeline/route.js';
-import { closeAuthenticators, createAuthenticators } from '../auth/index.js';
+import { closeAuthenticators, createAuthenticators, type Authenticators } from '../auth/index.js';
 import type { SharedResources } from '../pipeline/stage.js';
 import { STAGES } from '../pipeline/stages.js';
-import { createRateLimiter } from '../ratelimit/limiter.js';
+import {
+  createLimitStore,
+  createRateLimiter,
+  rateLimitUsed,
+  sameLimitStore,
+  type LimitStore,
+} from '../ratelimit/limiter.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing/index.js';
@@ -24,25 +40,75 @@ export type Runtime = {
   readonly services: ReadonlyMap<string, Service>;
   readonly trustedProxies: TrustedProxies;
   readonly shared: SharedResources;
+  /** the rate limiter's store (null when no route is rate limited) */
+  readonly limitStore: LimitStore | null;
   /** trace context for every request (the gateway's, kept across reloads) */
   readonly tracing: Tracing;
 };
 
+/** Something a runtime holds and must close once. */
+type Closable = { close(): Promise<void> };
+
+/**
+ * Compiles `config`. With `previous` (a reload), takes over from it the rate-limit store, the
+ * authenticators and the services whose settings are unchanged (see the module comment). If
+ * compiling fails, what it built is closed and the error thrown; `previous` is left as it was.
+ */
 export function compileRuntime(
   config: GatewayConfig,
   logger: Logger = silentLogger(),
   metrics: GatewayMetrics | null = null,
   tracing: Tracing = new Tracing(undefined, logger),
+  previous: Runtime | null = null,
 ): Runtime {
+  const built: Closable[] = [];
+  try {
+    return compile(config, logger, metrics, tracing, previous, built);
+  } catch (err) {
+    // nothing was readied yet: closing is quick, and the error is what the caller reports
+    for (const r of built) void r.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function compile(
+  config: GatewayConfig,
+  logger: Logger,
+  metrics: GatewayMetrics | null,
+  tracing: Tracing,
+  previous: Runtime | null,
+  built: Closable[],
+): Runtime {
+  const fresh = <T extends Closable>(r: T): T => {
+    built.push(r);
+    return r;
+  };
+  let limitStore: LimitStore | null = null;
+  if (rateLimitUsed(config)) {
+    limitStore =
+      previous?.limitStore && sameLimitStore(previous.config, config)
+        ? previous.limitStore
+        : fresh(createLimitStore(config, logger, metrics));
+  }
+  const reuse = previous ? reusableAuthenticators(previous, config) : {};
+  const authenticators = createAuthenticators(config, logger, reuse);
+  for (const a of [authenticators.jwt, authenticators.apiKey]) {
+    if (a !== null && a !== reuse.jwt && a !== reuse.apiKey) fresh(a);
+  }
   const shared: SharedResources = {
-    rateLimiter: createRateLimiter(config, logger, metrics),
-    authenticators: createAuthenticators(config, logger),
+    rateLimiter: limitStore ? createRateLimiter(config, limitStore) : null,
+    authenticators,
     metrics,
   };
   const services = new Map<string, Service>();
   for (const [name, svc] of Object.entries(config.services)) {
+    const kept = previous?.services.get(name);
+    if (kept && previous && sameService(previous.config, config, name)) {
+      services.set(name, kept);
+      continue;
+    }
     const source = createDiscovery(name, svc, config.dns, logger);
-    services.set(name, new Service(name, svc, { source, logger, metrics: metrics?.forService(name) }));
+    services.set(name, fresh(new Service(name, svc, { source, logger, metrics: metrics?.forService(name) })));
   }
   const specs = config.routes.map((route) => {
     const pattern = parsePattern(route.match.path);
@@ -69,20 +135,92 @@ export function compileRuntime(
     services,
     trustedProxies: new TrustedProxies(config.trustedProxies),
     shared,
+    limitStore,
     tracing,
   };
+}
+
+/**
+ * A service whose settings are deep-equal keeps its Service object: targets and their pools,
+ * health, ejections, breaker. A discovered one also needs the same resolver settings.
+ */
+function sameService(before: GatewayConfig, after: GatewayConfig, name: string): boolean {
+  const svc = after.services[name];
+  return (
+    isDeepStrictEqual(before.services[name], svc) &&
+    (svc?.discovery === undefined || isDeepStrictEqual(before.dns, after.dns))
+  );
+}
+
+/**
+ * Authenticators kept across a reload. API keys: same `auth.apiKey` and `database` keep the key
+ * cache and the database pool with its LISTEN connection. JWT: same `auth.jwt` keeps the JWKS key
+ * set and the verified-token cache; keys from `publicKeys` files are read again on every reload
+ * (cheap, and how a replaced file is picked up), so that authenticator is always rebuilt.
+ */
+function reusableAuthenticators(previous: Runtime, config: GatewayConfig): Partial<Authenticators> {
+  const was = previous.config;
+  const { jwt, apiKey } = previous.shared.authenticators;
+  const reuse: { -readonly [K in keyof Authenticators]?: Authenticators[K] } = {};
+  if (
+    jwt !== null &&
+    config.auth?.jwt?.jwksUrl !== undefined &&
+    isDeepStrictEqual(was.auth?.jwt, config.auth.jwt)
+  ) {
+    reuse.jwt = jwt;
+  }
+  if (
+    apiKey !== null &&
+    config.auth?.apiKey !== undefined &&
+    isDeepStrictEqual(was.auth?.apiKey, config.auth.apiKey) &&
+    isDeepStrictEqual(was.database, config.database)
+  ) {
+    reuse.apiKey = apiKey;
+  }
+  return reuse;
 }
 
 /** How long start and reload wait for the first DNS answers before going on without them. */
 const DISCOVERY_READY_MS = 5000;
 
-/** Resolves once every service's discovery answered once (bounded: a dead DNS never blocks). */
-export async function readyServices(rt: Runtime): Promise<void> {
-  await Promise.all([...rt.services.values()].map((s) => s.ready(DISCOVERY_READY_MS)));
+/**
+ * Gets ready (bounded) what `rt` built itself: the store's connection, the authenticators' keys,
+ * the services' first discovery answers. What it took over from `previous` is ready already.
+ * Everything is waited for, then the first failure (if any) is thrown: when the caller closes
+ * the runtime, nothing is still starting.
+ */
+export async function readyRuntime(rt: Runtime, previous: Runtime | null = null): Promise<void> {
+  const held = previous ? holdings(previous) : new Set<Closable>();
+  const waits: Array<Promise<unknown>> = [];
+  if (rt.limitStore && !held.has(rt.limitStore)) waits.push(rt.limitStore.ready());
+  for (const a of [rt.shared.authenticators.jwt, rt.shared.authenticators.apiKey]) {
+    if (a?.ready && !held.has(a)) waits.push(a.ready());
+  }
+  for (const s of rt.services.values()) if (!held.has(s)) waits.push(s.ready(DISCOVERY_READY_MS));
+  for (const result of await Promise.allSettled(waits)) {
+    if (result.status === 'rejected') throw result.reason;
+  }
 }
 
-export async function closeRuntime(rt: Runtime): Promise<void> {
-  await Promise.all([...rt.services.values()].map((s) => s.close()));
-  await rt.shared.rateLimiter?.close();
-  await closeAuthenticators(rt.shared.authenticators);
+/** Everything `rt` holds that needs closing. */
+function holdings(rt: Runtime): Set<Closable> {
+  const held = new Set<Closable>(rt.services.values());
+  if (rt.limitStore) held.add(rt.limitStore);
+  const { jwt, apiKey } = rt.shared.authenticators;
+  if (jwt) held.add(jwt);
+  if (apiKey) held.add(apiKey);
+  return held;
+}
+
+/**
+ * Closes what `rt` holds and `keep` does not (see the module comment). Services let their
+ * in-flight requests finish before their pools close.
+ */
+export async function closeRuntime(rt: Runtime, keep: Runtime | null = null): Promise<void> {
+  const kept = keep ? holdings(keep) : new Set<Closable>();
+  const drop = <T extends Closable>(r: T | null): r is T => r !== null && !kept.has(r);
+  await Promise.all([...rt.services.values()].filter(drop).map((s) => s.close()));
+  if (drop(rt.limitStore)) await rt.limitStore.close();
+  const { jwt, apiKey } = rt.shared.authenticators;
+  await closeAuthenticators({ jwt: drop(jwt) ? jwt : null, apiKey: drop(apiKey) ? apiKey : null });
 }

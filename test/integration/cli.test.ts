@@ -1,6 +1,7 @@
 /** `gatehouse validate` and `gatehouse schema`, run as real processes. */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { writeTempConfig } from '../helpers/process.js';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';
@@ -57,6 +58,19 @@ describe.concurrent('gatehouse validate', () => {
       code: 1,
       stdout: '',
       stderr: 'no/such/gatehouse.yaml: cannot read the config file: no such file\n',
+    });
+  });
+
+  it('exits 1 when a JWT public key file is missing, naming the field and the file', async () => {
+    const file = writeTempConfig(`services: { s: { targets: ["http://127.0.0.1:1"] } }
+routes: [{ name: r, match: { path: /x }, service: s, auth: [jwt] }]
+auth: { jwt: { publicKeys: [keys/not-deployed.pem] } }
+`);
+    const run = await gatehouse(['validate', '-c', file]);
+    expect(run).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `${file}:3: auth.jwt.publicKeys[0]: cannot read "keys/not-deployed.pem": no such file\n`,
     });
   });
 

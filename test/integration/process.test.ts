@@ -1,5 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { makeKey } from '../helpers/jwks.js';
+import { metricValue } from '../helpers/observe.js';
 import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -92,6 +98,60 @@ describe('gatehouse start (a real process)', () => {
     writeFileSync(file, base);
     proc.child.kill('SIGHUP');
     await vi.waitFor(() => allOk('/x', 200), { timeout: 5000, interval: 100 });
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  });
+
+  it('a SIGHUP reload that fails is logged and counted; the process keeps serving the running config', async () => {
+    upstream = await startUpstream();
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-sighup-'));
+    const key = await makeKey('k1');
+    const pem = join(dir, 'key.pem');
+    writeFileSync(pem, key.publicPem);
+    const withKey = (file: string) =>
+      yaml(upstream!.url, '1') +
+      `  - { name: jwt, match: { path: /jwt/** }, service: echo, auth: [jwt] }\n` +
+      `auth: { jwt: { publicKeys: ["${file}"] } }\n`;
+    const file = writeTempConfig(withKey(pem));
+    proc = spawnCli(['start', '-c', file], { LOG_LEVEL: 'info' });
+    const [, port, adminPort] = await proc.waitFor(/"port":(\d+),"adminPort":(\d+)[^\n]*gatehouse ready/);
+    const serving = async () => expect((await fetch(`http://127.0.0.1:${port}/x`)).status).toBe(200);
+
+    // the file names a key file that is not there: refused by the loader
+    const missing = join(dir, 'missing.pem');
+    writeFileSync(file, withKey(missing));
+    proc.child.kill('SIGHUP');
+    const [rejected] = await proc.waitFor(/[^\n]*config reload rejected[^\n]*/);
+    expect(rejected).toContain('"trigger":"SIGHUP"');
+    expect(rejected).toContain(`auth.jwt.publicKeys[0]: cannot read \\"${missing}\\"`);
+    await serving();
+
+    // a key file that is fine for the loader, unusable by the time the new runtime reads it
+    // (a FIFO: each read gets what the test writes next)
+    const fifo = join(dir, 'key.fifo');
+    execFileSync('mkfifo', [fifo]);
+    writeFileSync(file, withKey(fifo));
+    proc.child.kill('SIGHUP');
+    await writeFile(fifo, key.publicPem); // the loader's check
+    // the next writer must not join the loader's read: wait until the gateway has closed the file
+    const pid = proc.child.pid as number;
+    const opened = () =>
+      readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`) === fifo;
+        } catch {
+          return false; // closed meanwhile
+        }
+      });
+    await vi.waitFor(() => expect(opened()).toBe(false), { timeout: 5000, interval: 10 });
+    await writeFile(fifo, 'not a key'); // the key source's read, when the new runtime gets ready
+    const [failed] = await proc.waitFor(/[^\n]*config reload failed[^\n]*/);
+    expect(failed).toContain('"trigger":"SIGHUP"');
+    expect(failed).toContain(fifo);
+    await serving();
+
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    expect(metricValue(metrics, 'gatehouse_config_reloads_total', { result: 'failure' })).toBe(2);
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   });

@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { deepFreeze, withDefaults } from '../../src/config/defaults.js';
@@ -344,6 +347,45 @@ describe('files', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems.length).toBeGreaterThan(10);
     expect((error as ConfigError).message).toContain('bad.yaml:2: listen.tls: unknown key');
+  });
+
+  it('reads the JWT public key files: missing, a directory, not a key, a private key are problems of their entry', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-pem-'));
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const good = join(dir, 'good.pem');
+    writeFileSync(good, publicKey.export({ type: 'spki', format: 'pem' }));
+    const secret = join(dir, 'private.pem');
+    writeFileSync(secret, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a key\n');
+    const folder = join(dir, 'folder.pem');
+    mkdirSync(folder);
+    const missing = join(dir, 'missing.pem');
+    const file = join(dir, 'gatehouse.yaml');
+    const yaml = (keys: string[], extra = '') => `services: { s: { targets: ["http://127.0.0.1:1"] } }
+routes: [{ name: r, match: { path: /x }, service: s, auth: [jwt] }]
+auth:
+  jwt:
+    algorithms: [ES256]
+    publicKeys:
+${keys.map((k) => `      - "${k}"`).join('\n')}
+${extra}`;
+
+    writeFileSync(file, yaml([good]));
+    expect(lines(await loadConfigFile(file, { env: {} }))).toEqual(['(ok)']);
+
+    // every problem at once, the schema's included
+    writeFileSync(file, yaml([good, missing, folder, garbage, secret], 'listen: { port: nope }\n'));
+    expect(lines(await loadConfigFile(file, { env: {} }))).toEqual([
+      `${file}:8: auth.jwt.publicKeys[1]: cannot read "${missing}": no such file`,
+      `${file}:9: auth.jwt.publicKeys[2]: cannot read "${folder}": it is a directory`,
+      `${file}:10: auth.jwt.publicKeys[3]: "${garbage}" is not a PEM public key ("-----BEGIN PUBLIC KEY-----") or certificate`,
+      `${file}:11: auth.jwt.publicKeys[4]: "${secret}" holds a private key; give the public key only (the gateway only verifies)`,
+      expect.stringMatching(new RegExp(`^${file}:12: listen\\.port: `)),
+    ]);
+
+    // loading text reads no other file (the gateway's start reads the keys itself)
+    expect(lines(loadText(yaml([missing])))).toEqual(['(ok)']);
   });
 
   it('validates examples/demo.yaml', async () => {

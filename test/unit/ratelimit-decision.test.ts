@@ -297,8 +297,6 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
       anonymousTier: 'anonymous',
       defaultTier: 'free',
       keyFor: (tier, subject) => `gh:{rl:${tier}:${subject}}`,
-      ready: () => Promise.resolve(true),
-      close: () => Promise.resolve(),
     };
     return { rl, keys };
   }
