@@ -45,7 +45,29 @@ async function run(
     await onStopped?.();
     process.exit(code);
   }
-  let gateway: Awaited<ReturnType<typeof Gateway.start>>;
+  // Signal handlers go in before the gateway starts: without a listener a SIGHUP (or SIGTERM)
+  // takes the default action and kills the process, and one sent right after "gatehouse ready"
+  // could arrive before handlers installed after start. Signals seen while starting wait for it.
+  let gateway: Awaited<ReturnType<typeof Gateway.start>> | null = null;
+  let stopping: string | null = null;
+  let reloadPending = false;
+  const stop = (signal: string) => {
+    stopping ??= signal;
+    if (gateway === null) return;
+    logger.info({ signal }, 'shutting down');
+    void gateway.shutdown().then(async () => {
+      await onStopped?.();
+      process.exit(0);
+    });
+  };
+  // the outcome is logged and counted by the gateway; a failed reload keeps the running config
+  const reload = () => {
+    if (gateway === null) reloadPending = true;
+    else void gateway.reload('SIGHUP');
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', reload);
   try {
     gateway = await Gateway.start(config, {
       logger,
@@ -58,17 +80,8 @@ async function run(
     logger.fatal({ err }, 'could not start');
     process.exit(1);
   }
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    void gateway.shutdown().then(async () => {
-      await onStopped?.();
-      process.exit(0);
-    });
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  // the outcome is logged and counted by the gateway; a failed reload keeps the running config
-  process.on('SIGHUP', () => void gateway.reload('SIGHUP'));
+  if (stopping !== null) stop(stopping);
+  else if (reloadPending) reload();
 }
 
 export function buildCli(): Command {
