@@ -12,14 +12,18 @@ const BAD = 'test/fixtures/config/bad.yaml';
 
 type Run = { code: number | null; stdout: string; stderr: string };
 
-/** Runs the CLI from source; the environment is the test's, without what would change the result. */
+/**
+ * Runs the built CLI (`bin/gatehouse.js`; `npm test` builds before the suite), as process.test.ts
+ * does: compiling the sources with tsx in every child took seconds per run on a loaded machine.
+ * The environment is the test's, without what would change the result.
+ */
 function gatehouse(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   const base = { ...process.env };
   for (const name of ['PORT', 'LOG_LEVEL', 'GATEHOUSE_CONFIG']) delete base[name];
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
+      ['bin/gatehouse.js', ...args],
       // the timeout only stops a hung child; nothing asserts on time
       { cwd: root, env: { ...base, ...env }, timeout: 30_000 },
       (error, stdout, stderr) => {
