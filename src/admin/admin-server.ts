@@ -50,6 +50,8 @@ export function createAdminServer(state: AdminState): Server {
         // reporting failed too (an error the logger cannot serialise): throwing would end the process
       }
     };
+    // a write after the end emits 'error', which unheard would end the process
+    res.on('error', failed);
     handle(state, req, res, requestId, failed).catch(failed);
   });
 }

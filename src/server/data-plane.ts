@@ -72,10 +72,18 @@ export function createDataPlane(state: DataPlaneState): Server {
     }
   }
 
+  // node emits 'error' on a response only for a write after its end (a bug); with no listener,
+  // that error would be thrown from the event loop and end the process
+  function onResponseError(this: GatewayResponse, err: Error): void {
+    reportFailure(events, err, this.requestId);
+    this.destroy();
+  }
+
   const onRequest = (req: IncomingMessage, res: GatewayResponse, expectContinue: boolean): void => {
     try {
       res.startTime = performance.now();
       res.on('close', onResponseClose);
+      res.on('error', onResponseError);
       const ctx = prepare(state, req, res);
       if (ctx === null) return;
       ctx.expectContinue = expectContinue;

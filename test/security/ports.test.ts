@@ -8,6 +8,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { KeysAdmin } from '../../src/admin/keys.js';
 import type { Stage } from '../../src/pipeline/stage.js';
 import type { DataPlaneState } from '../../src/server/data-plane.js';
 import { Gateway } from '../../src/server/gateway.js';
@@ -219,6 +220,39 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
     );
     expect(responses.map((r) => r.status)).toEqual([500]);
     expect(await failures('proxy')).toBe(before + 1);
+  });
+
+  it("proxy: a write after a response's end (an unheard 'error' event before)", async () => {
+    const before = await failures('proxy');
+    withStage({
+      name: 'late-write',
+      run: (ctx) => {
+        // the answer's own end() is followed by one write too many
+        const res = ctx.res;
+        const end = res.end.bind(res) as (body: string) => void;
+        res.end = ((body: string) => {
+          end(body);
+          res.write('late');
+          return res;
+        }) as typeof res.end;
+        return { status: 404, code: 'no_route', title: 'Not Found', detail: 'injected' };
+      },
+    });
+    expectProblem(await request(`${gw.url}/x`), 404, 'no_route');
+    await waitFor(async () => (await failures('proxy')) === before + 1, 'the failure to be counted');
+  });
+
+  it("admin: a write after a response's end", async () => {
+    const before = await failures('admin');
+    const keys = (gw.gateway as unknown as { keys: KeysAdmin }).keys;
+    inject(keys, 'handle', (_req, res, path) => {
+      if (path !== '/keys') return false;
+      res.end('done');
+      res.write('late');
+      return true;
+    });
+    expect((await request(`${gw.adminUrl}/keys`)).body.toString()).toBe('done');
+    await waitFor(async () => (await failures('admin')) === before + 1, 'the failure to be counted');
   });
 
   it('admin: a throw in a handler', async () => {
