@@ -155,7 +155,7 @@ function guard(failed: (err: unknown) => void, reply: () => void): void {
  * The credentials of `Authorization: Bearer <token>`, or '' when there are none. The scheme is
  * case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER`); one or more spaces follow it.
  */
-export function bearerCredentials(header: string | undefined): string {
+function bearerCredentials(header: string | undefined): string {
   if (header === undefined || header.length < 7) return '';
   if (header.slice(0, 7).toLowerCase() !== 'bearer ') return '';
   return header.slice(7).trimStart();
