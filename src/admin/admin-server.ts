@@ -1,10 +1,13 @@
 /**
  * The admin port: probes for Kubernetes, and (as later capabilities land) metrics and the
- * management API. Built for clarity, not speed.
+ * management API. Built for clarity, not speed. Every request is handled by one async function
+ * whose failures (a throw, a rejected promise) end at one boundary: a `500 internal_error`, counted
+ * and logged; nothing a client sends can end the process.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { problem, problemBody, type Problem } from '../pipeline/problems.js';
+import { problem, problemBody, problems, type Problem } from '../pipeline/problems.js';
+import { parseRequestTarget } from '../router/request-target.js';
 import type { ReloadResult } from '../server/gateway.js';
 import { formatProblem } from '../config/problems.js';
 import { requestIdFor } from '../stages/request-id/index.js';
@@ -25,6 +28,8 @@ export type AdminState = {
   services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
   keys?: KeysAdmin;
+  /** a handler threw or its promise rejected (the request got a 500): to count and log */
+  handlerFailed(err: unknown, requestId: string): void;
 };
 
 const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
@@ -33,97 +38,139 @@ export function createAdminServer(state: AdminState): Server {
   return createServer((req, res) => {
     const requestId = requestIdFor(undefined);
     res.setHeader('x-request-id', requestId);
-    const url = new URL(req.url ?? '/', 'http://admin.local');
-    if (!OPEN_PATHS.has(url.pathname) && !authorized(req, state.token())) {
+    const failed = (err: unknown): void => {
+      try {
+        sendProblem(res, requestId, problems.internal());
+      } catch {
+        res.destroy();
+      }
+      try {
+        state.handlerFailed(err, requestId);
+      } catch {
+        // reporting failed too (an error the logger cannot serialise): throwing would end the process
+      }
+    };
+    // a write after the end emits 'error', which unheard would end the process
+    res.on('error', failed);
+    handle(state, req, res, requestId, failed).catch(failed);
+  });
+}
+
+async function handle(
+  state: AdminState,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  failed: (err: unknown) => void,
+): Promise<void> {
+  // the same reading of the target as on the proxy port (`new URL` would throw on `//a:99999/`)
+  const target = parseRequestTarget(req.url ?? '/');
+  if (!target.ok) return sendProblem(res, requestId, problems.badRequest(target.reason));
+  const path = target.path;
+  if (!OPEN_PATHS.has(path) && !authorized(req, state.token())) {
+    return sendProblem(
+      res,
+      requestId,
+      problem(401, 'unauthorized_admin', 'the admin API requires a valid bearer token', [
+        'www-authenticate',
+        'Bearer realm="gatehouse-admin"',
+      ]),
+    );
+  }
+  if (
+    // the replies come later, from the keys module's promises: a throw there must end here too
+    state.keys?.handle(req, res, path, {
+      json: (status, body) => guard(failed, () => sendJson(res, status, body)),
+      problem: (p) => guard(failed, () => sendProblem(res, requestId, p)),
+    })
+  ) {
+    return;
+  }
+  if (path === '/reload' && req.method === 'POST') {
+    if (state.reload === null) {
       return sendProblem(
         res,
         requestId,
-        problem(401, 'unauthorized_admin', 'the admin API requires a valid bearer token', [
-          'www-authenticate',
-          'Bearer realm="gatehouse-admin"',
-        ]),
+        problem(409, 'reload_unavailable', 'the gateway was not started from a config file'),
       );
     }
-    if (
-      state.keys?.handle(req, res, url.pathname, {
-        json: (status, body) => sendJson(res, status, body),
-        problem: (p) => sendProblem(res, requestId, p),
-      })
-    ) {
-      return;
-    }
-    if (url.pathname === '/reload' && req.method === 'POST') {
-      if (state.reload === null) {
+    return state.reload().then(
+      (result) => {
+        if (result.ok) return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
+        if (result.reason === 'invalid_config')
+          return sendProblem(res, requestId, {
+            ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
+            errors: result.problems.map(formatProblem),
+          });
+        // valid, but it could not be put to work (a key file gone since it was checked...)
         return sendProblem(
           res,
           requestId,
-          problem(409, 'reload_unavailable', 'the gateway was not started from a config file'),
+          problem(500, 'reload_failed', `${result.detail}; the running config is kept`),
         );
-      }
-      state.reload().then(
-        (result) => {
-          if (result.ok)
-            return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
-          if (result.reason === 'invalid_config')
-            return sendProblem(res, requestId, {
-              ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
-              errors: result.problems.map(formatProblem),
-            });
-          // valid, but it could not be put to work (a key file gone since it was checked...)
-          return sendProblem(
-            res,
-            requestId,
-            problem(500, 'reload_failed', `${result.detail}; the running config is kept`),
-          );
+      },
+      () => sendProblem(res, requestId, problem(500, 'internal_error', 'reload failed')),
+    );
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return sendProblem(
+      res,
+      requestId,
+      problem(405, 'method_not_allowed', `${req.method} is not allowed here`),
+    );
+  }
+  switch (path) {
+    case '/livez':
+    case '/healthz':
+      return sendJson(res, 200, { status: 'ok' });
+    case '/readyz': {
+      const checks = { ...state.checks(), accepting: !state.draining() };
+      const ready = Object.values(checks).every((ok) => ok !== false);
+      const body: Record<string, unknown> = {
+        status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',
+      };
+      if (new URLSearchParams(target.query).has('verbose')) body.checks = checks;
+      if (!ready) res.setHeader('retry-after', '1');
+      return sendJson(res, ready ? 200 : 503, body);
+    }
+    case '/metrics':
+      return state.metrics().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+          res.end(body);
         },
-        () => sendProblem(res, requestId, problem(500, 'internal_error', 'reload failed')),
+        () => sendProblem(res, requestId, problem(500, 'internal_error', 'metrics collection failed')),
       );
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return sendProblem(
-        res,
-        requestId,
-        problem(405, 'method_not_allowed', `${req.method} is not allowed here`),
-      );
-    }
-    switch (url.pathname) {
-      case '/livez':
-      case '/healthz':
-        return sendJson(res, 200, { status: 'ok' });
-      case '/readyz': {
-        const checks = { ...state.checks(), accepting: !state.draining() };
-        const ready = Object.values(checks).every((ok) => ok !== false);
-        const body: Record<string, unknown> = {
-          status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',
-        };
-        if (url.searchParams.has('verbose')) body.checks = checks;
-        if (!ready) res.setHeader('retry-after', '1');
-        return sendJson(res, ready ? 200 : 503, body);
-      }
-      case '/metrics':
-        state.metrics().then(
-          ({ contentType, body }) => {
-            res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
-            res.end(body);
-          },
-          () => sendProblem(res, requestId, problem(500, 'internal_error', 'metrics collection failed')),
-        );
-        return;
-      case '/services':
-        return sendJson(res, 200, { services: state.services() });
-      case '/openapi.json':
-        return sendJson(res, 200, openApiDocument());
-      default:
-        return sendProblem(res, requestId, problem(404, 'not_found', `no admin endpoint ${url.pathname}`));
-    }
-  });
+    case '/services':
+      return sendJson(res, 200, { services: state.services() });
+    case '/openapi.json':
+      return sendJson(res, 200, openApiDocument());
+    default:
+      return sendProblem(res, requestId, problem(404, 'not_found', `no admin endpoint ${path}`));
+  }
+}
+
+function guard(failed: (err: unknown) => void, reply: () => void): void {
+  try {
+    reply();
+  } catch (err) {
+    failed(err);
+  }
+}
+
+/**
+ * The credentials of `Authorization: Bearer <token>`, or '' when there are none. The scheme is
+ * case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER`); one or more spaces follow it.
+ */
+function bearerCredentials(header: string | undefined): string {
+  if (header === undefined || header.length < 7) return '';
+  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return '';
+  return header.slice(7).trimStart();
 }
 
 function authorized(req: IncomingMessage, token: string): boolean {
   if (token === '') return true;
-  const header = req.headers.authorization ?? '';
-  const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+  const presented = bearerCredentials(req.headers.authorization);
   // compare digests: constant time, and no length leak
   const a = createHash('sha256').update(presented).digest();
   const b = createHash('sha256').update(token).digest();
@@ -131,6 +178,10 @@ function authorized(req: IncomingMessage, token: string): boolean {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',
@@ -141,6 +192,10 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function sendProblem(res: ServerResponse, requestId: string, p: Problem & { errors?: string[] }): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy(); // an answer had started: cut it rather than append a second one
+    return;
+  }
   const text = p.errors
     ? JSON.stringify({ ...JSON.parse(problemBody(p, requestId)), errors: p.errors })
     : problemBody(p, requestId);

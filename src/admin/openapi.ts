@@ -20,7 +20,11 @@ export function openApiDocument(): Record<string, unknown> {
             title: { type: 'string' },
             status: { type: 'integer' },
             detail: { type: 'string' },
-            instance: { type: 'string', description: 'the request id' },
+            instance: {
+              type: 'string',
+              format: 'uri',
+              description: 'the request id (X-Request-Id) as a URI: urn:uuid:<id>',
+            },
             code: { type: 'string' },
             errors: { type: 'array', items: { type: 'string' } },
           },

@@ -56,6 +56,8 @@ export class GatewayMetrics {
   readonly requestDuration: FastHistogram;
   readonly requests: FastCounter;
   readonly configReloads: FastCounter;
+  readonly handlerFailures: FastCounter;
+  readonly unparsedRequests: FastCounter;
   /** label children by route, method and status: no label hashing per request */
   private readonly requestChildren = new Map<string, Map<string, Map<number, RequestChildren>>>();
   private services: () => Iterable<ServiceView> = () => [];
@@ -124,6 +126,20 @@ export class GatewayMetrics {
     );
     this.configReloads.labels('success').inc(0);
     this.configReloads.labels('failure').inc(0);
+    this.handlerFailures = new FastCounter(
+      'gatehouse_handler_failures_total',
+      'Requests whose handler threw or rejected: answered 500 internal_error, or the connection closed (port: proxy, admin). Always a bug',
+      ['port'],
+      this.registry,
+    );
+    this.handlerFailures.labels('proxy').inc(0);
+    this.handlerFailures.labels('admin').inc(0);
+    this.unparsedRequests = new FastCounter(
+      'gatehouse_unparsed_requests_total',
+      "Requests refused before they became requests: node's HTTP parser could not read them, or they came too slowly (reason: the parser's error code); not in gatehouse_requests_total",
+      ['status', 'reason'],
+      this.registry,
+    );
     this.upstreamDuration = new FastHistogram(
       'gatehouse_upstream_request_duration_seconds',
       'Upstream attempts, from dispatch until the response ended (retries are separate attempts)',

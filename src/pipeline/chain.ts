@@ -1,6 +1,6 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
 import type { RequestContext } from './context.js';
-import { problems, type Problem } from './problems.js';
+import type { Problem } from './problems.js';
 import type { SharedResources, Stage, StageFactory, StageOutcome } from './stage.js';
 
 /** The route's stages, in the fixed order of `factories`, skipping those it does not use. */
@@ -21,6 +21,13 @@ export function compileChain(
 export type ChainEnd = {
   proceed(ctx: RequestContext): void;
   reject(ctx: RequestContext, problem: Problem): void;
+  /**
+   * A stage threw or its promise rejected, or `proceed`/`reject` threw: a bug, to answer with
+   * `500 internal_error` (or a closed connection) and to report. Once the chain has gone async no
+   * caller could catch it (an unhandled rejection ends the process), so every failure after the
+   * chain started comes here. Must not throw; if it does, the connection is destroyed.
+   */
+  failed(ctx: RequestContext, err: unknown): void;
 };
 
 /** Runs stages synchronously until one returns a promise; only then goes async. */
@@ -29,20 +36,45 @@ export function runChain(ctx: RequestContext, stages: readonly Stage[], from: nu
     let outcome: StageOutcome | Promise<StageOutcome>;
     try {
       outcome = (stages[i] as Stage).run(ctx);
-    } catch {
-      end.reject(ctx, problems.internal());
+    } catch (err) {
+      fail(ctx, end, err);
       return;
     }
     if (outcome === undefined) continue;
     if (outcome instanceof Promise) {
+      const next = i + 1;
       outcome.then(
-        (p) => (p === undefined ? runChain(ctx, stages, i + 1, end) : end.reject(ctx, p)),
-        () => end.reject(ctx, problems.internal()),
+        (p) => {
+          if (p === undefined) runChain(ctx, stages, next, end);
+          else settle(ctx, end, p);
+        },
+        (err: unknown) => fail(ctx, end, err),
       );
       return;
     }
-    end.reject(ctx, outcome);
+    settle(ctx, end, outcome);
     return;
   }
-  end.proceed(ctx);
+  try {
+    end.proceed(ctx);
+  } catch (err) {
+    fail(ctx, end, err);
+  }
+}
+
+function settle(ctx: RequestContext, end: ChainEnd, p: Problem): void {
+  try {
+    end.reject(ctx, p);
+  } catch (err) {
+    fail(ctx, end, err);
+  }
+}
+
+function fail(ctx: RequestContext, end: ChainEnd, err: unknown): void {
+  try {
+    end.failed(ctx, err);
+  } catch {
+    // the failure path itself failed: ending the connection is all that is left
+    ctx.req.socket.destroy();
+  }
 }

@@ -22,11 +22,20 @@ export function normaliseHost(host: string | undefined): string {
 // Characters of a host name or IPv4 address (RFC 3986 unreserved), and of an IP literal.
 const NAME = /^[A-Za-z0-9._~-]*$/;
 const IP_LITERAL = /^\[[0-9A-Fa-f:.]+\]$/;
-const PORT = /^\d{0,5}$/;
+const DIGITS = /^\d{1,5}$/;
+
+/** A port after `:`: empty (RFC 3986 allows it: the scheme's default), or 1 to 65535 in digits. */
+function isValidPort(port: string): boolean {
+  if (port === '') return true;
+  if (!DIGITS.test(port)) return false;
+  const n = Number(port);
+  return n >= 1 && n <= 65535;
+}
 
 /**
  * A `Host` header value as RFC 9112 §3.2 allows it: `name[:port]` or `[ip-literal][:port]`,
- * empty allowed. Anything else (spaces, `/`, `@`, `%`, several colons) is a 400: an upstream
+ * empty allowed, the port 1 to 65535 (or empty). Anything else (spaces, `/`, `@`, `%`, several
+ * colons, port 0 or 99999) is a 400: an upstream
  * building links or virtual-host decisions from it could read it differently.
  */
 export function isValidHost(value: string): boolean {
@@ -36,11 +45,12 @@ export function isValidHost(value: string): boolean {
     if (close === -1 || !IP_LITERAL.test(value.slice(0, close + 1))) return false;
     end = close + 1;
     if (end === value.length) return true;
-    return value.charCodeAt(end) === 0x3a /* : */ && PORT.test(value.slice(end + 1));
+    return value.charCodeAt(end) === 0x3a /* : */ && isValidPort(value.slice(end + 1));
   }
   const colon = value.indexOf(':');
   if (colon !== -1) end = colon;
   return (
-    NAME.test(colon === -1 ? value : value.slice(0, end)) && (colon === -1 || PORT.test(value.slice(end + 1)))
+    NAME.test(colon === -1 ? value : value.slice(0, end)) &&
+    (colon === -1 || isValidPort(value.slice(end + 1)))
   );
 }

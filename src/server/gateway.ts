@@ -15,6 +15,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { AccessLog } from '../observability/access-log/index.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { PortEvents } from '../observability/port-events.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
@@ -90,6 +91,7 @@ export class Gateway {
       draining: false,
       upgraded: new Set(),
       observer: new RequestObserver(this.metrics, this.accessLog, this.tracing),
+      events: new PortEvents(this.metrics, logger),
     };
     this.data = createDataPlane(this.state);
     this.metrics.watchServices(() => this.state.runtime.services.values());
@@ -115,6 +117,7 @@ export class Gateway {
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,
+      handlerFailed: (err, requestId) => this.state.events.handlerFailed('admin', err, requestId),
       reload:
         this.configFile === undefined
           ? null

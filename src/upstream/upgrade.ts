@@ -30,6 +30,8 @@ export function handleUpgrade(
   res: GatewayResponse,
   /** records the request once its answer is known (101, a refusal, or a problem) */
   answered: (status: number) => void,
+  /** a stage or the dispatch threw (a bug): reported here, answered with 500 */
+  failed: (err: unknown) => void,
 ): void {
   upgraded.add(socket);
   socket.once('close', () => upgraded.delete(socket));
@@ -50,6 +52,10 @@ export function handleUpgrade(
   const route = ctx.route;
   runChain(ctx, route.stages, 0, {
     reject: (_ctx, p) => fail(p),
+    failed: (_ctx, err) => {
+      failed(err);
+      fail(problems.internal());
+    },
     proceed: () => {
       const service = route.service;
       const generation = service.breaker.admit();

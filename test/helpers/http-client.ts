@@ -67,7 +67,18 @@ export type Problem = {
   code: string;
 };
 
-/** Asserts the reply is an RFC 9457 problem with `code`, whose `instance` is the request id. */
+/**
+ * The problem `instance` for a request id (RFC 9457: a URI reference): `urn:uuid:<id>` for a
+ * UUID, else the tag URI `tag:gatehouse.dev,2026:request:<id>`; spelt out here, not imported,
+ * so that a test pins the format.
+ */
+export function instanceFor(requestId: string): string {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(requestId)
+    ? `urn:uuid:${requestId}`
+    : `tag:gatehouse.dev,2026:request:${requestId}`;
+}
+
+/** Asserts the reply is an RFC 9457 problem with `code`, whose `instance` names the request id. */
 export function expectProblem(
   reply: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer | string },
   status: number,
@@ -83,7 +94,7 @@ export function expectProblem(
   expect(p.type).toContain(code);
   const id = reply.headers['x-request-id'];
   expect(typeof id).toBe('string');
-  expect(p.instance).toBe(id);
+  expect(p.instance).toBe(instanceFor(id as string));
   return p;
 }
 

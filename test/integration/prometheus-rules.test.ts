@@ -138,6 +138,8 @@ describe('deploy/grafana/gatehouse-dashboard.json', () => {
       'gatehouse_access_log_buffered',
       'gatehouse_store_errors_total',
       'gatehouse_config_reloads_total',
+      'gatehouse_handler_failures_total',
+      'gatehouse_unparsed_requests_total',
       'gatehouse_build_info',
       'nodejs_eventloop_lag_p99_seconds',
       'process_cpu_seconds_total',

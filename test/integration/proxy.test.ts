@@ -127,9 +127,9 @@ routes:
 `);
       try {
         const a = await request(`${gw404.url}/nope`, { headers: { 'x-request-id': 'err-1' } });
-        expect(expectProblem(a, 404, 'no_route').instance).toBe('err-1');
+        expect(expectProblem(a, 404, 'no_route').instance).toBe('tag:gatehouse.dev,2026:request:err-1');
         const b = await request(`${gw404.url}/nope`, { headers: { 'x-request-id': 'bad id' } });
-        expect(expectProblem(b, 404, 'no_route').instance).toMatch(UUID);
+        expect(expectProblem(b, 404, 'no_route').instance.replace(/^urn:uuid:/, '')).toMatch(UUID);
       } finally {
         await gw404.close();
       }

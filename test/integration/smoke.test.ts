@@ -34,6 +34,6 @@ routes:
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     const body = (await res.json()) as { code: string; instance: string };
     expect(body.code).toBe('no_route');
-    expect(body.instance).toBe(res.headers.get('x-request-id'));
+    expect(body.instance).toBe(`urn:uuid:${res.headers.get('x-request-id')}`);
   });
 });

@@ -138,7 +138,7 @@ routes:
     s.write(upgradeRequest('/nowhere', 'X-Request-Id: lost-1\r\n'));
     const res = parseResponse(await s.waitFor((t) => parseResponse(t) !== null))!;
     const p = expectProblem({ status: res.status, headers: res.headers, body: res.body }, 404, 'no_route');
-    expect(p.instance).toBe('lost-1');
+    expect(p.instance).toBe('tag:gatehouse.dev,2026:request:lost-1');
     await s.waitClosed();
   });
 

@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { exchange, noConnectionsLeft, startRecordingUpstream, type Recorded } from '../helpers/hostile.js';
+import { instanceFor } from '../helpers/http-client.js';
 import type { Upstream } from '../helpers/upstream.js';
 
 let upstream: Upstream;
@@ -68,7 +69,7 @@ function expectProblem(
   expect(res.headers['content-type']).toBe('application/problem+json');
   const body = JSON.parse(res.body) as { status: number; instance: string };
   expect(body.status).toBe(status);
-  expect(body.instance).toBe(res.headers['x-request-id']);
+  expect(body.instance).toBe(instanceFor(res.headers['x-request-id'] as string));
 }
 
 describe('header injection', () => {

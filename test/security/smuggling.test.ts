@@ -66,7 +66,7 @@ async function expectRefused(payload: string, detail?: RegExp): Promise<void> {
   expect(res?.headers['connection']).toBe('close');
   const body = JSON.parse(res?.body ?? '') as { code: string; detail: string; instance: string };
   expect(body.code).toBe('bad_request');
-  expect(body.instance).toBe(res?.headers['x-request-id']);
+  expect(body.instance).toBe(`urn:uuid:${res?.headers['x-request-id']}`);
   if (detail) expect(body.detail).toMatch(detail);
   expect(requests.length).toBe(before);
 }

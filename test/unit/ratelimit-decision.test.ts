@@ -386,7 +386,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
       title: 'Too Many Requests',
       status: 429,
       detail: 'too many requests; retry in 90 s',
-      instance: 'req-1',
+      instance: 'tag:gatehouse.dev,2026:request:req-1',
       code: 'rate_limited',
     });
   });
