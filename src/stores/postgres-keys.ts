@@ -322,7 +322,16 @@ export class PostgresKeyRepository implements KeyRepository {
   async close(): Promise<void> {
     this.closed = true;
     await this.stopListening?.();
-    await this.pool.end();
+    // a database that stopped answering never acknowledges the goodbyes: do not wait forever
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.pool.end(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 2000);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 

@@ -66,6 +66,7 @@ export class KeyLoader {
       this.probing = true;
       return new Promise((resolve) => this.dispatch([{ id, since: now, resolve }], now));
     }
+    this.expireWaiting(now);
     return new Promise((resolve) => {
       const waiter = { id, since: now, resolve };
       if (this.inFlight < this.opts.maxInFlight) this.dispatch([waiter], now);
@@ -125,6 +126,20 @@ export class KeyLoader {
         continue; // only expired waiters were taken
       }
       this.dispatch(batch, now);
+    }
+  }
+
+  /**
+   * Answers the waiters past `maxWait` (the oldest are first) without waiting for a read to end:
+   * reads that hang until their timeout must not hold the queue longer than `maxWait`.
+   */
+  private expireWaiting(now: number): void {
+    for (const queue of [this.knownQueue, this.unknownQueue]) {
+      let n = 0;
+      while (n < queue.length && now - (queue[n] as Waiter).since > this.opts.maxWait) {
+        (queue[n++] as Waiter).resolve('unavailable');
+      }
+      if (n > 0) queue.splice(0, n);
     }
   }
 
