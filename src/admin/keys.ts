@@ -4,8 +4,10 @@
  *   GET    /keys              → {keys: [...]}
  *   GET    /keys/:id          → the key's record (never the key or its hash)
  *   DELETE /keys/:id          → revoked now; every instance refuses it within 1 s
- *   POST   /keys/:id/rotate   {grace?} → 201 the new key; the old one valid for `grace` (default 24h)
- * The repository is opened on first use from the running config's `database`.
+ *   POST   /keys/:id/rotate   {grace?} → 201 the new key; the old one valid for `grace` (default 24h);
+ *                             409 key_revoked | key_rotated | key_expired for a key that is not active
+ * The repository is opened on first use from the running config's `database`. Instants (now,
+ * revocation, grace, expiry checks) are the database's, not this instance's clock.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from '../config/schema.js';
@@ -102,7 +104,8 @@ export function createKeysAdmin(
       let expiresAt: Date | null = null;
       if (body.expiresAt !== undefined && body.expiresAt !== null) {
         const t = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : Number.NaN;
-        if (Number.isNaN(t) || t <= Date.now() || t > Date.now() + MAX_LIFETIME_MS) {
+        const now = Number.isNaN(t) ? 0 : (await repo.now()).getTime();
+        if (Number.isNaN(t) || t <= now || t > now + MAX_LIFETIME_MS) {
           throw new BadRequest('expiresAt: an ISO 8601 instant in the future (within 10 years)');
         }
         expiresAt = new Date(t);
@@ -119,7 +122,7 @@ export function createKeysAdmin(
       return reply.json(200, { keys: (await repo.list()).map(viewOf) });
     }
     if (parts.length === 2 && id !== undefined && (method === 'GET' || method === 'DELETE')) {
-      const found = method === 'GET' ? await repo.get(id) : await repo.revoke(id, new Date());
+      const found = method === 'GET' ? await repo.get(id) : await repo.revoke(id);
       if (found === null) return reply.problem(problem(404, 'not_found', 'no such key'));
       if (method === 'DELETE') onRevoked(id);
       return reply.json(200, viewOf(found));
@@ -137,7 +140,9 @@ export function createKeysAdmin(
         if (!(grace >= 0 && grace <= MAX_LIFETIME_MS)) throw new BadRequest('grace: between 0 and 3650d');
       }
       const rotated = await rotateKey(repo, secret, id, grace);
-      if (rotated === null) return reply.problem(problem(404, 'not_found', 'no such active key'));
+      if (rotated.kind === 'not_found') return reply.problem(problem(404, 'not_found', 'no such key'));
+      if (rotated.kind === 'refused')
+        return reply.problem(problem(409, `key_${rotated.reason}`, rotated.message));
       onRevoked(id);
       return reply.json(201, { ...rotated.record, key: rotated.key, previous: rotated.previous });
     }

@@ -128,7 +128,11 @@ export function openApiDocument(): Record<string, unknown> {
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         post: {
           summary: 'issue a replacement: {grace} → new key; the old one stays valid for `grace`',
-          responses: { '201': { description: 'the new key' }, '404': problemResponse('no such key') },
+          responses: {
+            '201': { description: 'the new key' },
+            '404': problemResponse('no such key'),
+            '409': problemResponse('the key is expired, revoked or already rotated (nothing created)'),
+          },
         },
       },
       '/openapi.json': {

@@ -55,6 +55,7 @@ async function withRepository<T>(config: GatewayConfig, fn: (repo: KeyRepository
   }
 }
 
+/** `now`: the database's clock (a CLI whose clock is off must not show a revoked key in grace) */
 function status(k: ApiKeyRecord, now: number): string {
   if (k.revokedAt !== null) {
     return k.revokedAt.getTime() <= now ? 'revoked' : `grace until ${k.revokedAt.toISOString()}`;
@@ -142,14 +143,14 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
               `--roles: unknown role(s) ${unknown.join(', ')} (configured: ${known.join(', ')})`,
             );
           }
-          const expiresAt =
-            opts.expires === undefined ? null : new Date(Date.now() + duration(opts.expires, '--expires'));
+          const lifetimeMs = opts.expires === undefined ? undefined : duration(opts.expires, '--expires');
           await withRepository(config, async (repo) => {
+            // the expiry counts from the database's clock, not this machine's
             const { key, record } = await createKey(repo, secret, {
               name: opts.name,
               tier: opts.tier,
               roles,
-              expiresAt,
+              ...(lifetimeMs === undefined ? {} : { lifetimeMs }),
             });
             process.stdout.write(key + '\n');
             process.stderr.write(
@@ -175,7 +176,7 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
             process.stdout.write(JSON.stringify(all.map(viewOf), null, 2) + '\n');
             return;
           }
-          const now = Date.now();
+          const now = (await repo.now()).getTime();
           const rows = [['ID', 'NAME', 'TIER', 'ROLES', 'CREATED', 'EXPIRES', 'LAST USED', 'STATUS']];
           for (const k of all) {
             rows.push([
@@ -204,7 +205,7 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
         const config = await deps.load(opts);
         if (!ID_PATTERN.test(id)) throw new UsageError(`no key ${JSON.stringify(id.slice(0, 20))}`);
         await withRepository(config, async (repo) => {
-          const revoked = await repo.revoke(id, new Date());
+          const revoked = await repo.revoke(id);
           if (revoked === null) throw new UsageError(`no key ${id}`);
           process.stdout.write(`revoked ${id}\n`);
         });
@@ -225,7 +226,8 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
         if (!ID_PATTERN.test(id)) throw new UsageError(`no key ${JSON.stringify(id.slice(0, 20))}`);
         await withRepository(config, async (repo) => {
           const rotated = await rotateKey(repo, secret, id, grace);
-          if (rotated === null) throw new UsageError(`no active key ${id}`);
+          if (rotated.kind === 'not_found') throw new UsageError(`no key ${id}`);
+          if (rotated.kind === 'refused') throw new UsageError(rotated.message);
           process.stdout.write(rotated.key + '\n');
           process.stderr.write(
             `new key ${rotated.record.id} replaces ${id}, which stays valid until ${rotated.previous.revokedAt}; ` +

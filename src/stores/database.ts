@@ -2,6 +2,11 @@
  * The API key repository: one contract, two stores. PostgreSQL (`database.url`) for many
  * instances; embedded SQLite (`database.file`) for one. Both run the same migrations in
  * spirit (see each store) and the same contract tests (test/integration/api-keys-repository).
+ *
+ * Every instant is taken from the database's clock (PostgreSQL `now()`; for SQLite, the one
+ * host's clock), never from the caller's: a CLI or an instance whose clock is off does not move a
+ * revocation, an expiry or a grace period. Readers get the database's clock with what they read
+ * (`KeyReads.dbTime`) and compare against that, not against their own clock.
  */
 export type ApiKeyRecord = {
   readonly id: string;
@@ -17,25 +22,71 @@ export type ApiKeyRecord = {
   readonly lastUsedAt: Date | null;
 };
 
-export type NewApiKey = Omit<ApiKeyRecord, 'lastUsedAt' | 'revokedAt'>;
+export type NewApiKey = {
+  readonly id: string;
+  readonly name: string;
+  readonly tier: string;
+  readonly roles: readonly string[];
+  readonly hash: string;
+  /** absent: the database's clock (tests set it to order keys) */
+  readonly createdAt?: Date;
+  /** an absolute expiry; null or absent: none (unless `lifetimeMs`) */
+  readonly expiresAt?: Date | null;
+  /** expires this long after the database's `now`; wins over `expiresAt` */
+  readonly lifetimeMs?: number;
+};
+
+/** What one read found, with the database's clock at the read (ms since the epoch). */
+export type KeyReads = { readonly records: readonly ApiKeyRecord[]; readonly dbTime: number };
+
+/** A rotation, decided and applied in one transaction (concurrent rotations make one new key). */
+export type RotationResult =
+  | { readonly kind: 'rotated'; readonly previous: ApiKeyRecord; readonly created: ApiKeyRecord }
+  | { readonly kind: 'not_found' }
+  /** already revoked, or already rotated (`at` in the future: the end of its grace period) */
+  | { readonly kind: 'revoked'; readonly at: Date; readonly dbTime: number }
+  | { readonly kind: 'expired'; readonly at: Date };
+
+/** The revocation broadcast, as an authenticator hears it. */
+export type RevocationWatcher = {
+  /** this key was revoked or rotated: re-read it before trusting it again */
+  revoked(id: string): void;
+  /** notifications may have been missed (the listening connection was lost or replaced) */
+  reset(): void;
+  /** every notification sent more than `ageMs` ago has been delivered (a heartbeat came back) */
+  alive(ageMs: number): void;
+  /** the listening connection is being replaced (already announced by `reset`) */
+  lost(reason: string): void;
+};
 
 export interface KeyRepository {
   readonly kind: 'postgres' | 'sqlite';
   /** creates or upgrades the schema; idempotent, safe to run concurrently */
   migrate(): Promise<void>;
-  insert(key: NewApiKey): Promise<void>;
+  /** stores a new key; returns it as stored (with the database's instants) */
+  insert(key: NewApiKey): Promise<ApiKeyRecord>;
   get(id: string): Promise<ApiKeyRecord | null>;
+  /** the records of these ids (unknown ids are absent), with the database's clock */
+  readMany(ids: readonly string[]): Promise<KeyReads>;
   /** every key, newest first */
   list(): Promise<ApiKeyRecord[]>;
+  /** the database's clock */
+  now(): Promise<Date>;
   /**
-   * Revokes from `at` on; an earlier existing revocation is kept (revoking during a grace
-   * period ends it). Returns the updated record, null for an unknown id.
+   * Revokes now (the database's now); an earlier existing revocation is kept (revoking during a
+   * grace period ends it). Returns the updated record, null for an unknown id.
    */
-  revoke(id: string, at: Date): Promise<ApiKeyRecord | null>;
+  revoke(id: string): Promise<ApiKeyRecord | null>;
+  /**
+   * Replaces an active key, in one transaction: a new key (`replacement`: its id and hash) with
+   * the old one's name, tier, roles and expiry, and the old one revoked `graceMs` from now.
+   * A revoked, already rotated or expired key is refused.
+   */
+  rotate(id: string, replacement: { id: string; hash: string }, graceMs: number): Promise<RotationResult>;
   /** records last-used instants (the latest wins); batched by the caller */
   touch(used: ReadonlyMap<string, Date>): Promise<void>;
   /** revocation broadcast between instances (PostgreSQL LISTEN/NOTIFY); absent: one instance */
-  watchRevocations?(onRevoked: (id: string) => void, onReset: () => void): void;
+  watchRevocations?(watcher: RevocationWatcher): void;
   close(): Promise<void>;
 }
 
@@ -50,6 +101,7 @@ export async function openKeyRepository(db: DatabaseSettings): Promise<KeyReposi
   return new SqliteKeyRepository(db.file);
 }
 
+/** Active at `now`, an instant of the database's clock (see `KeyReads.dbTime`). */
 export function isActive(key: ApiKeyRecord, now: number): boolean {
   if (key.revokedAt !== null && key.revokedAt.getTime() <= now) return false;
   if (key.expiresAt !== null && key.expiresAt.getTime() <= now) return false;

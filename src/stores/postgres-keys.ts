@@ -2,9 +2,22 @@
  * API keys in PostgreSQL (pg). Queries fail fast while the database is away (connection and
  * query timeouts), so the authenticator can answer from its cache or with 503.
  * A `?options=-c search_path=...` in the URL selects a schema (tests use their own).
+ *
+ * Instants come from the database (`now()`), never from this process's clock. Revocations and
+ * rotations send a NOTIFY in the same transaction; `watchRevocations` LISTENs on a dedicated
+ * connection with TCP keepalive and a heartbeat: a connection that stops answering (a frozen
+ * backend, a NAT or firewall that silently dropped the flow) is noticed and replaced.
  */
+import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import type { ApiKeyRecord, KeyRepository, NewApiKey } from './database.js';
+import type {
+  ApiKeyRecord,
+  KeyReads,
+  KeyRepository,
+  NewApiKey,
+  RevocationWatcher,
+  RotationResult,
+} from './database.js';
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE api_keys (
@@ -51,11 +64,26 @@ function fromRow(r: Row): ApiKeyRecord {
 
 export const REVOCATION_CHANNEL = 'gatehouse_key_revoked';
 
-export type PostgresOptions = { connectionTimeout?: number; queryTimeout?: number };
+export type PostgresOptions = {
+  connectionTimeout?: number;
+  queryTimeout?: number;
+  /** how often the listening connection is asked to answer (a `SELECT 1` on it) */
+  heartbeatInterval?: number;
+  /** a heartbeat unanswered for this long: the listening connection is replaced */
+  heartbeatTimeout?: number;
+};
+
+/** Pool size. Lookups are capped below it (authenticator `maxInFlight`): they never queue here. */
+export const POOL_SIZE = 10;
+
+const KEEPALIVE_DELAY_MS = 5_000;
+const RELISTEN_DELAY_MS = 500;
 
 export class PostgresKeyRepository implements KeyRepository {
   readonly kind = 'postgres';
   readonly pool: pg.Pool;
+  private readonly heartbeatInterval: number;
+  private readonly heartbeatTimeout: number;
 
   constructor(
     readonly url: string,
@@ -63,13 +91,17 @@ export class PostgresKeyRepository implements KeyRepository {
   ) {
     this.pool = new pg.Pool({
       connectionString: url,
-      max: 10,
+      max: POOL_SIZE,
       connectionTimeoutMillis: options.connectionTimeout ?? 1000,
       query_timeout: options.queryTimeout ?? 2000,
       idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     });
     // an idle client losing its connection must not crash the process
     this.pool.on('error', () => undefined);
+    this.heartbeatInterval = options.heartbeatInterval ?? 1000;
+    this.heartbeatTimeout = options.heartbeatTimeout ?? 2000;
   }
 
   async migrate(): Promise<void> {
@@ -94,11 +126,25 @@ export class PostgresKeyRepository implements KeyRepository {
     }
   }
 
-  async insert(k: NewApiKey): Promise<void> {
-    await this.pool.query(
-      'INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-      [k.id, k.name, k.tier, [...k.roles], k.hash, k.createdAt, k.expiresAt],
+  async insert(k: NewApiKey): Promise<ApiKeyRecord> {
+    const { rows } = await this.pool.query<Row>(
+      `INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()),
+               CASE WHEN $8::double precision IS NULL THEN $7::timestamptz
+                    ELSE now() + $8::double precision * interval '1 millisecond' END)
+       RETURNING *`,
+      [
+        k.id,
+        k.name,
+        k.tier,
+        [...k.roles],
+        k.hash,
+        k.createdAt ?? null,
+        k.expiresAt ?? null,
+        k.lifetimeMs ?? null,
+      ],
     );
+    return fromRow(rows[0] as Row);
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
@@ -106,21 +152,81 @@ export class PostgresKeyRepository implements KeyRepository {
     return rows[0] ? fromRow(rows[0]) : null;
   }
 
+  async readMany(ids: readonly string[]): Promise<KeyReads> {
+    // one row even when nothing matches: the database's clock always comes back
+    const { rows } = await this.pool.query<Partial<Row> & { db_now: Date }>(
+      `SELECT now() AS db_now, k.*
+         FROM (VALUES (1)) AS one (x) LEFT JOIN api_keys k ON k.id = ANY ($1::text[])`,
+      [[...ids]],
+    );
+    const records: ApiKeyRecord[] = [];
+    for (const r of rows) if (r.id != null) records.push(fromRow(r as Row));
+    return { records, dbTime: (rows[0] as { db_now: Date }).db_now.getTime() };
+  }
+
   async list(): Promise<ApiKeyRecord[]> {
     const { rows } = await this.pool.query<Row>('SELECT * FROM api_keys ORDER BY created_at DESC, id');
     return rows.map(fromRow);
   }
 
-  async revoke(id: string, at: Date): Promise<ApiKeyRecord | null> {
+  async now(): Promise<Date> {
+    const { rows } = await this.pool.query<{ now: Date }>('SELECT now() AS now');
+    return (rows[0] as { now: Date }).now;
+  }
+
+  async revoke(id: string): Promise<ApiKeyRecord | null> {
     // the notification goes out with the update: every instance drops the key from its cache
     const { rows } = await this.pool.query<Row>(
       `WITH u AS (
-         UPDATE api_keys SET revoked_at = LEAST(COALESCE(revoked_at, $1), $1) WHERE id = $2 RETURNING *
+         UPDATE api_keys SET revoked_at = LEAST(COALESCE(revoked_at, now()), now()) WHERE id = $1 RETURNING *
        )
        SELECT u.*, pg_notify('${REVOCATION_CHANNEL}', u.id) FROM u`,
-      [at, id],
+      [id],
     );
     return rows[0] ? fromRow(rows[0]) : null;
+  }
+
+  async rotate(
+    id: string,
+    replacement: { id: string; hash: string },
+    graceMs: number,
+  ): Promise<RotationResult> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // FOR UPDATE: a concurrent rotation waits here, then sees this one's revocation
+      const { rows } = await client.query<Row & { db_now: Date }>(
+        'SELECT *, now() AS db_now FROM api_keys WHERE id = $1 FOR UPDATE',
+        [id],
+      );
+      const old = rows[0];
+      const refused = old === undefined ? ({ kind: 'not_found' } as const) : refusal(old, old.db_now);
+      if (refused !== null || old === undefined) {
+        await client.query('ROLLBACK');
+        return refused ?? { kind: 'not_found' };
+      }
+      const created = await client.query<Row>(
+        `INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING *`,
+        [replacement.id, old.name, old.tier, old.roles, replacement.hash, old.expires_at],
+      );
+      const previous = await client.query<Row>(
+        `UPDATE api_keys SET revoked_at = now() + $2::double precision * interval '1 millisecond'
+          WHERE id = $1 RETURNING *, pg_notify('${REVOCATION_CHANNEL}', id)`,
+        [id, graceMs],
+      );
+      await client.query('COMMIT');
+      return {
+        kind: 'rotated',
+        previous: fromRow(previous.rows[0] as Row),
+        created: fromRow(created.rows[0] as Row),
+      };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   async touch(used: ReadonlyMap<string, Date>): Promise<void> {
@@ -133,42 +239,119 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   /**
-   * LISTEN for revocations; reconnects after a loss, and then calls `onReset` (notifications
-   * sent meanwhile are lost: the caller drops its whole cache).
+   * LISTEN for revocations on a dedicated connection. A heartbeat (`SELECT 1` every
+   * `heartbeatInterval`) confirms it: PostgreSQL delivers pending notifications before a query's
+   * answer, so an answered heartbeat sent `ageMs` ago means nothing older was missed
+   * (`watcher.alive`). A heartbeat unanswered for `heartbeatTimeout`, an error or the end of the
+   * connection: the connection is dropped and replaced, and `watcher.reset` is called (then
+   * again once the new LISTEN is in place: notifications sent meanwhile are lost).
    */
-  watchRevocations(onRevoked: (id: string) => void, onReset: () => void): void {
+  watchRevocations(watcher: RevocationWatcher): void {
     if (this.closed) return;
-    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 2000 });
-    this.listener = client;
-    let retried = false;
-    const retry = () => {
-      if (retried || this.closed) return;
-      retried = true;
-      void client.end().catch(() => undefined);
-      onReset();
-      const timer = setTimeout(() => this.watchRevocations(onRevoked, onReset), 500);
+    const client = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: 2000,
+      // keeps NAT and firewall state alive, and ends a connection whose peer host vanished
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+    });
+    let gone = false;
+    let heartbeat: NodeJS.Timeout | undefined;
+    /** performance.now() when the unanswered heartbeat was sent; null: none outstanding */
+    let outstanding: number | null = null;
+    this.stopListening = () => {
+      gone = true;
+      clearInterval(heartbeat);
+      return endClient(client);
+    };
+    const replace = (reason: string) => {
+      if (gone) return;
+      gone = true;
+      clearInterval(heartbeat);
+      // no goodbye on a connection that stopped answering: it would wait for it forever
+      client.connection.stream.destroy();
+      if (this.closed) return;
+      watcher.reset();
+      watcher.lost(reason);
+      const timer = setTimeout(() => this.watchRevocations(watcher), RELISTEN_DELAY_MS);
       timer.unref();
     };
-    client.on('error', retry);
-    client.on('end', retry);
+    client.on('error', (err: Error) => replace(err.message));
+    client.on('end', () => replace('connection ended'));
     client.on('notification', (msg) => {
-      if (msg.channel === REVOCATION_CHANNEL && msg.payload) onRevoked(msg.payload);
+      if (msg.channel === REVOCATION_CHANNEL && msg.payload) watcher.revoked(msg.payload);
     });
+    const beat = () => {
+      if (gone) return;
+      const now = performance.now();
+      if (outstanding !== null) {
+        if (now - outstanding >= this.heartbeatTimeout) replace('heartbeat unanswered');
+        return;
+      }
+      const sent = now;
+      outstanding = sent;
+      client.query('SELECT 1').then(
+        () => {
+          outstanding = null;
+          if (!gone) watcher.alive(performance.now() - sent);
+        },
+        (err: unknown) => replace(err instanceof Error ? err.message : String(err)),
+      );
+    };
+    const sent = performance.now();
     client
       .connect()
       .then(() => client.query(`LISTEN ${REVOCATION_CHANNEL}`))
       .then(
-        () => onReset(), // anything revoked before the LISTEN took effect is refetched
-        retry,
+        () => {
+          if (gone) return;
+          // anything revoked before the LISTEN took effect is re-read
+          watcher.reset();
+          watcher.alive(performance.now() - sent);
+          // checked twice per timeout: an unanswered beat is noticed within 1.5 timeouts at most
+          heartbeat = setInterval(beat, Math.min(this.heartbeatInterval, this.heartbeatTimeout / 2));
+          heartbeat.unref();
+        },
+        (err: unknown) => replace(err instanceof Error ? err.message : String(err)),
       );
   }
 
-  private listener: pg.Client | null = null;
+  private stopListening: (() => Promise<void>) | null = null;
   private closed = false;
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.listener?.end().catch(() => undefined);
-    await this.pool.end();
+    await this.stopListening?.();
+    // a database that stopped answering never acknowledges the goodbyes: do not wait forever
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.pool.end(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 2000);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
+}
+
+/** Ends a client politely, or cuts it when the server does not answer the goodbye within 1 s. */
+async function endClient(client: pg.Client): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const cut = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      client.connection.stream.destroy();
+      resolve();
+    }, 1000);
+  });
+  await Promise.race([client.end().catch(() => undefined), cut]);
+  clearTimeout(timer);
+}
+
+/** Why a key cannot be rotated at `now` (the database's clock), or null. */
+function refusal(row: Row, now: Date): RotationResult | null {
+  if (row.revoked_at !== null) return { kind: 'revoked', at: row.revoked_at, dbTime: now.getTime() };
+  if (row.expires_at !== null && row.expires_at.getTime() <= now.getTime())
+    return { kind: 'expired', at: row.expires_at };
+  return null;
 }

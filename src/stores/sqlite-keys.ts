@@ -1,8 +1,14 @@
-/** API keys in an embedded SQLite file (better-sqlite3): one instance, no broadcast needed. */
+/**
+ * API keys in an embedded SQLite file (better-sqlite3): one host, no broadcast needed. The
+ * database's clock is the host's (SQLite reads the calling process's clock): instants are taken
+ * in SQL (`unixepoch('subsec')`) like PostgreSQL's `now()`, and a rotation is one IMMEDIATE
+ * transaction (the write lock is taken first, so concurrent rotations, across processes too,
+ * are serialised and the second sees the first's revocation).
+ */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, KeyRepository, NewApiKey } from './database.js';
+import type { ApiKeyRecord, KeyReads, KeyRepository, NewApiKey, RotationResult } from './database.js';
 
 /** Ordered migrations; `schema_migrations` records the applied versions. */
 const MIGRATIONS: readonly string[] = [
@@ -32,6 +38,9 @@ type Row = {
 };
 
 const date = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
+
+/** the host's clock in milliseconds, as SQLite reads it */
+const NOW_MS = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
 function fromRow(r: Row): ApiKeyRecord {
   return {
@@ -73,20 +82,23 @@ export class SqliteKeyRepository implements KeyRepository {
       .immediate();
   }
 
-  async insert(k: NewApiKey): Promise<void> {
-    this.db
+  async insert(k: NewApiKey): Promise<ApiKeyRecord> {
+    const row = this.db
       .prepare(
-        'INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        `INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, COALESCE(?, ${NOW_MS}), COALESCE(${NOW_MS} + ?, ?)) RETURNING *`,
       )
-      .run(
+      .get(
         k.id,
         k.name,
         k.tier,
         JSON.stringify(k.roles),
         k.hash,
-        k.createdAt.getTime(),
+        k.createdAt?.getTime() ?? null,
+        k.lifetimeMs ?? null,
         k.expiresAt?.getTime() ?? null,
-      );
+      ) as Row;
+    return fromRow(row);
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
@@ -94,16 +106,58 @@ export class SqliteKeyRepository implements KeyRepository {
     return row ? fromRow(row) : null;
   }
 
+  async readMany(ids: readonly string[]): Promise<KeyReads> {
+    const dbTime = Date.now();
+    const rows = this.db
+      .prepare('SELECT * FROM api_keys WHERE id IN (SELECT value FROM json_each(?))')
+      .all(JSON.stringify(ids)) as Row[];
+    return { records: rows.map(fromRow), dbTime };
+  }
+
   async list(): Promise<ApiKeyRecord[]> {
     const rows = this.db.prepare('SELECT * FROM api_keys ORDER BY created_at DESC, id').all() as Row[];
     return rows.map(fromRow);
   }
 
-  async revoke(id: string, at: Date): Promise<ApiKeyRecord | null> {
-    this.db
-      .prepare('UPDATE api_keys SET revoked_at = MIN(COALESCE(revoked_at, ?), ?) WHERE id = ?')
-      .run(at.getTime(), at.getTime(), id);
-    return this.get(id);
+  async now(): Promise<Date> {
+    const row = this.db.prepare(`SELECT ${NOW_MS} AS now`).get() as { now: number };
+    return new Date(row.now);
+  }
+
+  async revoke(id: string): Promise<ApiKeyRecord | null> {
+    const row = this.db
+      .prepare(
+        `UPDATE api_keys SET revoked_at = MIN(COALESCE(revoked_at, ${NOW_MS}), ${NOW_MS}) WHERE id = ? RETURNING *`,
+      )
+      .get(id) as Row | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  async rotate(
+    id: string,
+    replacement: { id: string; hash: string },
+    graceMs: number,
+  ): Promise<RotationResult> {
+    return this.db
+      .transaction((): RotationResult => {
+        const now = (this.db.prepare(`SELECT ${NOW_MS} AS now`).get() as { now: number }).now;
+        const old = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as Row | undefined;
+        if (old === undefined) return { kind: 'not_found' };
+        if (old.revoked_at !== null) return { kind: 'revoked', at: new Date(old.revoked_at), dbTime: now };
+        if (old.expires_at !== null && old.expires_at <= now)
+          return { kind: 'expired', at: new Date(old.expires_at) };
+        const created = this.db
+          .prepare(
+            `INSERT INTO api_keys (id, name, tier, roles, hash, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+          )
+          .get(replacement.id, old.name, old.tier, old.roles, replacement.hash, now, old.expires_at) as Row;
+        const previous = this.db
+          .prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? RETURNING *')
+          .get(now + graceMs, id) as Row;
+        return { kind: 'rotated', previous: fromRow(previous), created: fromRow(created) };
+      })
+      .immediate();
   }
 
   async touch(used: ReadonlyMap<string, Date>): Promise<void> {

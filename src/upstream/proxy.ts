@@ -44,6 +44,8 @@ export function upstreamPath(ctx: RequestContext): string {
 }
 
 export function forward(ctx: RequestContext, env: ProxyEnv): void {
+  // the client left while a stage waited (a slow key lookup): nothing is sent for nobody
+  if (ctx.res.destroyed) return;
   const service = ctx.route.service;
   const generation = service.breaker.admit();
   if (generation === REJECTED) {

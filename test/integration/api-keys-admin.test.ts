@@ -1,4 +1,5 @@
 /** The admin `/keys` endpoints on a real gateway (PostgreSQL, private schema), behind the token. */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { expectProblem, request, type Reply } from '../helpers/http-client.js';
@@ -39,6 +40,16 @@ const admin = (path: string, method = 'GET', body?: unknown, headers: Record<str
     headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+/** SQL in the test's private schema */
+async function schemaQuery(sql: string, params: unknown[]): Promise<void> {
+  const c = new pg.Client({ connectionString: schema.url });
+  await c.connect();
+  try {
+    await c.query(sql, params);
+  } finally {
+    await c.end();
+  }
+}
 const call = (key: string) => request(`${gw.url}/keyed/x`, { headers: { 'x-api-key': key } });
 
 describe('admin /keys', () => {
@@ -99,6 +110,27 @@ describe('admin /keys', () => {
     const now = await admin(`/keys/${body.id as string}/rotate`, 'POST', { grace: 0 });
     expect(now.status).toBe(201);
     expect((await call(body.key as string)).status).toBe(401);
+  });
+
+  it('rotate refuses a key that is not active: 409 with a clear problem, and no new key', async () => {
+    const expired = json(await admin('/keys', 'POST', { name: 'adm-expired', tier: 'free' }));
+    await schemaQuery(`UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [
+      expired.id as string,
+    ]);
+    const r = await admin(`/keys/${expired.id as string}/rotate`, 'POST', { grace: '1h' });
+    const p = expectProblem(r, 409, 'key_expired');
+    expect(p.detail).toContain('expired at');
+    expect(r.body.toString()).not.toMatch(/gh_[0-9A-Za-z]{12}_/);
+    const named = (json(await admin('/keys')).keys as Array<{ name: string }>).filter(
+      (k) => k.name === 'adm-expired',
+    );
+    expect(named).toHaveLength(1);
+
+    const live = json(await admin('/keys', 'POST', { name: 'adm-rot', tier: 'free' }));
+    expect((await admin(`/keys/${live.id as string}/rotate`, 'POST', { grace: '1h' })).status).toBe(201);
+    expectProblem(await admin(`/keys/${live.id as string}/rotate`, 'POST', {}), 409, 'key_rotated');
+    expect((await admin(`/keys/${live.id as string}`, 'DELETE')).status).toBe(200);
+    expectProblem(await admin(`/keys/${live.id as string}/rotate`, 'POST', {}), 409, 'key_revoked');
   });
 
   it('bad requests and unknown keys', async () => {

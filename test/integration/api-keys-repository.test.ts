@@ -1,4 +1,6 @@
 /** The key repository contract, run on PostgreSQL (private schema) and on SQLite (temp file). */
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, rotateKey } from '../../src/auth/api-keys/manage.js';
 import { hashKey, keyMatches } from '../../src/auth/api-keys/format.js';
@@ -9,7 +11,13 @@ import { createSchema, tempSqliteFile, type PrivateSchema } from './api-keys-db.
 
 const SECRET = 'contract-test-secret-0123456789';
 
-type Backend = { name: string; open(): Promise<KeyRepository>; cleanup(): Promise<void> };
+type Backend = {
+  name: string;
+  open(): Promise<KeyRepository>;
+  /** runs SQL on its own connection (a trigger to make a step fail) */
+  exec(sql: string): Promise<void>;
+  cleanup(): Promise<void>;
+};
 
 let schema: PrivateSchema;
 const sqlite = tempSqliteFile();
@@ -18,11 +26,22 @@ const backends: Backend[] = [
   {
     name: 'postgres',
     open: async () => new PostgresKeyRepository(schema.url),
+    exec: async (sql) => {
+      const c = new pg.Client({ connectionString: schema.url });
+      await c.connect();
+      await c.query(sql);
+      await c.end();
+    },
     cleanup: async () => schema.drop(),
   },
   {
     name: 'sqlite',
     open: async () => new SqliteKeyRepository(sqlite.file),
+    exec: async (sql) => {
+      const db = new Database(sqlite.file);
+      db.exec(sql);
+      db.close();
+    },
     cleanup: async () => sqlite.remove(),
   },
 ];
@@ -30,6 +49,27 @@ const backends: Backend[] = [
 beforeAll(async () => {
   schema = await createSchema();
 });
+
+/** A trigger that makes the revoke step of a rotation fail, for keys named rot-atomic. */
+const FAIL_REVOKE = {
+  postgres: {
+    create: `CREATE FUNCTION fail_revoke() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.name = 'rot-atomic' AND NEW.revoked_at IS NOT NULL THEN
+                   RAISE EXCEPTION 'revoke step failed';
+                 END IF;
+                 RETURN NEW;
+               END $$;
+             CREATE TRIGGER fail_revoke BEFORE UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION fail_revoke();`,
+    drop: 'DROP TRIGGER fail_revoke ON api_keys; DROP FUNCTION fail_revoke();',
+  },
+  sqlite: {
+    create: `CREATE TRIGGER fail_revoke BEFORE UPDATE OF revoked_at ON api_keys
+             WHEN NEW.name = 'rot-atomic' AND NEW.revoked_at IS NOT NULL
+             BEGIN SELECT RAISE(ABORT, 'revoke step failed'); END;`,
+    drop: 'DROP TRIGGER fail_revoke;',
+  },
+};
 
 describe.each(backends)('key repository contract: $name', (backend) => {
   let repo: KeyRepository;
@@ -75,7 +115,23 @@ describe.each(backends)('key repository contract: $name', (backend) => {
 
   it('unknown ids are null', async () => {
     expect(await repo.get('AAAAAAAAAAAA')).toBeNull();
-    expect(await repo.revoke('AAAAAAAAAAAA', new Date())).toBeNull();
+    expect(await repo.revoke('AAAAAAAAAAAA')).toBeNull();
+  });
+
+  it("instants are the database's: created, expiry from a lifetime, the clock of a read", async () => {
+    const dbNow = (await repo.now()).getTime();
+    const { record } = await createKey(repo, SECRET, { name: 'db', tier: 'free', lifetimeMs: 90_000 });
+    const created = Date.parse(record.createdAt);
+    expect(Math.abs(created - dbNow)).toBeLessThan(5_000);
+    expect(Date.parse(record.expiresAt!) - created).toBe(90_000);
+    const other = await createKey(repo, SECRET, { name: 'db2', tier: 'free' });
+    const read = await repo.readMany([record.id, 'AAAAAAAAAAAA', other.record.id]);
+    expect(read.records.map((r) => r.id).sort()).toEqual([record.id, other.record.id].sort());
+    expect(read.dbTime).toBeGreaterThanOrEqual(created);
+    expect(read.dbTime - created).toBeLessThan(5_000);
+    const none = await repo.readMany(['AAAAAAAAAAAA']);
+    expect(none.records).toEqual([]);
+    expect(none.dbTime).toBeGreaterThanOrEqual(read.dbTime);
   });
 
   it('lists every key, newest first', async () => {
@@ -86,32 +142,83 @@ describe.each(backends)('key repository contract: $name', (backend) => {
     expect((await repo.list()).find((k) => k.id === a.record.id)?.roles).toEqual([]);
   });
 
-  it('revoke sets revoked_at; an earlier revocation is kept', async () => {
+  it("revoke sets revoked_at to the database's now; an earlier revocation is kept", async () => {
     const { record } = await createKey(repo, SECRET, { name: 'r', tier: 'free' });
-    const now = new Date();
-    const revoked = await repo.revoke(record.id, now);
-    expect(revoked?.revokedAt?.getTime()).toBe(now.getTime());
-    expect(isActive(revoked!, now.getTime())).toBe(false);
-    await repo.revoke(record.id, new Date(now.getTime() + 60_000));
-    expect((await repo.get(record.id))?.revokedAt?.getTime()).toBe(now.getTime());
+    const before = (await repo.now()).getTime();
+    const revoked = await repo.revoke(record.id);
+    const at = revoked!.revokedAt!.getTime();
+    expect(at).toBeGreaterThanOrEqual(before);
+    expect(at).toBeLessThanOrEqual((await repo.now()).getTime());
+    expect(isActive(revoked!, at)).toBe(false);
+    await repo.revoke(record.id);
+    expect((await repo.get(record.id))?.revokedAt?.getTime()).toBe(at);
   });
 
   it('rotate: a new key with the same attributes; the old one valid for the grace period', async () => {
     const { record } = await createKey(repo, SECRET, { name: 'rot', tier: 'pro', roles: ['reader'] });
-    const now = new Date();
-    const rotated = await rotateKey(repo, SECRET, record.id, 60_000, now);
-    expect(rotated).not.toBeNull();
-    expect(rotated!.record.id).not.toBe(record.id);
-    expect(rotated!.record).toMatchObject({ name: 'rot', tier: 'pro', roles: ['reader'] });
+    const before = (await repo.now()).getTime();
+    const rotated = await rotateKey(repo, SECRET, record.id, 60_000);
+    if (rotated.kind !== 'rotated') throw new Error(`not rotated: ${rotated.kind}`);
+    expect(rotated.record.id).not.toBe(record.id);
+    expect(rotated.record).toMatchObject({ name: 'rot', tier: 'pro', roles: ['reader'], revokedAt: null });
     const old = (await repo.get(record.id))!;
-    expect(old.revokedAt?.getTime()).toBe(now.getTime() + 60_000);
-    expect(isActive(old, now.getTime() + 59_000)).toBe(true);
-    expect(isActive(old, now.getTime() + 60_000)).toBe(false);
-    // revoking during the grace period ends it
-    await repo.revoke(record.id, now);
-    expect(isActive((await repo.get(record.id))!, now.getTime() + 1)).toBe(false);
-    // a revoked key cannot be rotated
-    expect(await rotateKey(repo, SECRET, record.id, 0, new Date(now.getTime() + 1))).toBeNull();
+    const graceEnd = old.revokedAt!.getTime();
+    expect(graceEnd - before).toBeGreaterThanOrEqual(60_000);
+    expect(graceEnd - (await repo.now()).getTime()).toBeLessThanOrEqual(60_000);
+    expect(rotated.previous.revokedAt).toBe(old.revokedAt!.toISOString());
+    expect(isActive(old, graceEnd - 1)).toBe(true);
+    expect(isActive(old, graceEnd)).toBe(false);
+    // a key in its grace period is not rotated again: rotate its replacement
+    const again = await rotateKey(repo, SECRET, record.id, 0);
+    expect(again).toMatchObject({ kind: 'refused', reason: 'rotated' });
+    // revoking during the grace period ends it; a revoked key cannot be rotated
+    await repo.revoke(record.id);
+    expect(isActive((await repo.get(record.id))!, (await repo.now()).getTime())).toBe(false);
+    expect(await rotateKey(repo, SECRET, record.id, 0)).toMatchObject({ kind: 'refused', reason: 'revoked' });
+    expect(await rotateKey(repo, SECRET, 'AAAAAAAAAAAA', 0)).toEqual({ kind: 'not_found' });
+  });
+
+  it('rotating an expired key is refused, and creates nothing', async () => {
+    const { record } = await createKey(repo, SECRET, {
+      name: 'rot-expired',
+      tier: 'free',
+      expiresAt: new Date(Date.now() - 60_000),
+    });
+    const r = await rotateKey(repo, SECRET, record.id, 60_000);
+    expect(r).toMatchObject({ kind: 'refused', reason: 'expired' });
+    if (r.kind === 'refused') expect(r.message).toContain('expired');
+    expect((await repo.list()).filter((k) => k.name === 'rot-expired')).toHaveLength(1);
+  });
+
+  it('concurrent rotations of one key make one new key', async () => {
+    const { record } = await createKey(repo, SECRET, { name: 'rot-race', tier: 'free' });
+    const others = await Promise.all(Array.from({ length: 4 }, () => backend.open()));
+    try {
+      const results = await Promise.all(
+        [repo, ...others].map((r) => rotateKey(r, SECRET, record.id, 60_000)),
+      );
+      expect(results.filter((r) => r.kind === 'rotated')).toHaveLength(1);
+      for (const r of results.filter((x) => x.kind !== 'rotated')) {
+        expect(r).toMatchObject({ kind: 'refused', reason: 'rotated' });
+      }
+    } finally {
+      await Promise.all(others.map((r) => r.close()));
+    }
+    // the old key and exactly one replacement
+    expect((await repo.list()).filter((k) => k.name === 'rot-race')).toHaveLength(2);
+  });
+
+  it('a rotation that fails half-way leaves nothing behind (one transaction)', async () => {
+    const { record } = await createKey(repo, SECRET, { name: 'rot-atomic', tier: 'free' });
+    await backend.exec(FAIL_REVOKE[backend.name as 'postgres' | 'sqlite'].create);
+    try {
+      await expect(rotateKey(repo, SECRET, record.id, 60_000)).rejects.toThrow(/revoke step failed/);
+    } finally {
+      await backend.exec(FAIL_REVOKE[backend.name as 'postgres' | 'sqlite'].drop);
+    }
+    const keys = (await repo.list()).filter((k) => k.name === 'rot-atomic');
+    expect(keys).toHaveLength(1); // no new key that nobody was ever shown
+    expect(keys[0]!.revokedAt).toBeNull();
   });
 
   it('expired keys are inactive', async () => {
@@ -120,7 +227,7 @@ describe.each(backends)('key repository contract: $name', (backend) => {
       tier: 'free',
       expiresAt: new Date(Date.now() - 1),
     });
-    expect(isActive((await repo.get(record.id))!, Date.now())).toBe(false);
+    expect(isActive((await repo.get(record.id))!, (await repo.now()).getTime())).toBe(false);
   });
 
   it('touch records last use in one batch; the latest instant wins', async () => {

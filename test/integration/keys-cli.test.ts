@@ -4,13 +4,18 @@ import { keyMatches } from '../../src/auth/api-keys/format.js';
 import { isActive, type KeyRepository } from '../../src/stores/database.js';
 import { PostgresKeyRepository } from '../../src/stores/postgres-keys.js';
 import { SqliteKeyRepository } from '../../src/stores/sqlite-keys.js';
+import { createKey } from '../../src/auth/api-keys/manage.js';
+import { faketimeEnv } from '../helpers/faketime.js';
 import { spawnCli, writeTempConfig } from '../helpers/process.js';
 import { createSchema, tempSqliteFile, type PrivateSchema } from './api-keys-db.js';
 
 const SECRET = 'cli-test-secret-0123456789abcdef';
 
-async function cli(args: string[]): Promise<{ code: number | string; out: string }> {
-  const p = spawnCli(args);
+async function cli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | string; out: string }> {
+  const p = spawnCli(args, env);
   const code = await p.exited;
   return { code, out: p.output() };
 }
@@ -140,6 +145,56 @@ describe.each(backends)('gatehouse keys on $name', (backend) => {
     expect(missing.code).not.toBe(0);
     expect(missing.out).toContain('--name');
     expect((await cli(['keys', 'rotate', 'AAAAAAAAAAAA', '-c', config])).code).toBe(1);
+  });
+
+  it('rotate refuses an expired key and a key already rotated', async () => {
+    const expired = await createKey(repo, SECRET, {
+      name: 'cli-expired',
+      tier: 'free',
+      expiresAt: new Date(Date.now() - 60_000),
+    });
+    const r = await cli(['keys', 'rotate', expired.record.id, '-c', config]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain(`key ${expired.record.id} expired at`);
+    expect(r.out).not.toMatch(/gh_[0-9A-Za-z]{12}_/);
+    expect((await repo.list()).filter((k) => k.name === 'cli-expired')).toHaveLength(1);
+    const live = await createKey(repo, SECRET, { name: 'cli-twice', tier: 'free' });
+    expect((await cli(['keys', 'rotate', live.record.id, '-c', config])).code).toBe(0);
+    const twice = await cli(['keys', 'rotate', live.record.id, '-c', config]);
+    expect(twice.code).toBe(1);
+    expect(twice.out).toContain('already rotated');
+  });
+
+  // SQLite's clock is the process's own (one host): a skewed CLI is a PostgreSQL question
+  it.skipIf(backend.name !== 'postgres')("a CLI whose clock is 30 s off uses the database's", async () => {
+    const created = await cli(
+      ['keys', 'create', '--name', 'skew', '--tier', 'free', '--expires', '1h', '-c', config],
+      faketimeEnv('-30s'),
+    );
+    expect(created.code).toBe(0);
+    const id = /gh_([0-9A-Za-z]{12})_/.exec(created.out)![1]!;
+    const stored = (await repo.get(id))!;
+    expect(Math.abs(stored.createdAt.getTime() - (await repo.now()).getTime())).toBeLessThan(5_000);
+    expect(stored.expiresAt!.getTime() - stored.createdAt.getTime()).toBe(3_600_000);
+
+    const before = (await repo.now()).getTime();
+    expect((await cli(['keys', 'revoke', id, '-c', config], faketimeEnv('+30s'))).code).toBe(0);
+    const revokedAt = (await repo.get(id))!.revokedAt!.getTime();
+    expect(revokedAt).toBeGreaterThanOrEqual(before);
+    expect(revokedAt).toBeLessThanOrEqual((await repo.now()).getTime());
+    // a CLI 30 s behind shows it revoked, not "grace until" its own clock catches up
+    const listed = await cli(['keys', 'list', '-c', config], faketimeEnv('-30s'));
+    const line = listed.out.split('\n').find((l) => l.startsWith(id)) ?? '';
+    expect(line).toMatch(/ revoked$/);
+
+    const other = await createKey(repo, SECRET, { name: 'skew-rot', tier: 'free' });
+    const rotated = await cli(
+      ['keys', 'rotate', other.record.id, '--grace', '1h', '-c', config],
+      faketimeEnv('+30s'),
+    );
+    expect(rotated.code).toBe(0);
+    const graceEnd = (await repo.get(other.record.id))!.revokedAt!.getTime();
+    expect(Math.abs(graceEnd - 3_600_000 - (await repo.now()).getTime())).toBeLessThan(5_000);
   });
 });
 

@@ -90,7 +90,7 @@ describe('api key attacks', () => {
   it('revoked and expired keys', async () => {
     const revoked = await newKey();
     expect((await call({ 'x-api-key': revoked.key })).status).toBe(200);
-    await repo.revoke(revoked.record.id, new Date());
+    await repo.revoke(revoked.record.id);
     await new Promise((r) => setTimeout(r, 1000)); // SQLite: re-read within 1 s
     expectProblem(await call({ 'x-api-key': revoked.key }), 401, 'unauthenticated');
     const expired = await newKey({ expiresAt: new Date(Date.now() + 300) });

@@ -1,35 +1,63 @@
 /**
  * API keys (`gh_<id>_<secret>` in the configured header; never from the query string).
  *
- * A key's record is looked up by its id part and cached in-process: `cacheTtl` for a known id,
- * `negativeTtl` for an unknown one (a flood of made-up ids costs one query per id and TTL).
- * The presented key is checked against the record with a constant-time HMAC comparison, then
- * revocation and expiry. When the database cannot be reached, a cached record keeps working
- * (up to `maxStale`), an uncached id gets `unavailable` (503). Revocations arrive by broadcast
- * (PostgreSQL LISTEN/NOTIFY) and drop the id from the cache at once. Last-used instants are
- * collected in memory and written in batches every `flushInterval`, never on the request path.
+ * A key's record is looked up by its id part (`KeyLoader`: batched, capped, failing fast while
+ * the database is down) and cached in-process (`KeyCache`): `cacheTtl` for a known id,
+ * `negativeTtl` for an unknown one, in separately bounded maps. The presented key is checked
+ * against the record with a constant-time HMAC comparison, then revocation and expiry, compared
+ * with the database's clock (the read's `now()` plus the monotonic time since), never with this
+ * instance's wall clock. Every duration here is monotonic.
+ *
+ * Revocations arrive by broadcast (PostgreSQL LISTEN/NOTIFY) and drop the id at once; a
+ * lookup that started before the drop still answers the requests that joined it, but never
+ * fills the cache nor serves a later request. While the listening connection is not confirmed
+ * alive by its heartbeat, a record is trusted for `unconfirmedTtl` past the later of its read and
+ * the last confirmation, instead of `cacheTtl`. When the database cannot be reached, a cached
+ * record keeps working (up to `maxStale`), an uncached id gets `unavailable` (503).
+ * Last-used instants are collected in memory and written in batches every `flushInterval`,
+ * never on the request path.
  */
 import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { ApiKeyConfig, GatewayConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
-import { isActive, openKeyRepository, type ApiKeyRecord, type KeyRepository } from '../../stores/database.js';
-import { ABSENT, type AuthAttempt, type Authenticator, type Consumer } from '../types.js';
+import { isActive, openKeyRepository, type KeyRepository } from '../../stores/database.js';
+import { ABSENT, type AuthAttempt, type Authenticator } from '../types.js';
+import { cachedKey, dbNow, KeyCache, type CachedKey } from './cache.js';
 import { keyMatches, parseKey } from './format.js';
+import { KeyLoader, type Read } from './loader.js';
 
 export type ApiKeyAuthOptions = {
   cacheTtl?: number;
   negativeTtl?: number;
+  /** while the revocation broadcast is not confirmed alive, how long a record is trusted */
+  unconfirmedTtl?: number;
   maxStale?: number;
   flushInterval?: number;
+  /** bound on cached records */
   maxEntries?: number;
-  /** after a failed lookup, how long lookups fail fast before the store is tried again */
+  /** bound on cached unknown ids (apart: made-up ids never push records out) */
+  maxUnknown?: number;
+  /** after a failed lookup, how long lookups fail fast before one probe tries the store again */
   retryAfter?: number;
+  /** reads at once (below the pool's size) */
+  maxInFlight?: number;
+  /** ids per read when lookups queue */
+  batchSize?: number;
+  /** waiting ids beyond which a lookup is refused at once (503) */
+  maxQueued?: number;
+  /** how long a lookup may wait for a read to start before it is refused (503) */
+  maxWait?: number;
   /** bound on the start-time migration */
   readyTimeout?: number;
+  /** monotonic milliseconds (tests inject their own) */
+  clock?: () => number;
 };
 
-/** `at`: when it was read (bounds its use while the store is down); `fresh`: false once invalidated */
-type Entry = { record: ApiKeyRecord | null; consumer: Consumer | null; at: number; fresh: boolean };
+type Resolved = Required<Omit<ApiKeyAuthOptions, 'clock'>>;
+
+/** One lookup of one id; `current` false once an invalidation made its answer too old to keep. */
+type Lookup = { current: boolean; readonly result: Promise<CachedKey | null | 'unavailable'> };
 
 const MALFORMED: AuthAttempt = Object.freeze({ kind: 'invalid', reason: 'malformed api key' });
 const UNKNOWN: AuthAttempt = Object.freeze({ kind: 'invalid', reason: 'unknown api key' });
@@ -58,18 +86,21 @@ export class ApiKeyAuthenticator implements Authenticator {
   readonly challenge: string;
   private readonly header: string;
   private readonly secret: string;
-  private readonly cache = new Map<string, Entry>();
-  private readonly pending = new Map<string, Promise<ApiKeyRecord | null | 'unavailable'>>();
+  private readonly cache: KeyCache;
+  private readonly loader: KeyLoader;
+  private readonly pending = new Map<string, Lookup>();
   private used = new Map<string, Date>();
-  /** bumped by every invalidation: a lookup started before it does not fill the cache */
-  private epoch = 0;
   private readonly flushTimer: NodeJS.Timeout;
-  private readonly opts: Required<ApiKeyAuthOptions>;
+  private readonly opts: Resolved;
+  private readonly clock: () => number;
   private repo: KeyRepository | null = null;
   private readonly repoReady: Promise<KeyRepository | null>;
   private closed = false;
-  /** after a failed lookup, further lookups fail at once until then (no request waits on a dead store) */
-  private storeDownUntil = 0;
+  /** the store broadcasts revocations: records are trusted long only while it is confirmed */
+  private watching = false;
+  /** monotonic ms up to which every revocation notice has been received */
+  private confirmedAt = Number.NEGATIVE_INFINITY;
+  private listenerLost = false;
 
   constructor(
     apiKey: ApiKeyConfig,
@@ -80,22 +111,39 @@ export class ApiKeyAuthenticator implements Authenticator {
     this.header = apiKey.header.toLowerCase();
     this.secret = apiKey.secret;
     this.challenge = `ApiKey header="${this.header}"`;
+    this.clock = options.clock ?? (() => performance.now());
     this.opts = {
       cacheTtl: options.cacheTtl ?? 30_000,
       negativeTtl: options.negativeTtl ?? 5_000,
+      unconfirmedTtl: options.unconfirmedTtl ?? 3_000,
       maxStale: options.maxStale ?? 3_600_000,
       flushInterval: options.flushInterval ?? 5_000,
       maxEntries: options.maxEntries ?? 100_000,
-      readyTimeout: options.readyTimeout ?? 5_000,
+      maxUnknown: options.maxUnknown ?? 10_000,
       retryAfter: options.retryAfter ?? 1_000,
+      maxInFlight: options.maxInFlight ?? 8,
+      batchSize: options.batchSize ?? 64,
+      maxQueued: options.maxQueued ?? 10_000,
+      maxWait: options.maxWait ?? 1_000,
+      readyTimeout: options.readyTimeout ?? 5_000,
     };
+    this.cache = new KeyCache(this.opts.maxEntries, this.opts.maxUnknown);
+    this.loader = new KeyLoader((ids) => this.read(ids), this.opts, this.clock, {
+      down: (err) => this.logger.warn({ err: String(err) }, 'api keys: key store unavailable'),
+      up: () => this.logger.info('api keys: key store reachable again'),
+    });
     this.repoReady = Promise.resolve(repository).then(
       (r) => {
         this.repo = r;
-        r.watchRevocations?.(
-          (id) => this.invalidate(id),
-          () => this.invalidateAll(),
-        );
+        if (r.watchRevocations !== undefined) {
+          this.watching = true;
+          r.watchRevocations({
+            revoked: (id) => this.invalidate(id),
+            reset: () => this.invalidateAll(),
+            alive: (ageMs) => this.confirmed(ageMs),
+            lost: (reason) => this.lost(reason),
+          });
+        }
         return r;
       },
       (err: unknown) => {
@@ -133,43 +181,75 @@ export class ApiKeyAuthenticator implements Authenticator {
     if (typeof raw !== 'string') return MALFORMED;
     const parsed = parseKey(raw);
     if (parsed === null) return MALFORMED;
-    const now = Date.now();
-    const entry = this.cache.get(parsed.id);
-    if (
-      entry !== undefined &&
-      entry.fresh &&
-      now - entry.at < (entry.record ? this.opts.cacheTtl : this.opts.negativeTtl)
-    ) {
-      return this.check(entry, raw, now);
+    const id = parsed.id;
+    const now = this.clock();
+    const entry = this.cache.get(id);
+    if (entry !== undefined) {
+      if (this.trusted(entry, now)) return this.check(entry, raw, now);
+    } else {
+      const unknownSince = this.cache.unknownSince(id);
+      if (unknownSince !== undefined && now - unknownSince < this.opts.negativeTtl) return UNKNOWN;
     }
-    return this.lookup(parsed.id).then((found) => {
-      const t = Date.now();
-      if (found !== 'unavailable') return this.check(this.cache.get(parsed.id) ?? entryOf(found, t), raw, t);
-      // the store is down: a record seen recently enough still answers
-      if (entry?.record && t - entry.at < this.opts.maxStale) return this.check(entry, raw, t);
+    return this.lookup(id, entry !== undefined).then((found) => {
+      const t = this.clock();
+      if (found === null) return UNKNOWN;
+      if (found !== 'unavailable') return this.check(found, raw, t); // what this lookup read
+      // the store is down or overloaded: a record read recently enough still answers, unless a
+      // revocation notice dropped it meanwhile
+      const stale = this.cache.get(id);
+      if (stale !== undefined && t - stale.readAt < this.opts.maxStale) return this.check(stale, raw, t);
       return UNAVAILABLE;
     });
   }
 
-  /** drops one id from the cache (a revocation or rotation elsewhere) */
+  /** Drops one id (a revocation or rotation): lookups already running no longer count for it. */
   invalidate(id: string): void {
-    this.epoch++;
-    this.cache.delete(id);
+    const running = this.pending.get(id);
+    if (running !== undefined) {
+      running.current = false;
+      this.pending.delete(id);
+    }
+    this.cache.drop(id);
   }
 
+  /** Notifications may have been missed: every record is re-read before it is trusted again. */
   invalidateAll(): void {
-    this.epoch++;
-    // keep records for the database-down fallback, but make them stale: refetched on next use
-    for (const entry of this.cache.values()) entry.fresh = false;
+    for (const running of this.pending.values()) running.current = false;
+    this.pending.clear();
+    this.cache.suspectAll();
   }
 
-  private check(entry: Entry, key: string, now: number): AuthAttempt {
+  /** May this record be used without reading it again? */
+  private trusted(entry: CachedKey, now: number): boolean {
+    if (!entry.fresh || now - entry.readAt >= this.opts.cacheTtl) return false;
+    // with a broadcast, past unconfirmedTtl only while the listener vouches for the time since
+    return !this.watching || now - Math.max(entry.readAt, this.confirmedAt) < this.opts.unconfirmedTtl;
+  }
+
+  private confirmed(ageMs: number): void {
+    this.confirmedAt = Math.max(this.confirmedAt, this.clock() - ageMs);
+    if (this.listenerLost) {
+      this.listenerLost = false;
+      this.logger.info('api keys: revocation listener confirmed again');
+    }
+  }
+
+  private lost(reason: string): void {
+    if (this.listenerLost) return;
+    this.listenerLost = true;
+    this.logger.warn(
+      { reason },
+      `api keys: revocation listener lost; records are re-read every ${this.opts.unconfirmedTtl} ms until it is back`,
+    );
+  }
+
+  private check(entry: CachedKey, key: string, now: number): AuthAttempt {
     const record = entry.record;
-    if (record === null || entry.consumer === null) return UNKNOWN;
     if (!keyMatches(this.secret, key, record.hash)) return WRONG;
-    if (!isActive(record, now)) return INACTIVE;
+    const at = dbNow(entry, now);
+    if (!isActive(record, at)) return INACTIVE;
     if (this.used.size < this.opts.maxEntries || this.used.has(record.id))
-      this.used.set(record.id, new Date(now));
+      this.used.set(record.id, new Date(at));
     return { kind: 'ok', consumer: entry.consumer };
   }
 
@@ -183,41 +263,37 @@ export class ApiKeyAuthenticator implements Authenticator {
     return this.migrated;
   }
 
-  private lookup(id: string): Promise<ApiKeyRecord | null | 'unavailable'> {
-    const inFlight = this.pending.get(id);
-    if (inFlight) return inFlight;
-    if (Date.now() < this.storeDownUntil) return Promise.resolve('unavailable');
-    const epoch = this.epoch;
-    const p = this.repoReady
-      .then((repo): Promise<ApiKeyRecord | null> => {
-        if (repo === null) throw new Error('the key store could not be opened');
-        return this.migrate(repo).then(() => repo.get(id));
-      })
-      .then(
-        (record): ApiKeyRecord | null | 'unavailable' => {
-          if (epoch === this.epoch) this.remember(id, entryOf(record, Date.now()));
-          return record;
-        },
-        (err: unknown) => {
-          if (Date.now() >= this.storeDownUntil) {
-            this.logger.warn({ err: String(err) }, 'api keys: key store unavailable');
-          }
-          this.storeDownUntil = Date.now() + this.opts.retryAfter;
-          return 'unavailable' as const;
-        },
-      )
-      .finally(() => this.pending.delete(id));
-    this.pending.set(id, p);
-    return p;
+  private read(ids: string[]) {
+    return this.repoReady.then((repo) => {
+      if (repo === null) throw new Error('the key store could not be opened');
+      return this.migrate(repo).then(() => repo.readMany(ids));
+    });
   }
 
-  private remember(id: string, entry: Entry): void {
-    this.cache.delete(id);
-    if (this.cache.size >= this.opts.maxEntries) {
-      const oldest = this.cache.keys().next();
-      if (!oldest.done) this.cache.delete(oldest.value);
+  /** One lookup per id at a time; its answer is cached only if no invalidation came meanwhile. */
+  private lookup(id: string, known: boolean): Promise<CachedKey | null | 'unavailable'> {
+    const running = this.pending.get(id);
+    if (running !== undefined) return running.result;
+    const lookup: Lookup = {
+      current: true,
+      result: this.loader.load(id, known).then((read) => {
+        if (this.pending.get(id) === lookup) this.pending.delete(id);
+        if (read === 'unavailable') return read;
+        return this.settle(id, read, lookup.current);
+      }),
+    };
+    this.pending.set(id, lookup);
+    return lookup.result;
+  }
+
+  private settle(id: string, read: Read, keep: boolean): CachedKey | null {
+    if (read.record === null) {
+      if (keep) this.cache.setUnknown(id, read.readAt);
+      return null;
     }
-    this.cache.set(id, entry);
+    const entry = cachedKey(read.record, read.readAt, read.dbTime);
+    if (keep) this.cache.setKnown(id, entry);
+    return entry;
   }
 
   /** writes the collected last-used instants in one batch; kept for the next try on failure */
@@ -244,15 +320,4 @@ export class ApiKeyAuthenticator implements Authenticator {
     await Promise.race([this.flush(), new Promise((r) => setTimeout(r, 1000).unref())]);
     await repo.close();
   }
-}
-
-function entryOf(record: ApiKeyRecord | null, at: number): Entry {
-  return {
-    record,
-    consumer: record
-      ? Object.freeze({ id: record.id, tier: record.tier, roles: Object.freeze([...record.roles]) })
-      : null,
-    at,
-    fresh: true,
-  };
 }

@@ -31,50 +31,72 @@ export type NewKeyRequest = {
   name: string;
   tier: string;
   roles?: readonly string[];
+  /** an absolute expiry */
   expiresAt?: Date | null;
+  /** expires this long after the database's now (wins over `expiresAt`) */
+  lifetimeMs?: number;
 };
 
+/** Stores a new key; the record's instants are the database's. `createdAt`: tests only. */
 export async function createKey(
   repo: KeyRepository,
   serverSecret: string,
   req: NewKeyRequest,
-  now = new Date(),
+  createdAt?: Date,
 ): Promise<{ key: string; record: KeyView }> {
   const { id, key } = generateKey();
-  const record = {
+  const stored = await repo.insert({
     id,
     name: req.name,
     tier: req.tier,
     roles: [...(req.roles ?? [])],
     hash: hashKey(serverSecret, key),
-    createdAt: now,
     expiresAt: req.expiresAt ?? null,
-  };
-  await repo.insert(record);
-  return { key, record: viewOf({ ...record, revokedAt: null, lastUsedAt: null }) };
+    ...(req.lifetimeMs === undefined ? {} : { lifetimeMs: req.lifetimeMs }),
+    ...(createdAt === undefined ? {} : { createdAt }),
+  });
+  return { key, record: viewOf(stored) };
 }
+
+export type Rotation =
+  | { kind: 'rotated'; key: string; record: KeyView; previous: KeyView }
+  | { kind: 'not_found' }
+  | { kind: 'refused'; reason: 'revoked' | 'rotated' | 'expired'; message: string };
 
 /**
  * A new key with the old one's name, tier, roles and expiry; the old key stays valid for
- * `graceMs` (0 = revoked now). null: unknown or already revoked key.
+ * `graceMs` (0 = revoked now). One transaction: concurrent rotations of one key make one new
+ * key, and a failure leaves nothing behind. A revoked, already rotated or expired key is refused
+ * (an expired key's replacement would be born expired: create a new key instead).
  */
 export async function rotateKey(
   repo: KeyRepository,
   serverSecret: string,
   id: string,
   graceMs: number,
-  now = new Date(),
-): Promise<{ key: string; record: KeyView; previous: KeyView } | null> {
-  const old = await repo.get(id);
-  if (old === null || (old.revokedAt !== null && old.revokedAt.getTime() <= now.getTime())) return null;
-  const created = await createKey(
-    repo,
-    serverSecret,
-    { name: old.name, tier: old.tier, roles: old.roles, expiresAt: old.expiresAt },
-    now,
-  );
-  const previous = await repo.revoke(id, new Date(now.getTime() + graceMs));
-  return { ...created, previous: viewOf(previous ?? old) };
+): Promise<Rotation> {
+  const { id: newId, key } = generateKey();
+  const result = await repo.rotate(id, { id: newId, hash: hashKey(serverSecret, key) }, graceMs);
+  switch (result.kind) {
+    case 'rotated':
+      return { kind: 'rotated', key, record: viewOf(result.created), previous: viewOf(result.previous) };
+    case 'not_found':
+      return result;
+    case 'expired':
+      return {
+        kind: 'refused',
+        reason: 'expired',
+        message: `key ${id} expired at ${result.at.toISOString()}: create a new key instead`,
+      };
+    case 'revoked':
+      return result.at.getTime() <= result.dbTime
+        ? { kind: 'refused', reason: 'revoked', message: `key ${id} is revoked` }
+        : {
+            kind: 'refused',
+            reason: 'rotated',
+            message: `key ${id} was already rotated (valid until ${result.at.toISOString()}): rotate its replacement`,
+          };
+  }
 }
 
 export const NAME_PATTERN = /^[\w .@:-]{1,100}$/;
