@@ -57,7 +57,7 @@ describe('loading a valid file', () => {
         attempts: 3,
         backoff: 50,
         maxBackoff: 1000,
-        on: ['connect-error', 502, 503, 504],
+        on: ['connect-error', 'reset', 502, 503, 504],
         maxRetryAfter: 2000,
         budget: 0.2,
         minRetries: 10,
