@@ -21,11 +21,15 @@ import { problems } from '../pipeline/problems.js';
 import { sendProblem } from '../server/respond.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor, type UpstreamFailure } from './errors.js';
+import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
 import { isIdempotent, parseRetryAfter, retryReasonOf, type RetryReason } from './retry-policy.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
+
+// undici refuses an upstream's unsolicited 100 Continue; the filter drops it first (once per process)
+dropUnsolicitedContinue();
 
 export type ProxyEnv = {
   readonly bodyLimit: number;
@@ -121,6 +125,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.abort = null;
     this.discarding = false;
     this.contentLength = -1;
+    this.head = null;
 
     const req = ctx.req;
     if (ctx.bodyLength > 0) this.body = req;
@@ -203,30 +208,43 @@ class Exchange implements Dispatcher.DispatchHandlers {
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     const extra = this.ctx.extraResponseHeaders;
     if (extra !== null) appendOwnHeaders(headers, extra);
-    res.writeHead(statusCode, headers);
     this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
       // A 304 may carry the Content-Length of the representation, but never a body. undici's
       // parser would wait for that many bytes anyway (and then time out): finish the response
       // now and drop that upstream connection instead.
+      res.writeHead(statusCode, headers);
       res.end();
       this.done = true;
       this.finishAttempt(null, statusCode);
       this.abort?.(new ClientGoneError());
       return false;
     }
+    // The status line waits for the first body byte or the end (node would not send it sooner:
+    // writeHead only stores it). Until then `headersSent` stays false, so a body that breaks
+    // before its first byte (an invalid chunk size, a reset, a body timeout) still gets a clean
+    // problem answer, or a retry, instead of a cut connection.
+    this.head = headers;
     return true;
   }
 
   private resume: (() => void) | null = null;
   private status = 0;
+  /** the response headers, until the first body byte (or the end) sends them with the status */
+  private head: string[] | null = null;
+
+  private writeHead(res: ServerResponse, head: string[]): void {
+    this.head = null;
+    res.writeHead(this.status, head);
+  }
   /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
   contentLength = -1;
 
   onData(chunk: Buffer): boolean {
     if (this.discarding) return true;
     const res = this.ctx.res;
+    if (this.head !== null) this.writeHead(res, this.head);
     res.bytesOut += chunk.length;
     if (chunk.length === this.contentLength) {
       // The whole (rest of the) body: one end() writes it with the headers in a single syscall,
@@ -249,7 +267,9 @@ class Exchange implements Dispatcher.DispatchHandlers {
     }
     this.done = true;
     this.finishAttempt(null, this.status);
-    if (!this.ctx.res.writableEnded) this.ctx.res.end();
+    const res = this.ctx.res;
+    if (this.head !== null) this.writeHead(res, this.head);
+    if (!res.writableEnded) res.end();
   }
 
   onError(err: Error): void {
@@ -278,6 +298,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       res.destroy();
       return;
     }
+    this.head = null; // this attempt's response never reached the client
     const reason = retryReasonOf(failure);
     const delay = reason === null ? -1 : this.retryDelay(reason, null);
     if (delay >= 0) {
