@@ -96,8 +96,9 @@ export const LimitsSchema = Section(
     keepAliveTimeout: Duration('5s'),
     maxHeaderSize: Size('16kb'),
     maxUrlLength: Size('8kb'),
+    sendTimeout: Duration('60s'),
   },
-  'Limits on what clients may send, and how slowly.',
+  'Limits on what clients may send, and how slowly they send and read.',
 );
 
 export const ShutdownSchema = Section(

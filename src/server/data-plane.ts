@@ -45,6 +45,9 @@ export function createDataPlane(state: DataPlaneState): Server {
     get bodyLimit() {
       return state.runtime.config.limits.bodySize;
     },
+    get sendTimeout() {
+      return state.runtime.config.limits.sendTimeout;
+    },
     isDraining: () => state.draining,
   };
   const end: ChainEnd = {

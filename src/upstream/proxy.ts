@@ -33,6 +33,8 @@ dropUnsolicitedContinue();
 
 export type ProxyEnv = {
   readonly bodyLimit: number;
+  /** `limits.sendTimeout`: ms a client may go without taking a byte of its response (0 = no limit) */
+  readonly sendTimeout: number;
   /** true while draining: responses then close their connections */
   isDraining(): boolean;
 };
@@ -252,12 +254,68 @@ class Exchange implements Dispatcher.DispatchHandlers {
       this.done = true;
       this.contentLength = 0;
       res.end(chunk);
+      if (res.writableLength > 0) this.watchSend(res); // the client has not taken it all yet
       return true;
     }
     if (this.contentLength > 0) this.contentLength -= chunk.length;
     if (res.write(chunk)) return true;
-    if (this.resume !== null && !res.destroyed) res.once('drain', this.resume);
+    if (res.destroyed) return false;
+    // Back-pressure: the upstream socket pauses until the client has taken what is buffered.
+    res.once('drain', (this.onDrain ??= () => this.drained()));
+    this.watchSend(res);
     return false;
+  }
+
+  /** undici's resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
+  private onDrain: (() => void) | null = null;
+
+  private drained(): void {
+    this.sendWaiting = false;
+    this.resume?.();
+  }
+
+  /**
+   * `limits.sendTimeout`: a client that takes no byte for that long is cut, which aborts the
+   * upstream exchange (the response 'close' listener) and frees its pooled connection. Without
+   * it, a client that stops reading holds the connection for as long as it stays connected: the
+   * paused upstream socket is not subject to undici's body timeout. One timer per exchange,
+   * armed only when back-pressure starts and refreshed, never one per chunk. The clock measures
+   * time without progress, not the whole response: when it fires, a backlog that shrank meanwhile
+   * (the client took at least one whole buffered write) starts it again.
+   */
+  private watchSend(res: ServerResponse): void {
+    const limit = this.env.sendTimeout;
+    if (limit <= 0 || res.destroyed) return;
+    this.sendWaiting = true;
+    this.sendBacklog = res.writableLength;
+    if (this.sendTimer === null) this.sendTimer = setTimeout(Exchange.onSendTimer, limit, this);
+    else this.sendTimer.refresh();
+  }
+
+  private sendTimer: NodeJS.Timeout | null = null;
+  /** back-pressure is on (no 'drain' since it started) */
+  private sendWaiting = false;
+  /** bytes the client had yet to take when the clock last (re)started */
+  private sendBacklog = 0;
+
+  /**
+   * Timers run before the loop polls for I/O: after this process stalled (GC, a busy host), the
+   * writes the client completed meanwhile are not counted yet. The verdict waits for the poll.
+   */
+  private static onSendTimer(this: void, exchange: Exchange): void {
+    setImmediate(Exchange.judgeSend, exchange);
+  }
+
+  private static judgeSend(this: void, exchange: Exchange): void {
+    const res = exchange.ctx.res;
+    if (!exchange.sendWaiting || res.destroyed) return;
+    const backlog = res.writableLength;
+    if (backlog < exchange.sendBacklog) {
+      exchange.sendBacklog = backlog;
+      exchange.sendTimer?.refresh();
+      return;
+    }
+    res.destroy(); // 'close' → onClientClose: the upstream exchange stops and its connection is freed
   }
 
   onComplete(): void {
@@ -269,7 +327,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.finishAttempt(null, this.status);
     const res = this.ctx.res;
     if (this.head !== null) this.writeHead(res, this.head);
-    if (!res.writableEnded) res.end();
+    if (!res.writableEnded) {
+      res.end();
+      if (res.writableLength > 0) this.watchSend(res);
+    }
   }
 
   onError(err: Error): void {
@@ -386,6 +447,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
+    }
+    if (this.sendTimer !== null) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = null;
     }
     if (this.done) return;
     this.done = true;

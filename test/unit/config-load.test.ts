@@ -35,6 +35,7 @@ describe('loading a valid file', () => {
       keepAliveTimeout: 5000, // default
       maxHeaderSize: 16 * 1024, // default
       maxUrlLength: 8 * 1024, // default
+      sendTimeout: 60_000, // default
     });
     expect(config.services.orders?.timeouts).toEqual({ connect: 500, response: 1500 });
     expect(config.services.orders?.pool).toEqual({ connections: 16, keepAlive: 30_000 });
