@@ -104,8 +104,9 @@ export const LimitsSchema = Section(
           'request headers whose name has "_" (CGI-style upstreams read X_Real_IP as X-Real-IP): drop them, reject the request (400), or allow them (spellings of the headers the gateway controls are dropped still)',
       },
     ),
+    sendTimeout: Duration('60s'),
   },
-  'Limits on what clients may send, and how slowly.',
+  'Limits on what clients may send, and how slowly they send and read.',
 );
 
 export const ShutdownSchema = Section(
@@ -243,10 +244,10 @@ export const RetrySchema = Section(
     backoff: Duration('50ms'),
     maxBackoff: Duration('1s'),
     on: Type.Array(RetryOn, {
-      default: ['connect-error', 502, 503, 504],
+      default: ['connect-error', 'reset', 502, 503, 504],
       uniqueItems: true,
       description:
-        'what is retried: connect-error (refused, unreachable, connect timeout: the request never reached the target), timeout and reset (the target may have acted on it), and 5xx statuses',
+        'what is retried: connect-error (refused, unreachable, connect timeout: the request never reached the target), reset (the connection broke or the response was invalid before any of it reached the client), timeout (no response headers in time), and 5xx statuses',
     }),
     maxRetryAfter: Duration('2s'),
     budget: Type.Number({

@@ -51,6 +51,9 @@ export function createDataPlane(state: DataPlaneState): Server {
     get bodyLimit() {
       return state.runtime.config.limits.bodySize;
     },
+    get sendTimeout() {
+      return state.runtime.config.limits.sendTimeout;
+    },
     isDraining: () => state.draining,
   };
   const events = state.events;

@@ -20,14 +20,20 @@ import { problems } from '../pipeline/problems.js';
 import { sendProblem } from '../server/respond.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor, type UpstreamFailure } from './errors.js';
+import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
 import { isIdempotent, parseRetryAfter, retryReasonOf, type RetryReason } from './retry-policy.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
 
+// undici refuses an upstream's unsolicited 100 Continue; the filter drops it first (once per process)
+dropUnsolicitedContinue();
+
 export type ProxyEnv = {
   readonly bodyLimit: number;
+  /** `limits.sendTimeout`: ms a client may go without taking a byte of its response (0 = no limit) */
+  readonly sendTimeout: number;
   /** true while draining: responses then close their connections */
   isDraining(): boolean;
 };
@@ -121,6 +127,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.abort = null;
     this.discarding = false;
     this.contentLength = -1;
+    this.head = null;
 
     const req = ctx.req;
     if (ctx.bodyLength > 0) this.body = req;
@@ -203,30 +210,43 @@ class Exchange implements Dispatcher.DispatchHandlers {
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     const extra = this.ctx.extraResponseHeaders;
     if (extra !== null) appendOwnHeaders(headers, extra);
-    res.writeHead(statusCode, headers);
     this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
       // A 304 may carry the Content-Length of the representation, but never a body. undici's
       // parser would wait for that many bytes anyway (and then time out): finish the response
       // now and drop that upstream connection instead.
+      res.writeHead(statusCode, headers);
       res.end();
       this.done = true;
       this.finishAttempt(null, statusCode);
       this.abort?.(new ClientGoneError());
       return false;
     }
+    // The status line waits for the first body byte or the end (node would not send it sooner:
+    // writeHead only stores it). Until then `headersSent` stays false, so a body that breaks
+    // before its first byte (an invalid chunk size, a reset, a body timeout) still gets a clean
+    // problem answer, or a retry, instead of a cut connection.
+    this.head = headers;
     return true;
   }
 
   private resume: (() => void) | null = null;
   private status = 0;
+  /** the response headers, until the first body byte (or the end) sends them with the status */
+  private head: string[] | null = null;
+
+  private writeHead(res: ServerResponse, head: string[]): void {
+    this.head = null;
+    res.writeHead(this.status, head);
+  }
   /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
   contentLength = -1;
 
   onData(chunk: Buffer): boolean {
     if (this.discarding) return true;
     const res = this.ctx.res;
+    if (this.head !== null) this.writeHead(res, this.head);
     res.bytesOut += chunk.length;
     if (chunk.length === this.contentLength) {
       // The whole (rest of the) body: one end() writes it with the headers in a single syscall,
@@ -234,12 +254,68 @@ class Exchange implements Dispatcher.DispatchHandlers {
       this.done = true;
       this.contentLength = 0;
       res.end(chunk);
+      if (res.writableLength > 0) this.watchSend(res); // the client has not taken it all yet
       return true;
     }
     if (this.contentLength > 0) this.contentLength -= chunk.length;
     if (res.write(chunk)) return true;
-    if (this.resume !== null && !res.destroyed) res.once('drain', this.resume);
+    if (res.destroyed) return false;
+    // Back-pressure: the upstream socket pauses until the client has taken what is buffered.
+    res.once('drain', (this.onDrain ??= () => this.drained()));
+    this.watchSend(res);
     return false;
+  }
+
+  /** undici's resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
+  private onDrain: (() => void) | null = null;
+
+  private drained(): void {
+    this.sendWaiting = false;
+    this.resume?.();
+  }
+
+  /**
+   * `limits.sendTimeout`: a client that takes no byte for that long is cut, which aborts the
+   * upstream exchange (the response 'close' listener) and frees its pooled connection. Without
+   * it, a client that stops reading holds the connection for as long as it stays connected: the
+   * paused upstream socket is not subject to undici's body timeout. One timer per exchange,
+   * armed only when back-pressure starts and refreshed, never one per chunk. The clock measures
+   * time without progress, not the whole response: when it fires, a backlog that shrank meanwhile
+   * (the client took at least one whole buffered write) starts it again.
+   */
+  private watchSend(res: ServerResponse): void {
+    const limit = this.env.sendTimeout;
+    if (limit <= 0 || res.destroyed) return;
+    this.sendWaiting = true;
+    this.sendBacklog = res.writableLength;
+    if (this.sendTimer === null) this.sendTimer = setTimeout(Exchange.onSendTimer, limit, this);
+    else this.sendTimer.refresh();
+  }
+
+  private sendTimer: NodeJS.Timeout | null = null;
+  /** back-pressure is on (no 'drain' since it started) */
+  private sendWaiting = false;
+  /** bytes the client had yet to take when the clock last (re)started */
+  private sendBacklog = 0;
+
+  /**
+   * Timers run before the loop polls for I/O: after this process stalled (GC, a busy host), the
+   * writes the client completed meanwhile are not counted yet. The verdict waits for the poll.
+   */
+  private static onSendTimer(this: void, exchange: Exchange): void {
+    setImmediate(Exchange.judgeSend, exchange);
+  }
+
+  private static judgeSend(this: void, exchange: Exchange): void {
+    const res = exchange.ctx.res;
+    if (!exchange.sendWaiting || res.destroyed) return;
+    const backlog = res.writableLength;
+    if (backlog < exchange.sendBacklog) {
+      exchange.sendBacklog = backlog;
+      exchange.sendTimer?.refresh();
+      return;
+    }
+    res.destroy(); // 'close' → onClientClose: the upstream exchange stops and its connection is freed
   }
 
   onComplete(): void {
@@ -249,7 +325,12 @@ class Exchange implements Dispatcher.DispatchHandlers {
     }
     this.done = true;
     this.finishAttempt(null, this.status);
-    if (!this.ctx.res.writableEnded) this.ctx.res.end();
+    const res = this.ctx.res;
+    if (this.head !== null) this.writeHead(res, this.head);
+    if (!res.writableEnded) {
+      res.end();
+      if (res.writableLength > 0) this.watchSend(res);
+    }
   }
 
   onError(err: Error): void {
@@ -278,6 +359,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       res.destroy();
       return;
     }
+    this.head = null; // this attempt's response never reached the client
     const reason = retryReasonOf(failure);
     const delay = reason === null ? -1 : this.retryDelay(reason, null);
     if (delay >= 0) {
@@ -365,6 +447,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
+    }
+    if (this.sendTimer !== null) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = null;
     }
     if (this.done) return;
     this.done = true;

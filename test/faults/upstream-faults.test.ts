@@ -24,6 +24,13 @@ const onRequestHead = (fn: (socket: Socket) => void) => (socket: Socket) => {
   });
 };
 
+/** Counts the connections a raw upstream accepts (in `connections.count`). */
+const connections = { count: 0 };
+const countConnections = (fn: (socket: Socket) => void) => (socket: Socket) => {
+  connections.count++;
+  fn(socket);
+};
+
 /** Outcome of a request whose response may be cut: status, what arrived, and how it ended. */
 type Outcome = { status: number; body: string; complete: boolean; error: string | null };
 
@@ -102,6 +109,36 @@ describe('upstream faults', () => {
         ),
       ),
     );
+    const final = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal';
+    const continueFirst = await raw(
+      countConnections(onRequestHead((s) => s.write('HTTP/1.1 100 Continue\r\n\r\n' + final))),
+    );
+    const continueSplit = await raw(
+      onRequestHead((s) => {
+        // one 100 cut in the middle of its status line, then a second one with a header field
+        s.write('HTTP/1.1 10');
+        setTimeout(() => s.write('0 Continue\r\nX-Note: a\r\n\r\nHTTP/1.1 100 Continue\r\n'), 20);
+        setTimeout(() => s.write('\r\n' + final), 40);
+      }),
+    );
+    const processing = await raw(onRequestHead((s) => s.write('HTTP/1.1 102 Processing\r\n\r\n' + final)));
+    const hintsThenContinue = await raw(
+      onRequestHead((s) =>
+        s.write(
+          'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n' +
+            'HTTP/1.1 100 Continue\r\n\r\n' +
+            final,
+        ),
+      ),
+    );
+    const badChunkFirst = await raw(
+      onRequestHead((s) =>
+        s.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n'),
+      ),
+    );
+    const stallBeforeBody = await raw(
+      onRequestHead((s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n')),
+    );
     slow = await startUpstream((req, res) => {
       if (req.url === '/slow-body') {
         res.writeHead(200, { 'content-type': 'text/plain' });
@@ -133,6 +170,12 @@ describe('upstream faults', () => {
       badChunk,
       doubleLength,
       earlyHints,
+      continueFirst,
+      continueSplit,
+      processing,
+      hintsThenContinue,
+      badChunkFirst,
+      stallBeforeBody,
       slow: slow.url,
     };
     gw = await startGateway(`
@@ -215,6 +258,65 @@ ${Object.keys(services)
     );
     expect(hints.statusCode).toBe(103);
     expect(hints.headers.link).toBe('</style.css>; rel=preload');
+  });
+
+  describe('unsolicited 1xx answers before the final response are dropped', () => {
+    it('100 Continue: the final response, on a connection that stays usable', async () => {
+      const before = connections.count;
+      for (const method of ['GET', 'POST', 'GET']) {
+        const r = await request(`${gw.url}/continueFirst/x`, {
+          method,
+          body: method === 'POST' ? 'data' : '',
+        });
+        expect(r.status).toBe(200);
+        expect(r.headers['x-final']).toBe('yes');
+        expect(r.body.toString()).toBe('final');
+      }
+      // the three exchanges shared one kept-alive upstream connection
+      expect(connections.count - before).toBe(1);
+    });
+
+    it('100 Continue arriving in pieces, twice, with a header field: the final response', async () => {
+      const r = await get('/continueSplit/x');
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe('final');
+    });
+
+    it('102 Processing: the final response', async () => {
+      const r = await get('/processing/x');
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toBe('final');
+    });
+
+    it('103 Early Hints, then 100 Continue: the hints, then the final response', async () => {
+      const hints: unknown[] = [];
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(`${gw.url}/hintsThenContinue/x`, { agent: false });
+        req.on('information', (info: { statusCode: number; headers: Record<string, unknown> }) =>
+          hints.push([info.statusCode, info.headers.link]),
+        );
+        req.on('error', reject);
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.end();
+      });
+      expect(hints).toEqual([[103, '</a.css>; rel=preload']]);
+      expect(r).toEqual({ status: 200, body: 'final' });
+    });
+  });
+
+  describe('a body that fails before its first byte: nothing was sent yet, so a clean answer', () => {
+    it('an invalid chunk size at the start of the body → 502 upstream_error', async () => {
+      const p = expectProblem(await get('/badChunkFirst/x'), 502, 'upstream_error');
+      expect(p.detail).toContain('invalid response');
+    });
+
+    it('headers, then no body byte within the response timeout → 504 upstream_timeout', async () => {
+      expectProblem(await get('/stallBeforeBody/x'), 504, 'upstream_timeout');
+    });
   });
 
   it('a slow upstream within the timeout → 200', async () => {

@@ -4,6 +4,8 @@
  * it and sending SIGHUP); SRV records are command-line options (changed by restarting on the same
  * port). `--local=/#/` makes every name local, so unknown names get NXDOMAIN and a name with
  * records of the other family gets NODATA instead of REFUSED (there is no upstream to ask).
+ * Names listed in `unanswered` are not local: dnsmasq answers what its hosts file has for them
+ * and refuses the rest (REFUSED for the other family), like a dnsmasq without upstream servers.
  * Queries are logged to stderr and counted per name. Every process started is killed by `close`,
  * and by a process exit hook should a test file die first.
  */
@@ -28,6 +30,8 @@ export type DnsRecords = {
   /** name → addresses (IPv4 and IPv6 alike) */
   readonly hosts?: Readonly<Record<string, readonly string[]>>;
   readonly srv?: readonly SrvRecordSpec[];
+  /** names whose queries the hosts file cannot answer are REFUSED, not NODATA or NXDOMAIN */
+  readonly unanswered?: readonly string[];
 };
 
 export type PrivateDnsmasq = {
@@ -42,6 +46,8 @@ export type PrivateDnsmasq = {
   setHosts(hosts: DnsRecords['hosts']): Promise<void>;
   /** restarts on the same port with these SRV records */
   setSrv(srv: DnsRecords['srv']): Promise<void>;
+  /** restarts on the same port with these names unanswered (see `DnsRecords.unanswered`) */
+  setUnanswered(names: DnsRecords['unanswered']): Promise<void>;
   /** queries received so far for `name` (any type), from the query log */
   queries(name: string): number;
   /** kills the server (SIGKILL) and waits until it has exited */
@@ -89,6 +95,11 @@ function srvArgs(srv: DnsRecords['srv']): string[] {
   );
 }
 
+/** `#`: the standard servers, of which there are none (`--no-resolv`): what is not in hosts is refused */
+function unansweredArgs(names: DnsRecords['unanswered']): string[] {
+  return (names ?? []).map((name) => `--server=/${name}/#`);
+}
+
 class BindError extends Error {}
 
 export async function startDnsmasq(records: DnsRecords = {}): Promise<PrivateDnsmasq> {
@@ -97,6 +108,7 @@ export async function startDnsmasq(records: DnsRecords = {}): Promise<PrivateDns
   const hostsPath = join(dir, 'hosts');
   writeFileSync(hostsPath, hostsFile(records.hosts));
   let srv = srvArgs(records.srv);
+  let unanswered = unansweredArgs(records.unanswered);
   let port = 0;
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
@@ -122,6 +134,7 @@ export async function startDnsmasq(records: DnsRecords = {}): Promise<PrivateDns
     '--log-queries',
     '--log-facility=-',
     ...srv,
+    ...unanswered,
   ];
 
   const probe = async (p: number): Promise<boolean> => {
@@ -227,6 +240,12 @@ export async function startDnsmasq(records: DnsRecords = {}): Promise<PrivateDns
     },
     async setSrv(records) {
       srv = srvArgs(records);
+      if (!child) return;
+      await stop();
+      await start();
+    },
+    async setUnanswered(names) {
+      unanswered = unansweredArgs(names);
       if (!child) return;
       await stop();
       await start();

@@ -15,7 +15,7 @@ const POD_A = 'pod-a.orders.shop.svc.cluster.local';
 const POD_B = 'pod-b.orders.shop.svc.cluster.local';
 const POD_C = 'pod-c.orders.shop.svc.cluster.local';
 
-type LogLine = { level: number; msg: string; code?: string; dns?: string };
+type LogLine = { level: number; msg: string; code?: string; dns?: string; failed?: string[] };
 
 let server: PrivateDnsmasq;
 const hosts: Record<string, string[]> = {
@@ -27,7 +27,11 @@ const hosts: Record<string, string[]> = {
   'down.test': ['127.0.0.2'],
   'closed.test': ['127.0.0.2'],
   'control.test': ['127.0.0.2'],
+  'partial.test': ['127.0.0.2'],
+  'dual.test': ['127.0.0.2', '::1'],
 };
+/** names dnsmasq refuses what its hosts file cannot answer for (AAAA here), as without upstreams */
+const unanswered = ['partial.test'];
 const srvRecords: SrvRecordSpec[] = [
   { name: SRV_NAME, target: POD_A, port: 8081 },
   { name: SRV_NAME, target: POD_B, port: 8082 },
@@ -40,7 +44,7 @@ const logs: LogLine[] = [];
 const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as LogLine) });
 
 beforeAll(async () => {
-  server = await startDnsmasq({ hosts, srv: srvRecords });
+  server = await startDnsmasq({ hosts, srv: srvRecords, unanswered });
 });
 afterAll(async () => {
   await server?.close();
@@ -172,6 +176,48 @@ describe('DNS discovery against dnsmasq', () => {
     await waitFor(() => logsFor('later.test', 40).length === 2, 'a second failure streak');
     expect(discovery.origins).toEqual(['http://127.0.0.5:8080']);
     expect(changes).toHaveLength(1);
+  });
+
+  it('A answered, AAAA refused: the A targets, and one warning for the whole streak', async () => {
+    const { discovery, changes, last } = discover('partial.test');
+    await discovery.ready(10_000);
+    expect(discovery.origins).toEqual(['http://127.0.0.2:8080']);
+    const warnings = () => logsFor('partial.test', 40);
+    expect(warnings()).toEqual([
+      expect.objectContaining({
+        code: 'EREFUSED',
+        failed: ['AAAA partial.test'],
+        msg: 'dns discovery lookup failed in part; using the answers, and the last known addresses of the failed queries',
+      }),
+    ]);
+
+    // the A records are followed while AAAA keeps being refused, without another warning
+    await setHosts('partial.test', ['127.0.0.2', '127.0.0.3']);
+    await waitFor(() => changes.length === 2, 'the second A record');
+    expect(last()).toEqual(['http://127.0.0.2:8080', 'http://127.0.0.3:8080']);
+    expect(server.queries('partial.test')).toBeGreaterThanOrEqual(4);
+    expect(warnings()).toHaveLength(1);
+  });
+
+  it('a family that starts being refused keeps its last addresses while the other is followed', async () => {
+    const { discovery, last } = discover('dual.test');
+    await discovery.ready(10_000);
+    expect(discovery.origins).toEqual(['http://127.0.0.2:8080', 'http://[::1]:8080']);
+
+    // the AAAA record goes, and dnsmasq now refuses AAAA for the name instead of saying NODATA
+    hosts['dual.test'] = ['127.0.0.3'];
+    await server.setHosts(hosts);
+    await server.setUnanswered([...unanswered, 'dual.test']);
+    try {
+      await waitFor(() => last()?.[0] === 'http://127.0.0.3:8080', 'the new A record');
+      expect(last()).toEqual(['http://127.0.0.3:8080', 'http://[::1]:8080']);
+      await waitFor(
+        () => logsFor('dual.test', 40).some((l) => l.failed?.includes('AAAA dual.test') === true),
+        'the partial failure warning',
+      );
+    } finally {
+      await server.setUnanswered(unanswered);
+    }
   });
 
   it('close() stops the lookups: no more queries, no onChange', async () => {

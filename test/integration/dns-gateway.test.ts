@@ -80,6 +80,7 @@ describe('DNS discovery through the gateway', () => {
     'svc.test': ['127.0.0.2', '127.0.0.3'],
     'a.srv.test': ['127.0.0.2'],
     'c.srv.test': ['127.0.0.1'],
+    'partial.test': ['127.0.0.3'],
   };
 
   beforeAll(async () => {
@@ -90,6 +91,8 @@ describe('DNS discovery through the gateway', () => {
     other = { server, port: (server.address() as AddressInfo).port };
     dns = await startDnsmasq({
       hosts,
+      // AAAA for this name is refused, as by a dnsmasq without upstream servers
+      unanswered: ['partial.test'],
       srv: [
         { name: SRV_NAME, target: 'a.srv.test', port: ups.port },
         { name: SRV_NAME, target: 'c.srv.test', port: other.port },
@@ -101,10 +104,12 @@ services:
   svc: { discovery: { dns: svc.test, port: ${ups.port}, refresh: 200ms } }
   srv: { discovery: { dns: ${SRV_NAME}, refresh: 200ms } }
   none: { discovery: { dns: nothing-here.test, port: ${ups.port}, refresh: 200ms } }
+  partial: { discovery: { dns: partial.test, port: ${ups.port}, refresh: 200ms } }
 routes:
   - { name: svc, match: { path: /svc/** }, service: svc }
   - { name: srv, match: { path: /srv/** }, service: srv }
   - { name: none, match: { path: /none/** }, service: none }
+  - { name: partial, match: { path: /partial/** }, service: partial }
 `);
   });
   afterEach(async () => {
@@ -164,6 +169,11 @@ routes:
   it("SRV records: each target with its record's port", async () => {
     expect(await targetsOf('srv')).toEqual([origin('127.0.0.1', other.port), origin('127.0.0.2')]);
     expect(tally(await answers(`${gw.url}/srv/x`, 10))).toEqual({ '127.0.0.1': 5, '127.0.0.2': 5 });
+  });
+
+  it('A answered, AAAA refused by the resolver: the A targets serve (not 503 no_healthy_target)', async () => {
+    expect(await targetsOf('partial')).toEqual([origin('127.0.0.3')]);
+    expect(tally(await answers(`${gw.url}/partial/x`, 4))).toEqual({ '127.0.0.3': 4 });
   });
 
   it('a name without records: 503 no_healthy_target', async () => {

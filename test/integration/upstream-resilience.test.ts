@@ -732,3 +732,82 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
     expect(await retries('deadline2', 'connect-error')).toBe(0);
   });
 });
+
+/**
+ * A raw upstream that answers `a` to the first request on each connection (kept alive) and
+ * closes the connection when a second request arrives on it: a target that went away behind a
+ * pooled keep-alive connection. The methods of the requests it dropped are kept.
+ */
+async function dropsPooled() {
+  const dropped: string[] = [];
+  const raw = await startRawUpstream((socket) => {
+    let buf = Buffer.alloc(0);
+    let served = 0;
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        buf = buf.subarray(end + 4 + length);
+        if (served++ > 0) {
+          dropped.push(head.split(' ')[0] ?? '');
+          socket.destroy();
+          return;
+        }
+        socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\na');
+      }
+    });
+  });
+  return { ...raw, dropped };
+}
+
+describe('retry.on by default: a reset of a pooled connection', () => {
+  let gw: TestGateway;
+  let other: Backend;
+  let dropper: Awaited<ReturnType<typeof dropsPooled>>;
+
+  beforeAll(async () => {
+    other = await backend('b');
+    dropper = await dropsPooled();
+    // retry left at its defaults
+    gw = await startGateway(`
+services:
+  pooled: { targets: [${dropper.url}, ${other.url}], ${QUIET} }
+${routes(['pooled'])}
+`);
+  });
+  afterAll(async () => {
+    await gw.close();
+    await Promise.all([other.up.close(), dropper.close()]);
+  });
+
+  const resetRetries = () =>
+    metric(gw, 'gatehouse_upstream_retries_total', { service: 'pooled', reason: 'reset' });
+
+  it('a GET is retried on the other target and answered 200', async () => {
+    // round-robin: the dropping target gets every other request, its second on its pooled connection
+    const got = await answers(`${gw.url}/pooled/x`, 6);
+    expect(got.every((body) => body === 'a' || body === 'b')).toBe(true);
+    expect(dropper.dropped.filter((m) => m === 'GET').length).toBeGreaterThanOrEqual(1);
+    expect(await resetRetries()).toBe(dropper.dropped.length);
+  });
+
+  it('a POST is not retried: 502 upstream_error', async () => {
+    const retried = await resetRetries();
+    const before = dropper.dropped.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await request(`${gw.url}/pooled/x`, { method: 'POST', body: 'order' });
+      if (r.status !== 200) expectProblem(r, 502, 'upstream_error');
+      statuses.push(r.status);
+    }
+    const droppedPosts = dropper.dropped.slice(before);
+    expect(droppedPosts.length).toBeGreaterThanOrEqual(1);
+    expect(droppedPosts.every((m) => m === 'POST')).toBe(true);
+    expect(statuses.filter((s) => s === 502)).toHaveLength(droppedPosts.length);
+    expect(await resetRetries()).toBe(retried);
+  });
+});

@@ -39,6 +39,7 @@ describe('loading a valid file', () => {
       maxHeaderSize: 16 * 1024, // default
       maxUrlLength: 8 * 1024, // default
       headersWithUnderscores: 'drop', // default
+      sendTimeout: 60_000, // default
     });
     expect(config.services.orders?.timeouts).toEqual({ connect: 500, response: 1500 });
     expect(config.services.orders?.pool).toEqual({ connections: 16, keepAlive: 30_000 });
@@ -61,7 +62,7 @@ describe('loading a valid file', () => {
         attempts: 3,
         backoff: 50,
         maxBackoff: 1000,
-        on: ['connect-error', 502, 503, 504],
+        on: ['connect-error', 'reset', 502, 503, 504],
         maxRetryAfter: 2000,
         budget: 0.2,
         minRetries: 10,

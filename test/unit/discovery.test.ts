@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DiscoveryConfig, ServiceConfig } from '../../src/config/schema.js';
 import {
+  AddressAnswers,
   applyOutcome,
   buildOrigins,
   createDiscovery,
@@ -16,6 +17,7 @@ import {
   lookupOrigins,
   lowestPriority,
   nextDelay,
+  NO_KNOWN_ADDRESSES,
   originOf,
   type DiscoveryState,
   type DnsLookup,
@@ -101,13 +103,34 @@ describe('errorCode', () => {
 });
 
 describe('applyOutcome', () => {
-  const ok = (origins: string[], ttls: number[] = []): LookupOutcome => ({ ok: true, origins, ttls });
+  const known = NO_KNOWN_ADDRESSES;
+  const ok = (origins: string[], ttls: number[] = []): LookupOutcome => ({
+    ok: true,
+    origins,
+    ttls,
+    known,
+    failed: [],
+    code: null,
+  });
+  const partial = (origins: string[], failed: string[], code = 'EREFUSED'): LookupOutcome => ({
+    ok: true,
+    origins,
+    ttls: [],
+    known,
+    failed,
+    code,
+  });
   const fail = (code: string): LookupOutcome => ({ ok: false, code });
+  const state = (origins: string[], failing: DiscoveryState['failing'] = 'none'): DiscoveryState => ({
+    origins,
+    failing,
+    known,
+  });
 
   it('takes a first answer as a change, without logging', () => {
     const step = applyOutcome(INITIAL_STATE, ok(['http://a:1'], [5]), 10_000);
     expect(step).toEqual({
-      state: { origins: ['http://a:1'], failing: false },
+      state: state(['http://a:1']),
       added: ['http://a:1'],
       removed: [],
       log: undefined,
@@ -116,35 +139,121 @@ describe('applyOutcome', () => {
   });
 
   it('keeps the same list object when nothing changed', () => {
-    const state = { origins: ['http://a:1'], failing: false };
-    const step = applyOutcome(state, ok(['http://a:1']), 10_000);
-    expect(step.state.origins).toBe(state.origins);
+    const before = state(['http://a:1']);
+    const step = applyOutcome(before, ok(['http://a:1']), 10_000);
+    expect(step.state.origins).toBe(before.origins);
     expect(step.added).toEqual([]);
     expect(step.removed).toEqual([]);
   });
 
   it('keeps the last known origins on failure and on an empty answer, warning once per streak', () => {
-    let state: DiscoveryState = { origins: ['http://a:1'], failing: false };
-    const first = applyOutcome(state, fail('ETIMEOUT'), 10_000);
+    const first = applyOutcome(state(['http://a:1']), fail('ETIMEOUT'), 10_000);
     expect(first).toMatchObject({
-      state: { origins: ['http://a:1'], failing: true },
+      state: state(['http://a:1'], 'all'),
       added: [],
       removed: [],
       log: { level: 'warn', code: 'ETIMEOUT' },
       delayMs: 10_000,
     });
-    state = first.state;
-    const second = applyOutcome(state, ok([]), 10_000);
-    expect(second.state).toEqual({ origins: ['http://a:1'], failing: true });
+    const second = applyOutcome(first.state, ok([]), 10_000);
+    expect(second.state).toEqual(state(['http://a:1'], 'all'));
     expect(second.log).toBeUndefined();
     const back = applyOutcome(second.state, ok(['http://a:1', 'http://b:1']), 10_000);
-    expect(back.state).toEqual({ origins: ['http://a:1', 'http://b:1'], failing: false });
+    expect(back.state).toEqual(state(['http://a:1', 'http://b:1']));
     expect(back.log).toEqual({ level: 'info' });
     expect(back.added).toEqual(['http://b:1']);
   });
 
   it('reports an empty answer as ENODATA', () => {
     expect(applyOutcome(INITIAL_STATE, ok([]), 1000).log).toEqual({ level: 'warn', code: 'ENODATA' });
+  });
+
+  it('uses a partial answer, and warns once per streak of partial failures naming what failed', () => {
+    const first = applyOutcome(INITIAL_STATE, partial(['http://a:1'], ['AAAA svc']), 10_000);
+    expect(first.state).toEqual(state(['http://a:1'], 'partial'));
+    expect(first.added).toEqual(['http://a:1']);
+    expect(first.log).toEqual({ level: 'warn', code: 'EREFUSED', failed: ['AAAA svc'] });
+    const again = applyOutcome(first.state, partial(['http://a:1', 'http://b:1'], ['AAAA svc']), 10_000);
+    expect(again.added).toEqual(['http://b:1']);
+    expect(again.log).toBeUndefined();
+    // the whole lookup failing is news even during a partial streak, and so is its end
+    const down = applyOutcome(again.state, fail('ETIMEOUT'), 10_000);
+    expect(down.log).toEqual({ level: 'warn', code: 'ETIMEOUT' });
+    const partly = applyOutcome(down.state, partial(['http://a:1'], ['AAAA svc']), 10_000);
+    expect(partly.log).toEqual({ level: 'info', failed: ['AAAA svc'] });
+    expect(partly.removed).toEqual(['http://b:1']);
+    const whole = applyOutcome(partly.state, ok(['http://a:1']), 10_000);
+    expect(whole.state.failing).toBe('none');
+    expect(whole.log).toEqual({ level: 'info' });
+  });
+
+  it("a partial answer with no address at all keeps the last origins, with the failed query's code", () => {
+    const step = applyOutcome(state(['http://a:1']), partial([], ['A svc'], 'ETIMEOUT'), 10_000);
+    expect(step.state).toEqual(state(['http://a:1'], 'all'));
+    expect(step.log).toEqual({ level: 'warn', code: 'ETIMEOUT' });
+  });
+
+  it('remembers what each query answered', () => {
+    const answered = new Map([['A svc', ['10.0.0.1']]]);
+    const step = applyOutcome(
+      INITIAL_STATE,
+      { ok: true, origins: ['http://10.0.0.1:80'], ttls: [], known: answered, failed: [], code: null },
+      1000,
+    );
+    expect(step.state.known).toBe(answered);
+    // a failed lookup changes nothing of it
+    expect(applyOutcome(step.state, fail('ETIMEOUT'), 1000).state.known).toBe(answered);
+  });
+});
+
+describe('AddressAnswers', () => {
+  const fulfilled = (records: RecordWithTtl[]): PromiseSettledResult<RecordWithTtl[]> => ({
+    status: 'fulfilled',
+    value: records,
+  });
+  const rejected = (code: string): PromiseSettledResult<RecordWithTtl[]> => ({
+    status: 'rejected',
+    reason: dnsError(code),
+  });
+
+  it('takes answers (ENODATA: none) and remembers them with their TTLs', () => {
+    const answers = new AddressAnswers(NO_KNOWN_ADDRESSES);
+    expect(answers.take('A svc', fulfilled([a('10.0.0.1', 7)]), false)).toEqual(['10.0.0.1']);
+    expect(answers.take('AAAA svc', rejected('ENODATA'), false)).toEqual([]);
+    expect(answers.answered).toBe(2);
+    expect(answers.ttls).toEqual([7]);
+    expect([...answers.known]).toEqual([
+      ['A svc', ['10.0.0.1']],
+      ['AAAA svc', []],
+    ]);
+    expect(answers.failed).toEqual([]);
+    expect(answers.code).toBeNull();
+  });
+
+  it('a failed query gives its last known addresses, for that query only', () => {
+    const previous = new Map([
+      ['A svc', ['10.0.0.1']],
+      ['AAAA svc', ['fd00::1']],
+    ]);
+    const answers = new AddressAnswers(previous);
+    expect(answers.take('A svc', fulfilled([a('10.0.0.2')]), false)).toEqual(['10.0.0.2']);
+    expect(answers.take('AAAA svc', rejected('EREFUSED'), false)).toEqual(['fd00::1']);
+    expect(answers.take('AAAA other', rejected('ESERVFAIL'), false)).toEqual([]);
+    expect(answers.failed).toEqual(['AAAA svc', 'AAAA other']);
+    expect(answers.code).toBe('EREFUSED');
+    expect(answers.answered).toBe(1);
+    expect([...answers.known]).toEqual([
+      ['A svc', ['10.0.0.2']],
+      ['AAAA svc', ['fd00::1']],
+    ]);
+  });
+
+  it('NXDOMAIN is a failure, except for SRV targets (a pod gone before its record)', () => {
+    const answers = new AddressAnswers(new Map([['A pod', ['10.0.0.1']]]));
+    expect(answers.take('A svc', rejected('ENOTFOUND'), false)).toEqual([]);
+    expect(answers.take('A pod', rejected('ENOTFOUND'), true)).toEqual([]);
+    expect(answers.failed).toEqual(['A svc']);
+    expect(answers.known.get('A pod')).toEqual([]);
   });
 });
 
@@ -205,17 +314,49 @@ describe('lookupOrigins', () => {
       ok: true,
       origins: ['http://10.0.0.1:8080', 'http://10.0.0.2:8080'],
       ttls: [30, 5],
+      known: new Map([
+        ['A svc', ['10.0.0.2', '10.0.0.1']],
+        ['AAAA svc', []],
+      ]),
+      failed: [],
+      code: null,
     });
     r.v6['svc'] = [a('fd00::1', 3)];
     const both = await lookupOrigins(r, discoveryConfig('svc'));
     expect(both.ok && both.origins).toContain('http://[fd00::1]:8080');
   });
 
-  it('fails on any other error of either family', async () => {
+  it('one family failing: the other is used, and the failed one gives its last known addresses', async () => {
     const r = new ScriptedResolver();
     r.v4['svc'] = [a('10.0.0.1')];
+    r.v6['svc'] = 'EREFUSED';
+    const first = await lookupOrigins(r, discoveryConfig('svc'));
+    expect(first).toMatchObject({
+      ok: true,
+      origins: ['http://10.0.0.1:8080'],
+      failed: ['AAAA svc'],
+      code: 'EREFUSED',
+    });
+
+    // AAAA answered once, then fails again while A changes: A's new answer, AAAA's last one
+    r.v6['svc'] = [a('fd00::1')];
+    const both = await lookupOrigins(r, discoveryConfig('svc'));
+    r.v4['svc'] = [a('10.0.0.2')];
     r.v6['svc'] = 'ESERVFAIL';
-    expect(await lookupOrigins(r, discoveryConfig('svc'))).toEqual({ ok: false, code: 'ESERVFAIL' });
+    const later = await lookupOrigins(r, discoveryConfig('svc'), both.ok ? both.known : undefined);
+    expect(later).toMatchObject({
+      ok: true,
+      origins: ['http://10.0.0.2:8080', 'http://[fd00::1]:8080'],
+      failed: ['AAAA svc'],
+      code: 'ESERVFAIL',
+    });
+  });
+
+  it('fails when every query fails', async () => {
+    const r = new ScriptedResolver();
+    r.v4['svc'] = 'ETIMEOUT';
+    r.v6['svc'] = 'ESERVFAIL';
+    expect(await lookupOrigins(r, discoveryConfig('svc'))).toEqual({ ok: false, code: 'ETIMEOUT' });
     expect(await lookupOrigins(r, discoveryConfig('missing'))).toEqual({ ok: false, code: 'ENOTFOUND' });
   });
 
@@ -233,21 +374,40 @@ describe('lookupOrigins', () => {
     r.v6['pod-b'] = [a('fd00::2', 4)];
     r.v4['backup'] = [a('10.0.0.9')];
     r.v6['backup'] = 'ENODATA';
-    expect(await lookupOrigins(r, discoveryConfig('_http._tcp.svc', { scheme: 'https' }))).toEqual({
+    expect(await lookupOrigins(r, discoveryConfig('_http._tcp.svc', { scheme: 'https' }))).toMatchObject({
       ok: true,
       origins: ['https://10.0.0.1:8081', 'https://[fd00::2]:8082'],
       ttls: [20, 4],
+      failed: [],
     });
   });
 
-  it('SRV: a target that cannot be resolved (not NXDOMAIN) fails the lookup', async () => {
+  it("SRV: a target's family that cannot be resolved keeps its last known addresses; the others are used", async () => {
     const r = new ScriptedResolver();
-    r.srv['_http._tcp.svc'] = [srv('pod-a', 8081)];
-    r.v4['pod-a'] = 'ETIMEOUT';
+    r.srv['_http._tcp.svc'] = [srv('pod-a', 8081), srv('pod-b', 8082)];
+    r.v4['pod-a'] = [a('10.0.0.1')];
     r.v6['pod-a'] = 'ENODATA';
+    r.v4['pod-b'] = [a('10.0.0.2')];
+    r.v6['pod-b'] = 'ENODATA';
+    const first = await lookupOrigins(r, discoveryConfig('_http._tcp.svc'));
+    r.v4['pod-a'] = 'ETIMEOUT';
+    r.v4['pod-b'] = [a('10.0.0.3')];
+    expect(
+      await lookupOrigins(r, discoveryConfig('_http._tcp.svc'), first.ok ? first.known : undefined),
+    ).toMatchObject({
+      ok: true,
+      origins: ['http://10.0.0.1:8081', 'http://10.0.0.3:8082'],
+      failed: ['A pod-a'],
+      code: 'ETIMEOUT',
+    });
+  });
+
+  it('SRV: the SRV query failing fails the lookup', async () => {
+    const r = new ScriptedResolver();
+    r.srv['_http._tcp.svc'] = 'ESERVFAIL';
     expect(await lookupOrigins(r, discoveryConfig('_http._tcp.svc'))).toEqual({
       ok: false,
-      code: 'ETIMEOUT',
+      code: 'ESERVFAIL',
     });
   });
 });
@@ -281,7 +441,7 @@ describe('DnsDiscovery with a scripted resolver', () => {
   afterEach(() => vi.useRealTimers());
 
   function setup(dns = 'svc') {
-    const logs: Array<{ level: number; msg: string; code?: string }> = [];
+    const logs: Array<{ level: number; msg: string; code?: string; failed?: string[] }> = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
     const resolver = new ScriptedResolver();
     const changes: Array<readonly string[]> = [];
@@ -300,6 +460,7 @@ describe('DnsDiscovery with a scripted resolver', () => {
     expect(changes).toEqual([['http://10.0.0.1:8080']]);
 
     resolver.v4['svc'] = 'ETIMEOUT';
+    resolver.v6['svc'] = 'ESERVFAIL';
     await vi.advanceTimersByTimeAsync(5000);
     resolver.v4['svc'] = 'ESERVFAIL';
     await vi.advanceTimersByTimeAsync(5000);
@@ -311,6 +472,7 @@ describe('DnsDiscovery with a scripted resolver', () => {
     const warnings = logs.filter((l) => l.level === 40);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.code).toBe('ETIMEOUT');
+    expect(warnings[0]?.msg).toBe('dns discovery lookup failed; keeping the last known targets');
 
     resolver.v4['svc'] = [a('10.0.0.1', 60), a('10.0.0.2', 60)];
     resolver.v6['svc'] = 'ENODATA';
@@ -321,6 +483,49 @@ describe('DnsDiscovery with a scripted resolver', () => {
     // the same answer again: no onChange
     await vi.advanceTimersByTimeAsync(5000);
     expect(changes).toHaveLength(2);
+    discovery.close();
+  });
+
+  it('A answered, AAAA refused: targets from A at once; the refused family keeps its last addresses', async () => {
+    vi.useFakeTimers();
+    const { logs, resolver, changes, discovery, start } = setup();
+    resolver.v4['svc'] = [a('10.0.0.1', 60)];
+    resolver.v6['svc'] = 'EREFUSED';
+    start();
+    await discovery.ready(60_000);
+    expect(discovery.origins).toEqual(['http://10.0.0.1:8080']);
+    const partial = logs.filter((l) => l.level === 40);
+    expect(partial).toEqual([
+      expect.objectContaining({
+        code: 'EREFUSED',
+        failed: ['AAAA svc'],
+        msg: 'dns discovery lookup failed in part; using the answers, and the last known addresses of the failed queries',
+      }),
+    ]);
+
+    // A keeps being followed; the same partial failure is not logged again
+    resolver.v4['svc'] = [a('10.0.0.1', 60), a('10.0.0.2', 60)];
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(discovery.origins).toEqual(['http://10.0.0.1:8080', 'http://10.0.0.2:8080']);
+    expect(logs.filter((l) => l.level === 40)).toHaveLength(1);
+
+    // AAAA answers: both families, and the streak's end is logged
+    resolver.v6['svc'] = [a('fd00::1', 60)];
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(discovery.origins).toEqual([
+      'http://10.0.0.1:8080',
+      'http://10.0.0.2:8080',
+      'http://[fd00::1]:8080',
+    ]);
+    expect(logs.filter((l) => l.msg === 'dns discovery lookups succeed again')).toHaveLength(1);
+
+    // AAAA fails again while A changes: the new A answer, with AAAA's last known address
+    resolver.v4['svc'] = [a('10.0.0.3', 60)];
+    resolver.v6['svc'] = 'ESERVFAIL';
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(discovery.origins).toEqual(['http://10.0.0.3:8080', 'http://[fd00::1]:8080']);
+    expect(logs.filter((l) => l.level === 40).map((l) => l.code)).toEqual(['EREFUSED', 'ESERVFAIL']);
+    expect(changes.at(-1)).toEqual(discovery.origins);
     discovery.close();
   });
 

@@ -12,10 +12,16 @@
  *   checks handle. Weights are ignored: the balancer spreads the load over the kept targets.
  *   Node gives SRV records no TTL, so the next lookup comes after `refresh`, or sooner when an
  *   A/AAAA TTL of the targets is shorter. A target name that does not exist (NXDOMAIN, a pod gone
- *   before its SRV record) contributes nothing; any other error fails the whole lookup.
- * - A failed lookup (timeout, SERVFAIL, refused, NXDOMAIN) or an empty answer keeps the last known
- *   origins: losing every target because DNS hiccuped would turn a DNS problem into an outage.
- *   It is logged at warn once per failure streak, and at info when lookups succeed again.
+ *   before its SRV record) contributes nothing.
+ * - Each address query (a family of a name) stands on its own: one that fails (timeout, SERVFAIL,
+ *   refused) while others are answered is replaced by the addresses it gave last time, and the
+ *   answers are used. A resolver that answers A but refuses AAAA (dnsmasq without upstream
+ *   servers does; some resolvers SERVFAIL AAAA) must not leave the service without targets. Such
+ *   a partial failure is logged at warn once per streak of lookups that have one.
+ * - A failed lookup (the SRV query fails, or every address query does: timeout, SERVFAIL,
+ *   refused, NXDOMAIN) or an empty answer keeps the last known origins: losing every target
+ *   because DNS hiccuped would turn a DNS problem into an outage. It is logged at warn once per
+ *   failure streak, and at info when lookups succeed again.
  *
  * Names are asked as given (no search domains): configure the fully qualified name. The pure
  * parts (building origins, the next delay, what a lookup's outcome changes) are exported for
@@ -45,20 +51,48 @@ export interface DnsLookup {
 
 export type Endpoint = { readonly address: string; readonly port: number };
 
+/** The addresses each address query ("A name", "AAAA name") gave last, standing in when it fails. */
+export type KnownAddresses = ReadonlyMap<string, readonly string[]>;
+
+export const NO_KNOWN_ADDRESSES: KnownAddresses = new Map();
+
 export type LookupOutcome =
-  | { readonly ok: true; readonly origins: readonly string[]; readonly ttls: readonly number[] }
+  | {
+      readonly ok: true;
+      readonly origins: readonly string[];
+      /** TTLs of the records answered this time (not of the last known ones standing in) */
+      readonly ttls: readonly number[];
+      /** the addresses of every query asked, answered now or (failed) last known */
+      readonly known: KnownAddresses;
+      /** the address queries that failed, e.g. "AAAA orders.svc": their last known addresses stand in */
+      readonly failed: readonly string[];
+      /** the error of the first failed query; null when none failed */
+      readonly code: string | null;
+    }
   | { readonly ok: false; readonly code: string };
 
-export type DiscoveryState = { readonly origins: readonly string[]; readonly failing: boolean };
+/** none: every query answered; partial: some failed (last known stand in); all: the lookup failed */
+export type Failing = 'none' | 'partial' | 'all';
 
-export const INITIAL_STATE: DiscoveryState = { origins: [], failing: false };
+export type DiscoveryState = {
+  readonly origins: readonly string[];
+  readonly failing: Failing;
+  readonly known: KnownAddresses;
+};
+
+export const INITIAL_STATE: DiscoveryState = { origins: [], failing: 'none', known: NO_KNOWN_ADDRESSES };
+
+/** A line to log: warn when a failure streak starts, info when it ends (`failed`: what still fails). */
+export type StepLog =
+  | { readonly level: 'warn'; readonly code: string; readonly failed?: readonly string[] }
+  | { readonly level: 'info'; readonly failed?: readonly string[] };
 
 /** What one lookup's outcome does to the state, what to log, and when to look again. */
 export type Step = {
   readonly state: DiscoveryState;
   readonly added: readonly string[];
   readonly removed: readonly string[];
-  readonly log: { readonly level: 'warn'; readonly code: string } | { readonly level: 'info' } | undefined;
+  readonly log: StepLog | undefined;
   readonly delayMs: number;
 };
 
@@ -111,73 +145,140 @@ export function errorCode(err: unknown): string {
 
 export function applyOutcome(state: DiscoveryState, outcome: LookupOutcome, refreshMs: number): Step {
   if (!outcome.ok) return failed(state, outcome.code, refreshMs);
-  if (outcome.origins.length === 0) return failed(state, 'ENODATA', refreshMs);
+  if (outcome.origins.length === 0) return failed(state, outcome.code ?? 'ENODATA', refreshMs);
   const { added, removed } = diffOrigins(state.origins, outcome.origins);
   const changed = added.length > 0 || removed.length > 0;
+  const failing: Failing = outcome.failed.length > 0 ? 'partial' : 'none';
   return {
-    state: { origins: changed ? outcome.origins : state.origins, failing: false },
+    state: { origins: changed ? outcome.origins : state.origins, failing, known: outcome.known },
     added,
     removed,
-    log: state.failing ? { level: 'info' } : undefined,
+    log: streakLog(state.failing, failing, outcome.failed, outcome.code),
     delayMs: nextDelay(refreshMs, outcome.ttls),
   };
 }
 
+/** Logged when the kind of failure changes: a streak of partial failures is told once. */
+function streakLog(
+  before: Failing,
+  after: 'none' | 'partial',
+  failedQueries: readonly string[],
+  code: string | null,
+): StepLog | undefined {
+  if (after === 'none') return before === 'none' ? undefined : { level: 'info' };
+  if (before === 'none') return { level: 'warn', code: code ?? 'UNKNOWN', failed: failedQueries };
+  if (before === 'all') return { level: 'info', failed: failedQueries };
+  return undefined;
+}
+
 function failed(state: DiscoveryState, code: string, refreshMs: number): Step {
   return {
-    state: { origins: state.origins, failing: true },
+    state: { origins: state.origins, failing: 'all', known: state.known },
     added: [],
     removed: [],
-    log: state.failing ? undefined : { level: 'warn', code },
+    log: state.failing === 'all' ? undefined : { level: 'warn', code },
     delayMs: refreshMs,
   };
 }
 
-/** A and AAAA in parallel; a family without records is empty, any other error fails the lookup. */
-async function resolveAddresses(resolver: DnsLookup, name: string): Promise<RecordWithTtl[]> {
-  const families = await Promise.allSettled([
+/**
+ * One lookup's address answers, query by query. A query that fails yields the addresses it gave
+ * last time (none if it never answered), and is listed in `failed`.
+ */
+export class AddressAnswers {
+  readonly known = new Map<string, readonly string[]>();
+  readonly ttls: number[] = [];
+  readonly failed: string[] = [];
+  code: string | null = null;
+  /** queries answered, with records or with none */
+  answered = 0;
+
+  constructor(private readonly previous: KnownAddresses) {}
+
+  /**
+   * The addresses of `query` ("A name" or "AAAA name") from its settled result. ENODATA is an
+   * answer without records; so is NXDOMAIN when `missingIsEmpty` (an SRV target that is gone).
+   */
+  take(
+    query: string,
+    result: PromiseSettledResult<RecordWithTtl[]>,
+    missingIsEmpty: boolean,
+  ): readonly string[] {
+    if (result.status === 'fulfilled') return this.answer(query, result.value);
+    const code = errorCode(result.reason);
+    if (code === 'ENODATA' || (missingIsEmpty && code === 'ENOTFOUND')) return this.answer(query, []);
+    this.failed.push(query);
+    this.code ??= code;
+    const last = this.previous.get(query);
+    if (last === undefined) return [];
+    this.known.set(query, last);
+    return last;
+  }
+
+  private answer(query: string, records: readonly RecordWithTtl[]): readonly string[] {
+    this.answered++;
+    const addresses = records.map((r) => r.address);
+    for (const r of records) this.ttls.push(r.ttl);
+    this.known.set(query, addresses);
+    return addresses;
+  }
+}
+
+/** A and AAAA of `name` in parallel, each taken on its own by `answers`. */
+async function resolveAddresses(
+  resolver: DnsLookup,
+  name: string,
+  answers: AddressAnswers,
+  missingIsEmpty: boolean,
+): Promise<string[]> {
+  const [v4, v6] = await Promise.allSettled([
     resolver.resolve4(name, { ttl: true }),
     resolver.resolve6(name, { ttl: true }),
   ]);
-  const records: RecordWithTtl[] = [];
-  for (const family of families) {
-    if (family.status === 'fulfilled') records.push(...family.value);
-    else if (errorCode(family.reason) !== 'ENODATA') throw family.reason;
-  }
-  return records;
+  return [
+    ...answers.take(`A ${name}`, v4, missingIsEmpty),
+    ...answers.take(`AAAA ${name}`, v6, missingIsEmpty),
+  ];
 }
 
-async function resolveSrvTarget(resolver: DnsLookup, name: string): Promise<RecordWithTtl[]> {
+/**
+ * One lookup, never rejecting: the origins, the TTLs that bound the next delay and what each
+ * address query gave (with `known`, the last answers, standing in for the queries that fail), or
+ * the error code when the lookup failed as a whole.
+ */
+export async function lookupOrigins(
+  resolver: DnsLookup,
+  config: DiscoveryConfig,
+  known: KnownAddresses = NO_KNOWN_ADDRESSES,
+): Promise<LookupOutcome> {
   try {
-    return await resolveAddresses(resolver, name);
-  } catch (err) {
-    if (errorCode(err) === 'ENOTFOUND') return [];
-    throw err;
-  }
-}
-
-/** One lookup, never rejecting: the origins and the TTLs that bound the next delay, or the error code. */
-export async function lookupOrigins(resolver: DnsLookup, config: DiscoveryConfig): Promise<LookupOutcome> {
-  try {
+    const answers = new AddressAnswers(known);
+    let endpoints: Endpoint[];
     if (!config.dns.startsWith('_')) {
       const port = config.port ?? (config.scheme === 'https' ? 443 : 80);
-      const records = await resolveAddresses(resolver, config.dns);
-      const origins = buildOrigins(
-        config.scheme,
-        records.map((r) => ({ address: r.address, port })),
+      const addresses = await resolveAddresses(resolver, config.dns, answers, false);
+      endpoints = addresses.map((address) => ({ address, port }));
+    } else {
+      const srv = lowestPriority(await resolver.resolveSrv(config.dns));
+      const names = sortedUnique(srv.map((r) => r.name));
+      const addresses = new Map(
+        await Promise.all(
+          names.map(async (n) => [n, await resolveAddresses(resolver, n, answers, true)] as const),
+        ),
       );
-      return { ok: true, origins, ttls: records.map((r) => r.ttl) };
+      endpoints = srv.flatMap((r) =>
+        (addresses.get(r.name) ?? []).map((address) => ({ address, port: r.port })),
+      );
     }
-    const srv = lowestPriority(await resolver.resolveSrv(config.dns));
-    const names = sortedUnique(srv.map((r) => r.name));
-    const addresses = new Map(
-      await Promise.all(names.map(async (n) => [n, await resolveSrvTarget(resolver, n)] as const)),
-    );
-    const endpoints = srv.flatMap((r) =>
-      (addresses.get(r.name) ?? []).map((a) => ({ address: a.address, port: r.port })),
-    );
-    const ttls = [...addresses.values()].flatMap((records) => records.map((r) => r.ttl));
-    return { ok: true, origins: buildOrigins(config.scheme, endpoints), ttls };
+    if (answers.answered === 0 && answers.code !== null) return { ok: false, code: answers.code };
+    return {
+      ok: true,
+      origins: buildOrigins(config.scheme, endpoints),
+      ttls: answers.ttls,
+      known: answers.known,
+      failed: answers.failed,
+      code: answers.code,
+    };
   } catch (err) {
     return { ok: false, code: errorCode(err) };
   }
@@ -236,7 +337,7 @@ export class DnsDiscovery implements Discovery {
   }
 
   private async lookup(): Promise<void> {
-    const outcome = await lookupOrigins(this.resolver, this.config);
+    const outcome = await lookupOrigins(this.resolver, this.config, this.state.known);
     if (this.closed) return;
     const step = applyOutcome(this.state, outcome, this.config.refresh);
     this.state = step.state;
@@ -248,13 +349,27 @@ export class DnsDiscovery implements Discovery {
 
   private report(step: Step): void {
     const { origins } = step.state;
-    if (step.log?.level === 'warn') {
-      this.logger.warn(
-        { code: step.log.code, targets: origins.length },
-        'dns discovery lookup failed; keeping the last known targets',
-      );
-    } else if (step.log?.level === 'info') {
-      this.logger.info({ targets: origins.length }, 'dns discovery lookups succeed again');
+    const log = step.log;
+    if (log?.level === 'warn') {
+      if (log.failed === undefined) {
+        this.logger.warn(
+          { code: log.code, targets: origins.length },
+          'dns discovery lookup failed; keeping the last known targets',
+        );
+      } else {
+        this.logger.warn(
+          { code: log.code, failed: log.failed, targets: origins.length },
+          'dns discovery lookup failed in part; using the answers, and the last known addresses of the failed queries',
+        );
+      }
+    } else if (log?.level === 'info') {
+      if (log.failed === undefined)
+        this.logger.info({ targets: origins.length }, 'dns discovery lookups succeed again');
+      else
+        this.logger.info(
+          { failed: log.failed, targets: origins.length },
+          'dns discovery lookups succeed again, in part',
+        );
     }
     if (step.added.length === 0 && step.removed.length === 0) return;
     this.logger.info({ added: step.added, removed: step.removed }, 'dns discovery targets changed');

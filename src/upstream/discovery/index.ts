@@ -28,6 +28,7 @@ export function createDiscovery(
 }
 
 export {
+  AddressAnswers,
   DnsDiscovery,
   applyOutcome,
   buildOrigins,
@@ -38,13 +39,17 @@ export {
   lookupOrigins,
   lowestPriority,
   MIN_TTL_DELAY_MS,
+  NO_KNOWN_ADDRESSES,
   nextDelay,
   originOf,
   sortedUnique,
   type DiscoveryState,
   type DnsLookup,
   type Endpoint,
+  type Failing,
+  type KnownAddresses,
   type LookupOutcome,
   type Step,
+  type StepLog,
 } from './dns.js';
 export { staticDiscovery } from './static.js';
