@@ -10,6 +10,7 @@ export type ProblemCode =
   | 'url_too_long'
   | 'headers_too_large'
   | 'request_timeout'
+  | 'http_version_not_supported'
   | 'upstream_error'
   | 'upstream_timeout'
   | 'circuit_open'
@@ -42,6 +43,7 @@ const TITLES: Readonly<Record<number, string>> = {
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
 };
 
 export function problem(
@@ -56,6 +58,12 @@ export function problem(
 
 export const problems = {
   badRequest: (detail: string) => problem(400, 'bad_request', detail),
+  httpVersionNotSupported: (major: number, minor: number) =>
+    problem(
+      505,
+      'http_version_not_supported',
+      `HTTP/${major}.${minor} is not spoken on this port (HTTP/1.0 and 1.1 are)`,
+    ),
   noRoute: () => problem(404, 'no_route', 'no route matches this request'),
   bodyTooLarge: (limit: number) => problem(413, 'body_too_large', `request body exceeds ${limit} bytes`),
   urlTooLong: (limit: number) => problem(414, 'url_too_long', `request target exceeds ${limit} bytes`),

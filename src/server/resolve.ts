@@ -41,6 +41,10 @@ export function resolveRequest(rt: Runtime, req: IncomingMessage, res: GatewayRe
     requestId,
     bodyLength: scan.bodyLength,
   });
+  // llhttp also parses `HTTP/0.9` and `HTTP/2.0` request lines; neither is HTTP/1 framing (the
+  // Host requirement, keep-alive rules) and no upstream should get them: RFC 9110 §15.6.6
+  if (req.httpVersionMajor !== 1)
+    return fail(problems.httpVersionNotSupported(req.httpVersionMajor, req.httpVersionMinor));
   if (scan.invalid !== undefined) return fail(problems.badRequest(scan.invalid));
   if (scan.host === undefined && req.httpVersionMinor === 1)
     return fail(problems.badRequest('missing Host header'));

@@ -127,6 +127,16 @@ describe('Host', () => {
     expect(got).toEqual([]);
   });
 
+  it.each(['2.0', '0.9'])(
+    'an HTTP/%s request line (parsed by llhttp, no HTTP/1 framing): 505, nothing upstream',
+    async (version) => {
+      const { res, upstream: got } = await send('', { version });
+      expectProblem(res, 505);
+      expect((JSON.parse(res.body) as { code: string }).code).toBe('http_version_not_supported');
+      expect(got).toEqual([]);
+    },
+  );
+
   it('HTTP/1.0 may omit Host', async () => {
     const { res, upstream: got } = await send('', { version: '1.0' });
     expect(res.status).toBe(200);
