@@ -99,7 +99,8 @@ export class Gateway {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean> = { config: true };
         // degraded is still ready unless the policy is to refuse
-        if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
+        if (limiter)
+          checks.rateLimitStore = !limiter.store.isUnavailable || limiter.store.policy !== 'closed';
         return checks;
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),

@@ -16,7 +16,7 @@ import {
 import type { RateLimitStore } from '../../src/ratelimit/store.js';
 
 const plan: Plan = { tier: 't', limits: [{ requests: 3, windowMs: 60_000, name: '1m' }], quota: null };
-const fromStore: Decision = { outcome: 'allowed', retryAfterSec: 0, policies: [], tightest: 0 };
+const fromStore: Decision = { outcome: 'allowed', retryAfterSec: 0, policies: [], tightest: 0, time: 0 };
 
 type Deferred = { resolve(d: Decision): void; reject(e: Error): void };
 
