@@ -137,9 +137,12 @@ export class GuardedStore {
     return this.degradedShards > 0;
   }
 
-  /** every shard in use is degraded: the store decides for nobody */
+  /** the store decides for nobody: it is down as a whole, or every shard of it is degraded */
   get isUnavailable(): boolean {
-    return this.degradedShards > 0 && this.degradedShards >= this.breakers.size;
+    if (this.degradedShards === 0) return false;
+    if (this.breakers.get('')?.degraded || this.breakers.get('*')?.degraded) return true;
+    const shards = this.store.shards?.();
+    return shards === undefined || shards.every((s) => this.breakers.get(s)?.degraded === true);
   }
 
   /** ms the breaker stays open after the current (or next) failure (the first shard's) */
