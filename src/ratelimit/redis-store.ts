@@ -127,8 +127,11 @@ export class RedisStore implements RateLimitStore {
   private learnClock(shard: string, redisNow: number, receivedAt: number): void {
     const ms = redisNow - receivedAt;
     const known = this.offsets.get(shard);
-    if (known === undefined || ms >= known.ms || receivedAt - known.at > OFFSET_TTL_MS)
-      this.offsets.set(shard, { ms, at: receivedAt });
+    if (known === undefined) this.offsets.set(shard, { ms, at: receivedAt });
+    else if (ms >= known.ms || receivedAt - known.at > OFFSET_TTL_MS) {
+      known.ms = ms;
+      known.at = receivedAt;
+    }
   }
 
   async consume(key: string, plan: Plan): Promise<Decision> {

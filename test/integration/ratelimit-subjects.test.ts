@@ -70,7 +70,8 @@ async function scriptCalls(): Promise<number> {
   const c = redis.client();
   try {
     const info = await c.info('commandstats');
-    const calls = (cmd: string) => Number(new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    const calls = (cmd: string) =>
+      Number(new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
     return calls('evalsha') + calls('eval');
   } finally {
     c.disconnect();

@@ -401,7 +401,9 @@ describe('GuardedStore: the timeout counts from the write, and late admissions a
     override consume(): Promise<Decision> {
       this.calls++;
       const ms = this.replyMs;
-      return new Promise((resolve) => setImmediate(() => setTimeout(() => resolve({ ...fromStore, time: 42 }), ms)));
+      return new Promise((resolve) =>
+        setImmediate(() => setTimeout(() => resolve({ ...fromStore, time: 42 }), ms)),
+      );
     }
     refund(key: string, _plan: Plan, time: number): Promise<void> {
       this.refunded.push([key, time]);
@@ -411,7 +413,10 @@ describe('GuardedStore: the timeout counts from the write, and late admissions a
 
   it('a loop busy after the call (the rest of a burst) does not eat into the budget', async () => {
     const store = new PipelinedStore();
-    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), { timeoutMs: 50, coldTimeoutMs: 50 });
+    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), {
+      timeoutMs: 50,
+      coldTimeoutMs: 50,
+    });
     const decision = guard.consume('k', plan);
     const until = performance.now() + 100; // the same turn goes on for 100 ms
     while (performance.now() < until);
@@ -422,7 +427,10 @@ describe('GuardedStore: the timeout counts from the write, and late admissions a
   it('a shard that has not answered yet gets the cold budget, then the short one', async () => {
     const store = new PipelinedStore();
     store.replyMs = 80;
-    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), { timeoutMs: 30, coldTimeoutMs: 1000 });
+    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), {
+      timeoutMs: 30,
+      coldTimeoutMs: 1000,
+    });
     expect(await guard.consume('k', plan)).toEqual({ ...fromStore, time: 42 });
     expect(await guard.consume('k', plan)).toBe('closed');
   });
