@@ -180,9 +180,9 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * On a Cluster, 'ready' means the slots are known; the connections to the masters are made
-   * lazily, and while one is connecting a command to it is refused (the offline queue is off).
-   * So ready also means every master connection is up: the first burst after a start does not
-   * fail.
+   * as they are learnt, and while one is connecting a command to it waits in its queue. So ready
+   * also means every master connection is up: the first burst after a start does not wait for
+   * handshakes. Each node's clock is read too, so the first calls carry a deadline.
    */
   async ready(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
