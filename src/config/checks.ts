@@ -88,6 +88,8 @@ export type CheckInput = {
         readonly tiers: Readonly<
           Record<string, { readonly limits: readonly unknown[]; readonly quota?: unknown }>
         >;
+        readonly unauthenticated?:
+          { readonly limits: readonly unknown[]; readonly quota?: unknown } | undefined;
       }
     | undefined;
   /** the `auth` section and `rbac.roles`, when valid */
@@ -300,23 +302,27 @@ function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: s
   }
   if (!rateLimit) return;
   const tierNames = Object.keys(rateLimit.tiers);
-  for (const [name, tier] of Object.entries(rateLimit.tiers)) {
-    if (tier.limits.length === 0 && tier.quota === undefined)
-      add(['rateLimit', 'tiers', name], 'has neither limits nor a quota');
+  const checkTier = (
+    where: Array<string | number>,
+    tier: { readonly limits: readonly unknown[]; readonly quota?: unknown },
+  ) => {
+    if (tier.limits.length === 0 && tier.quota === undefined) add(where, 'has neither limits nor a quota');
     const seen = new Map<number, number>();
     tier.limits.forEach((limit, i) => {
       const per = (limit as { per?: unknown }).per;
       if (typeof per !== 'string' || !isDuration(per.trim())) return;
       const ms = parseDuration(per.trim());
-      const where = ['rateLimit', 'tiers', name, 'limits', i, 'per'];
+      const at = [...where, 'limits', i, 'per'];
       if (ms < 1000 || ms % 1000 !== 0)
-        add(where, `must be a whole number of seconds, at least "1s" (got "${per}")`);
+        add(at, `must be a whole number of seconds, at least "1s" (got "${per}")`);
       const other = seen.get(ms);
       // two limits over one window would share one counter
-      if (other !== undefined) add(where, `repeats the window of limits[${other}]: use one limit per window`);
+      if (other !== undefined) add(at, `repeats the window of limits[${other}]: use one limit per window`);
       else seen.set(ms, i);
     });
-  }
+  };
+  for (const [name, tier] of Object.entries(rateLimit.tiers)) checkTier(['rateLimit', 'tiers', name], tier);
+  if (rateLimit.unauthenticated) checkTier(['rateLimit', 'unauthenticated'], rateLimit.unauthenticated);
   const known = (tier: string) => Object.hasOwn(rateLimit.tiers, tier);
   const list = tierNames.length > 0 ? tierNames.join(', ') : 'none';
   let needsAnonymous: number | null = null;

@@ -520,6 +520,20 @@ export const RateLimitSchema = Type.Object(
       },
     ),
     keyPrefix: Type.String({ default: 'gh:', description: 'prefix of every Redis key' }),
+    ipv6Prefix: Type.Integer({
+      minimum: 1,
+      maximum: 128,
+      default: 64,
+      description:
+        'IPv6 clients are counted by network: the first N bits of their address (64: one /64 per client; 128: each address). IPv4 clients by address',
+    }),
+    unauthenticated: Type.Optional(
+      Type.Object(TierSchema.properties, {
+        ...strict,
+        description:
+          'limits (and quota) on failed authentications per client IP, on routes with `auth`: counted only when credentials are missing or invalid; once over, the address is refused (429) before its credentials are checked, until Retry-After',
+      }),
+    ),
     tiers: Type.Record(Type.String({ pattern: TIER_NAME }), TierSchema, {
       default: {},
       additionalProperties: false,

@@ -2,10 +2,17 @@ import { bodyLimit } from '../stages/body-limit/index.js';
 import { authenticate } from '../stages/authenticate/index.js';
 import { authorize } from '../stages/authorize/index.js';
 import { rateLimit } from '../stages/rate-limit/index.js';
+import { limitFailedAuthentication } from '../stages/rate-limit/unauthenticated.js';
 import type { StageFactory } from './stage.js';
 
 /**
  * Every per-route stage, in the order they run. Later capabilities add themselves here
- * without touching the server.
+ * without touching the server. Authentication carries the limit on failed authentications
+ * (`rateLimit.unauthenticated`), which must see its outcome.
  */
-export const STAGES: readonly StageFactory[] = [bodyLimit, authenticate, authorize, rateLimit];
+export const STAGES: readonly StageFactory[] = [
+  bodyLimit,
+  limitFailedAuthentication(authenticate),
+  authorize,
+  rateLimit,
+];

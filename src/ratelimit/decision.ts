@@ -47,6 +47,8 @@ export type Decision = {
   readonly policies: readonly PolicyView[];
   /** index into `policies` of the one with the fewest requests left (ties: the longest `t`) */
   readonly tightest: number;
+  /** when it was decided, in ms on the store's clock (Redis's `TIME`): what a refund needs */
+  readonly time: number;
 };
 
 /**
@@ -118,5 +120,6 @@ export function describe(
     retryAfterSec: outcome === 'allowed' ? 0 : Math.max(1, Math.ceil(retryMs / 1000)),
     policies,
     tightest,
+    time: now,
   };
 }

@@ -1,12 +1,25 @@
 /**
- * The shared store behind a failure policy. Every call is bounded by the Redis timeout; after a
- * failure a breaker skips Redis for a while (250 ms, doubling after each failed probe up to 5 s)
- * so a dead Redis does not cost each request its timeout. When the open period ends one probe
- * goes to the store: a background PING when the store offers one (so a gateway nobody sends
- * traffic to, e.g. one taken out of rotation by a failing /readyz, still recovers), otherwise
- * the next request. While a probe is in flight every other request is decided by the policy.
- * While degraded: `open` admits, `closed` refuses (503 store_unavailable), `local` counts in
- * this process. Entering and leaving degraded mode is logged once each (warn / info) and counted.
+ * The shared store behind a failure policy.
+ *
+ * - **Timeout.** Every call is bounded by the Redis timeout, counted from when the command was
+ *   written (the end of the event-loop turn that made the call: auto-pipelined commands are
+ *   flushed then, and a burst's other requests are parsed first), and a reply that is already
+ *   in the socket when the time is up is read before giving up. A shard's first calls (cold
+ *   connections, the script's first EVAL, a fleet starting at once) get a longer budget.
+ * - **Late replies.** A call given up on that Redis still answers with an admission was counted
+ *   there: the count is taken back (`refund`), so a request decided by the policy is counted
+ *   only by the policy.
+ * - **Breakers per shard.** A Redis Cluster has one breaker per master (`shardOf`), a single
+ *   node one: a failed call opens its shard's breaker, and for 250 ms that shard is not called
+ *   (the policy decides its requests); then one probe goes to it (a background EXISTS on a key of
+ *   that shard, so it follows a failover to whichever node serves the slot now, or the next
+ *   request). A failed probe doubles the wait (up to 5 s), except when the node answered quickly
+ *   with an error of its own (CLUSTERDOWN, TRYAGAIN, LOADING...): it is alive, and will serve
+ *   again as soon as its cluster is back, so it is probed every 250 ms. Other shards go on.
+ * - **Policy** while a shard is degraded: `open` admits, `closed` refuses (503
+ *   store_unavailable), `local` counts in this process.
+ * - **One log pair per outage**: `degraded mode` (warn) when the first shard fails, `recovered`
+ *   (info) when the last one is back; both counted in the metrics.
  */
 import type { Logger } from '../observability/logger.js';
 import type { Decision, Plan } from './decision.js';
@@ -23,14 +36,18 @@ export const MAX_OPEN_MS = 5000;
 export type GuardOptions = {
   /** the breaker's clock (tests inject one) */
   now?: () => number;
-  /** a cheap round trip to the shared store (PING), run in the background while degraded */
-  probe?: () => Promise<unknown>;
   /**
-   * How long a call may take (`redis.timeout`). Late only if no reply has arrived by then: when
-   * the timer fires, replies that came in while this process was busy (a burst, a GC pause)
-   * are read first, so a stalled event loop does not pass for a stalled Redis.
+   * a cheap round trip to the shared store, run in the background while degraded: to the shard
+   * holding `key` (null: to any node)
+   */
+  probe?: (key: string | null) => Promise<unknown>;
+  /**
+   * How long a call may take (`redis.timeout`), from when it was written. Late only if no reply
+   * has arrived by then: replies that came in while this process was busy are read first.
    */
   timeoutMs?: number;
+  /** the budget of a shard's calls until it has answered once (default: `timeoutMs`) */
+  coldTimeoutMs?: number;
   /** where failures and degraded decisions are counted (Prometheus, see observability/metrics.ts) */
   metrics?: GuardMetrics;
 };
@@ -48,26 +65,58 @@ export class StoreTimeoutError extends Error {
   }
 }
 
+/** One shard's breaker (one Cluster master, or the whole store). */
+type Breaker = {
+  readonly shard: string;
+  degraded: boolean;
+  openUntil: number;
+  openMs: number;
+  probing: boolean;
+  /** false after a recovery seen only by a probe: a failure before a real call succeeds keeps
+   *  the open period growing (the probe is a read; the script can still be refused) */
+  confirmed: boolean;
+  /** has answered a call: the short budget applies */
+  warm: boolean;
+  /** a key this shard holds, for keyed probes */
+  key: string | null;
+  timer: NodeJS.Timeout | undefined;
+};
+
+/** A call waiting for the store; `expire` runs when its time is up and it has not settled. */
+type Pending = { settled: boolean; ms: number; expire(): void };
+
+/**
+ * Errors that are a live node's own answer, not a lost or silent one: the node is reachable and
+ * answers at once, so probing it often costs nothing, and it serves again as soon as it can.
+ */
+const LIVE_NODE_ERRORS = /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|MOVED|ASK|BUSY|OOM|READONLY)\b/;
+
+function liveNodeAnswer(err: unknown): boolean {
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  return cause instanceof Error && LIVE_NODE_ERRORS.test(cause.message);
+}
+
 export class GuardedStore {
   /** requests decided by the failure policy instead of the shared store */
   degradedDecisions = 0;
   /** calls to the shared store (requests and probes) that failed */
   storeErrors = 0;
-  /** times the breaker tripped (entered degraded mode) */
+  /** outages: times the store went from every shard healthy to one degraded */
   trips = 0;
-  private degraded = false;
-  private openUntil = 0;
-  private openMs = MIN_OPEN_MS;
-  private probing = false;
-  /** false after a recovery seen only by a PING: until a real call succeeds, a new trip keeps
-   *  the open period growing (a Cluster whose one node is down answers PING elsewhere) */
-  private confirmed = true;
+  /** admissions counted by the store after the call had been given up on, then taken back */
+  refunds = 0;
+  /** ... of which the refund itself failed (the count stayed) */
+  refundFailures = 0;
+  private readonly breakers = new Map<string, Breaker>();
+  private degradedShards = 0;
   private closed = false;
-  private timer: NodeJS.Timeout | undefined;
   private local: MemoryStore | null = null;
+  /** calls made in this event-loop turn: their clocks start together when it ends */
+  private turn: Pending[] | null = null;
   private readonly now: () => number;
-  private readonly probe: (() => Promise<unknown>) | undefined;
+  private readonly probe: ((key: string | null) => Promise<unknown>) | undefined;
   private readonly timeoutMs: number | undefined;
+  private readonly coldTimeoutMs: number | undefined;
   private readonly metrics: GuardMetrics | undefined;
 
   constructor(
@@ -79,55 +128,98 @@ export class GuardedStore {
     this.now = options.now ?? Date.now;
     this.probe = options.probe;
     this.timeoutMs = options.timeoutMs;
+    this.coldTimeoutMs = options.coldTimeoutMs ?? options.timeoutMs;
     this.metrics = options.metrics;
   }
 
+  /** some shard is degraded: some callers are decided by the policy */
   get isDegraded(): boolean {
-    return this.degraded;
+    return this.degradedShards > 0;
   }
 
-  /** ms the breaker stays open after the current (or next) failure */
+  /** the store decides for nobody: it is down as a whole, or every shard of it is degraded */
+  get isUnavailable(): boolean {
+    if (this.degradedShards === 0) return false;
+    if (this.breakers.get('')?.degraded || this.breakers.get('*')?.degraded) return true;
+    const shards = this.store.shards?.();
+    return shards === undefined || shards.every((s) => this.breakers.get(s)?.degraded === true);
+  }
+
+  /** ms the breaker stays open after the current (or next) failure (the first shard's) */
   get openPeriodMs(): number {
-    return this.openMs;
+    return this.breakers.values().next().value?.openMs ?? MIN_OPEN_MS;
   }
 
   consume(key: string, plan: Plan): Promise<GuardedDecision> | GuardedDecision {
     // an in-process store cannot fail: decide synchronously, no promise, no timer
     if (this.store instanceof MemoryStore) return this.store.consumeSync(key, plan);
+    const b = this.breaker(this.store.shardOf?.(key) ?? '');
     let probe = false;
-    if (this.degraded) {
-      if (this.probing || this.now() < this.openUntil) return this.fallback(key, plan);
-      this.probing = probe = true;
+    if (b.degraded) {
+      if (b.probing || this.now() < b.openUntil) return this.fallback(key, plan);
+      b.probing = probe = true;
+      b.key = key;
     }
-    return this.bounded(this.store.consume(key, plan)).then(
+    return this.bounded(b, this.store.consume(key, plan), key, plan).then(
       (decision) => {
-        if (probe) this.probing = false;
-        this.confirmed = true;
-        if (this.degraded) this.recover();
+        if (probe) b.probing = false;
+        b.confirmed = true;
+        b.warm = true;
+        if (b.degraded) this.recover(b);
         return decision;
       },
       (err: unknown) => {
         this.storeErrors++;
         this.metrics?.storeError();
-        this.failed(err, probe);
+        b.key = key;
+        this.failed(b, err, probe);
         return this.fallback(key, plan);
       },
     );
   }
 
   /**
-   * The store is known to be unreachable (at start) or known to be back (its connection is
-   * ready again): `unavailable` trips the breaker, `available` ends the open period at once.
+   * The store is known to be unreachable (at start) or may be back (its connection is ready
+   * again, or a Cluster's slot map was refreshed): `unavailable` trips the whole store's breaker,
+   * `available` ends every open period at once (breakers of Cluster masters that no longer
+   * serve slots are dropped: their slots moved).
    */
   hint(state: 'unavailable' | 'available', reason = 'not reachable'): void {
     if (this.closed) return;
     if (state === 'unavailable') {
-      if (!this.degraded) this.failed(new Error(reason), false);
+      const b = this.breaker('');
+      if (!b.degraded) this.failed(b, new Error(reason), false);
       return;
     }
-    if (!this.degraded || this.probing) return;
-    this.openUntil = this.now();
-    if (this.probe) this.backgroundProbe();
+    const live = this.store.shards?.();
+    for (const b of [...this.breakers.values()]) {
+      if (live !== undefined && b.shard !== '' && !live.includes(b.shard)) {
+        this.drop(b);
+        continue;
+      }
+      if (!b.degraded || b.probing) continue;
+      b.openUntil = this.now();
+      if (this.probe) this.backgroundProbe(b);
+    }
+  }
+
+  private breaker(shard: string): Breaker {
+    let b = this.breakers.get(shard);
+    if (b === undefined) {
+      b = {
+        shard,
+        degraded: false,
+        openUntil: 0,
+        openMs: MIN_OPEN_MS,
+        probing: false,
+        confirmed: true,
+        warm: false,
+        key: null,
+        timer: undefined,
+      };
+      this.breakers.set(shard, b);
+    }
+    return b;
   }
 
   private fallback(key: string, plan: Plan): GuardedDecision {
@@ -138,115 +230,188 @@ export class GuardedStore {
   }
 
   /**
-   * A call to the store failed. The first failure opens the breaker; a failed probe doubles the
-   * open period. Requests that were already in flight when the breaker opened and fail as well
-   * change nothing: one outage costs one trip, however many requests were waiting on it.
+   * A call to the store failed. The first failure opens the shard's breaker; a failed probe
+   * lengthens the open period. Requests that were already in flight when the breaker opened and
+   * fail as well change nothing: one outage costs one trip, however many requests waited on it.
    */
-  private failed(err: unknown, probe: boolean): void {
-    if (probe) this.probing = false;
-    if (!this.degraded) {
-      this.degraded = true;
-      this.trips++;
-      this.metrics?.degraded(true);
-      this.openMs = this.confirmed ? MIN_OPEN_MS : Math.min(this.openMs * 2, MAX_OPEN_MS);
-      this.logger.warn(
-        {
-          store: this.store.kind,
-          policy: this.policy,
-          err: err instanceof Error ? err.message : String(err),
-        },
-        'rate-limit store unavailable: degraded mode',
-      );
+  private failed(b: Breaker, err: unknown, probe: boolean): void {
+    if (probe) b.probing = false;
+    const live = liveNodeAnswer(err);
+    if (!b.degraded) {
+      b.degraded = true;
+      b.openMs = b.confirmed || live ? MIN_OPEN_MS : Math.min(b.openMs * 2, MAX_OPEN_MS);
+      if (++this.degradedShards === 1) {
+        this.trips++;
+        this.metrics?.degraded(true);
+        this.logger.warn(
+          {
+            store: this.store.kind,
+            policy: this.policy,
+            ...(b.shard !== '' ? { node: b.shard } : {}),
+            err: err instanceof Error ? err.message : String(err),
+          },
+          'rate-limit store unavailable: degraded mode',
+        );
+      }
     } else if (probe) {
-      this.openMs = Math.min(this.openMs * 2, MAX_OPEN_MS);
+      b.openMs = live ? MIN_OPEN_MS : Math.min(b.openMs * 2, MAX_OPEN_MS);
     } else return;
-    this.openUntil = this.now() + this.openMs;
-    this.schedule();
+    b.openUntil = this.now() + b.openMs;
+    this.schedule(b);
   }
 
-  private recover(): void {
-    this.degraded = false;
-    this.metrics?.degraded(false);
-    this.probing = false;
-    if (this.confirmed) this.openMs = MIN_OPEN_MS;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.logger.info(
-      { store: this.store.kind, degradedDecisions: this.degradedDecisions },
-      'rate-limit store recovered',
-    );
+  private recover(b: Breaker): void {
+    b.degraded = false;
+    b.probing = false;
+    if (b.confirmed) b.openMs = MIN_OPEN_MS;
+    clearTimeout(b.timer);
+    b.timer = undefined;
+    if (--this.degradedShards === 0) {
+      this.metrics?.degraded(false);
+      this.logger.info(
+        { store: this.store.kind, degradedDecisions: this.degradedDecisions },
+        'rate-limit store recovered',
+      );
+    }
   }
 
-  private schedule(): void {
+  /** a Cluster master that no longer serves slots: its requests go to the new owners */
+  private drop(b: Breaker): void {
+    if (b.degraded) this.recover(b);
+    this.breakers.delete(b.shard);
+  }
+
+  private schedule(b: Breaker): void {
     if (this.probe === undefined || this.closed) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.backgroundProbe(), Math.max(0, this.openUntil - this.now()));
-    this.timer.unref();
+    clearTimeout(b.timer);
+    b.timer = setTimeout(() => this.backgroundProbe(b), Math.max(0, b.openUntil - this.now()));
+    b.timer.unref();
   }
 
-  private backgroundProbe(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+  private backgroundProbe(b: Breaker): void {
+    clearTimeout(b.timer);
+    b.timer = undefined;
     const probe = this.probe;
-    if (probe === undefined || this.closed || !this.degraded || this.probing) return;
-    this.probing = true;
-    this.bounded(probe()).then(
+    if (probe === undefined || this.closed || !b.degraded || b.probing) return;
+    const live = this.store.shards?.();
+    if (live !== undefined && b.shard !== '' && !live.includes(b.shard)) {
+      this.drop(b);
+      return;
+    }
+    b.probing = true;
+    this.boundedProbe(probe(b.key)).then(
       () => {
-        this.probing = false;
-        if (this.degraded && !this.closed) {
-          this.confirmed = false;
-          this.recover();
+        b.probing = false;
+        if (b.degraded && !this.closed) {
+          b.confirmed = false;
+          this.recover(b);
         }
       },
       (err: unknown) => {
         this.storeErrors++;
         this.metrics?.storeError();
-        if (!this.closed) this.failed(err, true);
-        else this.probing = false;
+        if (!this.closed) this.failed(b, err, true);
+        else b.probing = false;
       },
     );
   }
 
   /**
-   * `call`, failing after `timeoutMs`. The check runs in a setImmediate after the timer: in
-   * that turn of the event loop the poll phase (reading sockets) comes between the two, so a
-   * reply already received is taken even if the loop was blocked past the deadline.
+   * The store's call, failing after the shard's budget. An admission that arrives after that
+   * was counted by the store for a request the policy decided: it is taken back.
    */
-  private bounded<T>(call: Promise<T>): Promise<T> {
-    const ms = this.timeoutMs;
+  private bounded(b: Breaker, call: Promise<Decision>, key: string, plan: Plan): Promise<Decision> {
+    const ms = b.warm ? this.timeoutMs : this.coldTimeoutMs;
     if (ms === undefined) return call;
-    return new Promise<T>((resolve, reject) => {
-      let done = false;
-      const timer = setTimeout(
-        () =>
-          setImmediate(() => {
-            if (done) return;
-            done = true;
-            reject(new StoreTimeoutError(ms));
-          }),
-        ms,
-      );
+    return new Promise<Decision>((resolve, reject) => {
+      const pending: Pending = { settled: false, ms, expire: () => reject(new StoreTimeoutError(ms)) };
+      this.track(pending);
       call.then(
-        (value) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          resolve(value);
+        (decision) => {
+          if (!pending.settled) {
+            pending.settled = true;
+            resolve(decision);
+          } else if (decision.outcome === 'allowed') this.refund(key, plan, decision);
         },
         (err: unknown) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
+          if (pending.settled) return;
+          pending.settled = true;
           reject(err instanceof Error ? err : new Error(String(err)));
         },
       );
     });
   }
 
+  private boundedProbe(call: Promise<unknown>): Promise<unknown> {
+    const ms = this.timeoutMs;
+    if (ms === undefined) return call;
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { settled: false, ms, expire: () => reject(new StoreTimeoutError(ms)) };
+      this.track(pending);
+      call.then(
+        (v) => {
+          if (pending.settled) return;
+          pending.settled = true;
+          resolve(v);
+        },
+        (err: unknown) => {
+          if (pending.settled) return;
+          pending.settled = true;
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+
+  /**
+   * Starts `p`'s clock at the end of this event-loop turn, with every other call of the turn
+   * (one immediate and one timer per turn, not per call). When the time is up, the check runs in
+   * a setImmediate after the timer: the poll phase (reading sockets) comes between the two, so a
+   * reply already received is taken even if the loop was busy past the deadline.
+   */
+  private track(p: Pending): void {
+    if (this.turn !== null) {
+      this.turn.push(p);
+      return;
+    }
+    const calls = [p];
+    this.turn = calls;
+    setImmediate(() => {
+      this.turn = null;
+      const byBudget = new Map<number, Pending[]>();
+      for (const c of calls) {
+        if (c.settled) continue;
+        const group = byBudget.get(c.ms);
+        if (group) group.push(c);
+        else byBudget.set(c.ms, [c]);
+      }
+      for (const [ms, group] of byBudget) {
+        setTimeout(
+          () =>
+            setImmediate(() => {
+              for (const c of group) {
+                if (c.settled) continue;
+                c.settled = true;
+                c.expire();
+              }
+            }),
+          ms,
+        );
+      }
+    });
+  }
+
+  private refund(key: string, plan: Plan, decision: Decision): void {
+    if (this.store.refund === undefined || this.closed) return;
+    this.refunds++;
+    this.store.refund(key, plan, decision.time).catch(() => {
+      this.refundFailures++;
+    });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    for (const b of this.breakers.values()) clearTimeout(b.timer);
     await this.store.close();
     await this.local?.close();
   }

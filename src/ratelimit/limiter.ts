@@ -16,6 +16,7 @@ import type { HeaderMode } from './headers.js';
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
 import type { RateLimitStore } from './store.js';
+import { ipSubject, rateLimitKey } from './subject.js';
 
 export type RateLimiter = {
   readonly store: GuardedStore;
@@ -25,6 +26,10 @@ export type RateLimiter = {
   readonly defaultTier: string;
   /** `<prefix>{rl:<tier>:<subject>}`: every key of one decision shares this hash tag */
   keyFor(tier: string, subject: string): string;
+  /** `ip:<IPv4>` or `ip:<IPv6 network>/<rateLimit.ipv6Prefix>` (subject.ts) */
+  ipSubject(ip: string): string;
+  /** `rateLimit.unauthenticated`: failed authentications per client address (null: none) */
+  readonly unauthenticated: Plan | null;
 };
 
 /**
@@ -40,27 +45,40 @@ export type LimitStore = {
 
 export function compilePlans(config: GatewayConfig['rateLimit']): Map<string, Plan> {
   const plans = new Map<string, Plan>();
-  for (const [tier, spec] of Object.entries(config.tiers)) {
-    plans.set(tier, {
-      tier,
-      limits: spec.limits.map((l) => ({
-        requests: l.requests,
-        windowMs: parseDuration(l.per.trim()),
-        name: l.per.trim(),
-      })),
-      quota: spec.quota ? { requests: spec.quota.requests, per: spec.quota.per } : null,
-    });
-  }
+  for (const [tier, spec] of Object.entries(config.tiers)) plans.set(tier, compilePlan(tier, spec));
   return plans;
 }
 
-/** Braces would end the hash tag early: they are escaped in subjects. */
-const escapeSubject = (s: string) =>
-  s.includes('{') || s.includes('}') ? s.replace(/[{}%]/g, (c) => `%${c.charCodeAt(0).toString(16)}`) : s;
+type TierSpec = GatewayConfig['rateLimit']['tiers'][string];
 
-/** Whether any route of `config` is rate limited (else no limiter and no store are built). */
+function compilePlan(tier: string, spec: TierSpec): Plan {
+  return {
+    tier,
+    limits: spec.limits.map((l) => ({
+      requests: l.requests,
+      windowMs: parseDuration(l.per.trim()),
+      name: l.per.trim(),
+    })),
+    quota: spec.quota ? { requests: spec.quota.requests, per: spec.quota.per } : null,
+  };
+}
+
+/**
+ * The counters of `rateLimit.unauthenticated` are kept under this tier name, which no
+ * configured tier can have (tier names start with a letter or digit).
+ */
+export const UNAUTHENTICATED_TIER = '~unauthenticated';
+
+/**
+ * Whether any route of `config` is rate limited, or limits failed authentications (else no
+ * limiter and no store are built).
+ */
 export function rateLimitUsed(config: GatewayConfig): boolean {
-  return config.routes.some((r) => effectiveRateLimit(r, config) !== 'off');
+  return config.routes.some(
+    (r) =>
+      effectiveRateLimit(r, config) !== 'off' ||
+      (config.rateLimit.unauthenticated !== undefined && (r.auth?.length ?? 0) > 0),
+  );
 }
 
 /**
@@ -84,7 +102,9 @@ export function createRateLimiter(config: GatewayConfig, store: LimitStore): Rat
     headers: rl.headers,
     anonymousTier: rl.anonymousTier,
     defaultTier: rl.defaultTier,
-    keyFor: (tier, subject) => `${prefix}{rl:${tier}:${escapeSubject(subject)}}`,
+    keyFor: (tier, subject) => rateLimitKey(prefix, tier, subject),
+    ipSubject: (ip) => ipSubject(ip, rl.ipv6Prefix),
+    unauthenticated: rl.unauthenticated ? compilePlan(UNAUTHENTICATED_TIER, rl.unauthenticated) : null,
   };
 }
 
@@ -107,24 +127,31 @@ export function createLimitStore(
     // a busy event loop for a slow Redis; the client's own command timeout is only a backstop
     // that ends commands nobody waits for any more.
     const timeout = config.redis.timeout;
-    const backstop = Math.max(4 * timeout, timeout + 1000);
+    // A command Redis runs later than `late` after it was sent counts nothing (the script's
+    // deadline); one that ran in time is answered within twice that, or given up by the client.
+    // A shard's first calls (cold connections, a fleet starting at once) may take `late` too.
+    const late = Math.max(4 * timeout, timeout + 1000);
     const client = connectRedis(
       config.redis.cluster
-        ? { cluster: config.redis.cluster, timeout: backstop }
-        : { url: config.redis.url ?? 'redis://127.0.0.1:6379', timeout: backstop },
+        ? { cluster: config.redis.cluster, timeout: 2 * late }
+        : { url: config.redis.url ?? 'redis://127.0.0.1:6379', timeout: 2 * late },
     );
-    shared = new RedisStore(client);
-    // while degraded, the breaker probes with a PING
+    const redisStore = new RedisStore(client, { expireAfterMs: late });
+    shared = redisStore;
+    // while degraded, the breaker probes each failed shard with a read of one of its keys
     store = new GuardedStore(shared, rl.onStoreError, logger, {
-      probe: () => client.ping(),
+      probe: (key) => redisStore.probe(key),
       timeoutMs: timeout,
+      coldTimeoutMs: late,
       ...guardMetrics(metrics, shared.kind, rl.onStoreError),
     });
     // connection errors are the breaker's business (it logs each transition once); without a
     // listener ioredis would print every failed reconnect attempt to stderr
     client.on('error', () => undefined);
-    // reconnected: probe now rather than at the end of the open period
+    // reconnected, or a Cluster's slot map re-read (a failover is followed at once): probe now
+    // rather than at the end of the open period
     client.on('ready', () => store.hint('available'));
+    if (client.isCluster) client.on('refresh', () => store.hint('available'));
   } else {
     shared = new MemoryStore();
     store = new GuardedStore(

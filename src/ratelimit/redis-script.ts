@@ -20,16 +20,24 @@ end
  * gateway's clock: instances whose clocks disagree still share one limit.
  *
  * KEYS: one hash per limit, then the quota's hash (all with one hash tag: one Cluster slot).
- * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none).
- * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded), now (ms), then per limit its
- * window index, current and previous count, then the quota's period and used count; counts are
- * after this request when it was allowed. The admission rule is window.ts's, in Lua.
+ * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none),
+ * then a deadline on this Redis's clock in ms (0 = none).
+ * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded, 3 too late: past the deadline,
+ * nothing read or counted), now (ms), then per limit its window index, current and previous
+ * count, then the quota's period and used count; counts are after this request when it was
+ * allowed. The admission rule is window.ts's, in Lua.
+ *
+ * The deadline is how a command that Redis runs long after it was sent (Redis was stalled, or
+ * the command waited for a connection) counts nothing: the gateway decided that request by its
+ * failure policy long ago.
  */
 export const RATE_LIMIT_SCRIPT = `
 ${MONTH_INDEX_LUA}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
+local deadline = tonumber(ARGV[2 * n + 4]) or 0
+if deadline > 0 and now > deadline then return { 3, now } end
 local outcome = 0
 local qreq = tonumber(ARGV[2 * n + 2])
 local qper = ARGV[2 * n + 3]
@@ -78,4 +86,37 @@ end
 out[#out + 1] = qperiod
 out[#out + 1] = qused
 return out
+`;
+
+/**
+ * Takes back one request counted by RATE_LIMIT_SCRIPT at `time` (its reply's `now`): the gateway
+ * gave up waiting for that reply and decided the request by its failure policy, so the count
+ * must not stay. Each limit's count of the window that held `time` is decremented, in `c` while
+ * that window is still the current one, in `p` once it has become the previous one, not at all
+ * once it has faded; the quota's count, while its period is the same.
+ *
+ * KEYS: as RATE_LIMIT_SCRIPT's. ARGV: n, windowMs per limit, quota period ('' = none), time.
+ */
+export const REFUND_SCRIPT = `
+${MONTH_INDEX_LUA}
+local n = tonumber(ARGV[1])
+local time = tonumber(ARGV[n + 3])
+for i = 1, n do
+  local ix = math.floor(time / tonumber(ARGV[1 + i]))
+  local v = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
+  local si = tonumber(v[1])
+  if si == ix then
+    if (tonumber(v[2]) or 0) > 0 then redis.call('HINCRBY', KEYS[i], 'c', -1) end
+  elseif si == ix + 1 then
+    if (tonumber(v[3]) or 0) > 0 then redis.call('HINCRBY', KEYS[i], 'p', -1) end
+  end
+end
+local qper = ARGV[n + 2]
+if qper ~= '' then
+  local period
+  if qper == 'day' then period = math.floor(time / 86400000) else period = month_index(time) end
+  local v = redis.call('HMGET', KEYS[n + 1], 'p', 'n')
+  if tonumber(v[1]) == period and (tonumber(v[2]) or 0) > 0 then redis.call('HINCRBY', KEYS[n + 1], 'n', -1) end
+end
+return 1
 `;

@@ -1,7 +1,10 @@
 /** Counters in Redis (one node or a Cluster): one EVALSHA per request (redis-script.ts). */
+import { performance } from 'node:perf_hooks';
 import type { Cluster, Redis } from 'ioredis';
+// ioredis's own slot function (no exports map restricts it): the same routing as the client's
+import calculateSlot from 'ioredis/built/utils/calculateSlot.js';
 import { describe, type Decision, type Outcome, type Plan } from './decision.js';
-import { RATE_LIMIT_SCRIPT } from './redis-script.js';
+import { RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
 import { StoreUnavailableError, type RateLimitStore } from './store.js';
 import type { LimitState, QuotaState } from './window.js';
 
@@ -24,13 +27,59 @@ function untilReady(client: Redis | Cluster, ms: number): Promise<boolean> {
   });
 }
 
+export type RedisStoreOptions = {
+  /**
+   * A command that Redis runs later than this after it was sent counts nothing (the script's
+   * deadline, on each node's clock as learnt from its replies); 0 = no deadline.
+   */
+  expireAfterMs?: number;
+};
+
+/** How far a node's clock is ahead of this process's monotonic clock, as a lower bound. */
+type ClockOffset = { ms: number; at: number };
+
+/** a lower bound older than this is replaced by the next one, even a lower one (a clock step back) */
+const OFFSET_TTL_MS = 60_000;
+
 export class RedisStore implements RateLimitStore {
   readonly kind: 'redis' | 'redis-cluster';
   /** one script command per number of keys (see `command`) */
-  private readonly commands = new Map<number, ScriptCommand>();
+  private readonly commands = new Map<string, ScriptCommand>();
+  private readonly offsets = new Map<string, ClockOffset>();
+  private readonly expireAfterMs: number;
+  private readonly cluster: Cluster | null;
 
-  constructor(private readonly client: Redis | Cluster) {
+  constructor(
+    private readonly client: Redis | Cluster,
+    options: RedisStoreOptions = {},
+  ) {
     this.kind = client.isCluster ? 'redis-cluster' : 'redis';
+    this.cluster = client.isCluster ? (client as Cluster) : null;
+    this.expireAfterMs = options.expireAfterMs ?? 0;
+  }
+
+  /** the master serving `key`'s slot (`host:port`), `*` when unknown; '' for one node */
+  shardOf(key: string): string {
+    if (this.cluster === null) return '';
+    return this.cluster.slots[calculateSlot(key)]?.[0] ?? '*';
+  }
+
+  shards(): readonly string[] {
+    if (this.cluster === null) return [''];
+    return this.cluster.nodes('master').map((n) => `${n.options.host ?? ''}:${n.options.port ?? ''}`);
+  }
+
+  /** A read on `key`'s slot (on a Cluster: routed like the script), else a PING. */
+  probe(key: string | null): Promise<unknown> {
+    if (this.client.status !== 'ready') return Promise.reject(new Error(`redis: ${this.client.status}`));
+    const call = key === null ? this.client.ping() : this.client.exists(key);
+    // a failed probe re-reads the slot map too: a promoted replica is found at the next one
+    return this.cluster === null ? call : call.catch((err: unknown) => this.refreshAfter(err));
+  }
+
+  private refreshAfter(err: unknown): never {
+    this.cluster?.refreshSlotsCache();
+    throw err;
   }
 
   /**
@@ -41,27 +90,59 @@ export class RedisStore implements RateLimitStore {
    * (every call would land in one pipeline, refused with "All keys in the pipeline should belong
    * to the same slots allocation group"). EVALSHA itself is routed by its first key's slot.
    */
-  private command(numKeys: number): ScriptCommand {
-    let command = this.commands.get(numKeys);
+  private command(numKeys: number, refund = false): ScriptCommand {
+    const name = `gatehouse${refund ? 'Refund' : 'RateLimit'}${numKeys}`;
+    let command = this.commands.get(name);
     if (command === undefined) {
-      const name = `gatehouseRateLimit${numKeys}`;
-      this.client.defineCommand(name, { lua: RATE_LIMIT_SCRIPT, numberOfKeys: numKeys });
+      this.client.defineCommand(name, {
+        lua: refund ? REFUND_SCRIPT : RATE_LIMIT_SCRIPT,
+        numberOfKeys: numKeys,
+      });
       const fn = (this.client as unknown as Record<string, ScriptCommand>)[name] as ScriptCommand;
       command = fn.bind(this.client);
-      this.commands.set(numKeys, command);
+      this.commands.set(name, command);
     }
     return command;
+  }
+
+  private keys(key: string, plan: Plan): string[] {
+    const keys = plan.limits.map((l) => `${key}:${l.name}`);
+    if (plan.quota) keys.push(`${key}:q:${plan.quota.per}`);
+    return keys;
+  }
+
+  /** The deadline of a command sent now, on the clock of the node serving `shard` (0: none). */
+  private deadline(shard: string): number {
+    const offset = this.offsets.get(shard);
+    if (this.expireAfterMs <= 0 || offset === undefined) return 0;
+    return Math.floor(performance.now() + offset.ms + this.expireAfterMs);
+  }
+
+  /**
+   * A reply computed at `redisNow` and read at `receivedAt`: the node's clock minus ours is at
+   * least `redisNow - receivedAt` (it read the time before we received the answer). The highest
+   * such bound is kept, so the deadline given to that node is never later than when this
+   * process gives up plus `expireAfterMs`.
+   */
+  private learnClock(shard: string, redisNow: number, receivedAt: number): void {
+    const ms = redisNow - receivedAt;
+    const known = this.offsets.get(shard);
+    if (known === undefined) this.offsets.set(shard, { ms, at: receivedAt });
+    else if (ms >= known.ms || receivedAt - known.at > OFFSET_TTL_MS) {
+      known.ms = ms;
+      known.at = receivedAt;
+    }
   }
 
   async consume(key: string, plan: Plan): Promise<Decision> {
     // Fail fast while (re)connecting: a Cluster with auto-pipelining would otherwise hold the
     // command until the cluster is back, unbounded by the command timeout.
     if (this.client.status !== 'ready') throw new StoreUnavailableError(`redis: ${this.client.status}`);
-    const keys = plan.limits.map((l) => `${key}:${l.name}`);
-    if (plan.quota) keys.push(`${key}:q:${plan.quota.per}`);
+    const keys = this.keys(key, plan);
+    const shard = this.shardOf(key);
     const args: Array<string | number> = [plan.limits.length];
     for (const l of plan.limits) args.push(l.windowMs, l.requests);
-    args.push(plan.quota?.requests ?? 0, plan.quota?.per ?? '');
+    args.push(plan.quota?.requests ?? 0, plan.quota?.per ?? '', this.deadline(shard));
     let reply: number[];
     try {
       reply = await this.command(keys.length)(...keys, ...args);
@@ -72,8 +153,11 @@ export class RedisStore implements RateLimitStore {
       if (this.client.isCluster) (this.client as Cluster).refreshSlotsCache();
       throw new StoreUnavailableError(`redis: ${(err as Error).message}`, { cause: err });
     }
-    const outcome = OUTCOMES[reply[0] ?? -1];
     const now = reply[1];
+    if (now !== undefined) this.learnClock(shard, now, performance.now());
+    if (reply[0] === 3)
+      throw new StoreUnavailableError('redis: the command ran after its deadline (counted nothing)');
+    const outcome = OUTCOMES[reply[0] ?? -1];
     // never decide on the gateway's clock
     if (outcome === undefined || now === undefined) throw new StoreUnavailableError('redis: malformed reply');
     const states: LimitState[] = plan.limits.map((_, i) => ({
@@ -86,20 +170,45 @@ export class RedisStore implements RateLimitStore {
     return describe(plan, outcome, states, quota, now);
   }
 
+  async refund(key: string, plan: Plan, time: number): Promise<void> {
+    const keys = this.keys(key, plan);
+    const args: Array<string | number> = [plan.limits.length];
+    for (const l of plan.limits) args.push(l.windowMs);
+    args.push(plan.quota?.per ?? '', time);
+    await this.command(keys.length, true)(...keys, ...args);
+  }
+
   /**
    * On a Cluster, 'ready' means the slots are known; the connections to the masters are made
-   * lazily, and while one is connecting a command to it is refused (the offline queue is off).
-   * So ready also means every master connection is up: the first burst after a start does not
-   * fail.
+   * as they are learnt, and while one is connecting a command to it waits in its queue. So ready
+   * also means every master connection is up: the first burst after a start does not wait for
+   * handshakes. Each node's clock is read too, so the first calls carry a deadline.
    */
   async ready(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     if (!(await untilReady(this.client, timeoutMs))) return false;
-    if (!this.client.isCluster) return true;
-    const masters = (this.client as Cluster).nodes('master');
+    if (this.cluster === null) {
+      await this.readClock(this.client as Redis, '');
+      return true;
+    }
+    const masters = this.cluster.nodes('master');
     for (const node of masters) if (node.status === 'wait') node.connect().catch(() => undefined);
     const up = await Promise.all(masters.map((node) => untilReady(node, deadline - Date.now())));
+    await Promise.all(
+      masters.map((n) => this.readClock(n, `${n.options.host ?? ''}:${n.options.port ?? ''}`)),
+    );
     return up.every(Boolean);
+  }
+
+  /** learns a node's clock before the first request, so even the first ones get a deadline */
+  private async readClock(node: Redis, shard: string): Promise<void> {
+    if (node.status !== 'ready') return;
+    try {
+      const [sec, usec] = await node.time();
+      this.learnClock(shard, Number(sec) * 1000 + Math.floor(Number(usec) / 1000), performance.now());
+    } catch {
+      // not reachable yet: learnt from the first reply instead
+    }
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,18 @@ export interface RateLimitStore {
   /** resolves once the store can answer, or after `timeoutMs` (then requests meet the failure policy) */
   ready(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+  /**
+   * Which part of the store holds `key` (a Cluster master, `host:port`; `*` while its slot's
+   * owner is unknown). Absent: one part. The failure policy keeps one breaker per part.
+   */
+  shardOf?(key: string): string;
+  /** the parts that exist now (a Cluster's masters): breakers of others are dropped */
+  shards?(): readonly string[];
+  /**
+   * Takes back the admission of an allowed `consume` decided at `time` (`Decision.time`), whose
+   * answer came after the caller had given up on it.
+   */
+  refund?(key: string, plan: Plan, time: number): Promise<void>;
 }
 
 /** Thrown (or rejected with) when the store could not decide: the failure policy applies. */

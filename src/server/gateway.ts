@@ -111,7 +111,8 @@ export class Gateway {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean | 'degraded'> = { config: true };
         // degraded is still ready unless the policy is to refuse
-        if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
+        if (limiter)
+          checks.rateLimitStore = !limiter.store.isUnavailable || limiter.store.policy !== 'closed';
         const { authenticators } = this.state.runtime.shared;
         return Object.assign(checks, authReadiness(authenticators, this.state.runtime.config.routes));
       },

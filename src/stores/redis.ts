@@ -1,11 +1,19 @@
 /** Connections to Redis: one node or a Cluster (ioredis), with fail-fast settings. */
 import { Cluster, Redis } from 'ioredis';
 
-export type RedisSettings =
-  | { url: string; cluster?: undefined; timeout: number; autoPipelining?: boolean }
-  | { cluster: readonly string[]; url?: undefined; timeout: number; autoPipelining?: boolean };
+export type RedisSettings = {
+  /**
+   * The client's own command timeout: only a backstop that ends commands nobody waits for any
+   * more. The rate limiter's timeout (`redis.timeout`) is enforced by its breaker.
+   */
+  timeout: number;
+  autoPipelining?: boolean;
+} & ({ url: string; cluster?: undefined } | { cluster: readonly string[]; url?: undefined });
 
 export type RedisClient = Redis | Cluster;
+
+/** a connection attempt that takes longer fails (ioredis's default is 10 s) */
+const CONNECT_TIMEOUT_MS = 2000;
 
 /**
  * Connection errors surface as failed commands, which the rate limiter's failure policy handles
@@ -26,15 +34,19 @@ function connect(settings: RedisSettings): RedisClient {
       return { host: url.hostname, port: Number(url.port || 6379) };
     });
     const cluster = new Cluster(nodes, {
-      // A command never waits for a reconnect: while the cluster (or the node owning a key's
-      // slot) is away, it fails at once and the rate limiter's failure policy applies.
-      enableOfflineQueue: false,
+      // On: the client's own readiness check (CLUSTER INFO) goes to a master it has just
+      // learnt of, whose connection is still being made; with the queue off that check fails
+      // ("Connection is closed") and the client reconnects from the seeds forever whenever the
+      // seeds are no longer all masters (after failovers). Commands for a node still connecting
+      // wait for it instead of failing; the breaker's timeout bounds every wait, and the store
+      // itself sends nothing while the cluster as a whole is not ready.
+      enableOfflineQueue: true,
       // One pipeline per node per event-loop turn (commands are grouped by the node that
       // serves their first key's slot).
       enableAutoPipelining: settings.autoPipelining ?? true,
       // ioredis retries a command whose node connection is closed, or whose cluster is down,
-      // after 100 ms (up to 16 times), outside the command timeout. Fail at once instead;
-      // MOVED/ASK redirections are still followed immediately.
+      // after 100 ms (up to 16 times), outside any timeout. Fail at once instead (the breaker
+      // probes and follows the failover); MOVED/ASK redirections are still followed at once.
       retryDelayOnFailover: 0,
       retryDelayOnClusterDown: 0,
       retryDelayOnTryAgain: 0,
@@ -42,11 +54,17 @@ function connect(settings: RedisSettings): RedisClient {
       // periodically instead (and the store refreshes it after an error), so a restarted node or
       // a promoted replica is found again: one CLUSTER SLOTS per interval.
       slotsRefreshInterval: 2000,
-      redisOptions: { maxRetriesPerRequest: 0, commandTimeout: settings.timeout },
+      redisOptions: {
+        maxRetriesPerRequest: 0,
+        commandTimeout: settings.timeout,
+        connectTimeout: CONNECT_TIMEOUT_MS,
+        // a script written before a connection dropped may have run: never send it again
+        autoResendUnfulfilledCommands: false,
+      },
       clusterRetryStrategy: (times) => Math.min(100 * 2 ** times, 2000),
     });
-    // Node connections are made lazily, on their first command; while one is connecting,
-    // commands to it are refused. Connect each node as soon as it is known instead.
+    // Node connections are made lazily, on their first command: connect each node as soon as
+    // it is known, so the first burst does not wait for the handshakes.
     cluster.on('+node', (node: Redis) => {
       if (node.status === 'wait') node.connect().catch(() => undefined);
     });
@@ -58,8 +76,11 @@ function connect(settings: RedisSettings): RedisClient {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: settings.timeout,
+    connectTimeout: CONNECT_TIMEOUT_MS,
     lazyConnect: false,
     enableAutoPipelining: settings.autoPipelining ?? false,
+    // a script written before a connection dropped may have run: never send it again
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
   });
 }

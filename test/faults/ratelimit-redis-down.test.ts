@@ -36,7 +36,7 @@ afterEach(async () => {
 
 type Log = { level: number; msg: string; [k: string]: unknown };
 
-async function setup(policy: FailurePolicy) {
+async function setup(policy: FailurePolicy, quota = false) {
   redis = await startPrivateRedis();
   upstream = await startUpstream();
   const logs: Log[] = [];
@@ -49,7 +49,7 @@ rateLimit:
   onStoreError: ${policy}
   keyPrefix: "t:"
   tiers:
-    anonymous: { limits: [{ requests: ${LIMIT}, per: 1m }] }
+    anonymous: { limits: [{ requests: ${LIMIT}, per: 1m }]${quota ? ', quota: { requests: 1000, per: month }' : ''} }
 services:
   echo: { targets: ["${upstream.url}"] }
 routes:
@@ -194,7 +194,7 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
   it.each(['local', 'closed'] as const)(
     '%s: the timeout bounds each wait and the breaker stops paying it on every request',
     async (policy) => {
-      const { logs, guard, url, adminUrl, redis: node } = await setup(policy);
+      const { logs, guard, url, adminUrl, redis: node } = await setup(policy, true);
       expect((await timed(`${url}/limited/up`)).status).toBe(200);
 
       node.freeze();
@@ -227,10 +227,12 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
       const after = await timed(`${url}/limited/after`);
       expect(await node.calls('evalsha')).toBeGreaterThan(calls);
       expect(await node.client().dbsize()).toBeGreaterThanOrEqual(Math.max(1, keysBefore));
-      // Redis counted the request before the freeze, then, once thawed, ran the 10 commands
-      // the burst had given up on (they had been sent): a timeout can over-count in Redis,
-      // never under-count, so the limit of 5 is used up there
-      expect(after.status).toBe(429);
+      // Once thawed, Redis ran the commands the burst had given up on (they had been sent),
+      // more than a second late: past their deadline, they counted nothing. Redis holds the
+      // request before the freeze and this one, in the window and in the quota.
+      expect(after.status).toBe(200);
+      expect(after.headers.get('x-ratelimit-remaining')).toBe(String(LIMIT - 2));
+      expect(await counts(node)).toEqual({ window: 2, quota: 2 });
       expect(transitions(logs)).toEqual([
         'warn: rate-limit store unavailable: degraded mode',
         'info: rate-limit store recovered',
@@ -239,6 +241,42 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
         `frozen (${policy}): burst of 10 waited ${Math.min(...burst.map((s) => s.ms)).toFixed(1)}–${maxMs(burst).toFixed(1)} ms; ` +
           `then ${slow.length}/${sequential.length} sequential requests waited ≥ ${TIMEOUT_MS - 5} ms, ` +
           `median ${median(sequential).toFixed(1)} ms, max ${stallMax.toFixed(1)} ms; recovered ${recoveryMs.toFixed(0)} ms after SIGCONT`,
+      );
+    },
+  );
+});
+
+/** what Redis holds for 127.0.0.1 on the anonymous tier: the 1m window's count and the quota's */
+async function counts(node: PrivateRedis): Promise<{ window: number; quota: number }> {
+  const c = node.client();
+  const window = Number((await c.hget('t:{rl:anonymous:ip:127.0.0.1}:1m', 'c')) ?? 0);
+  const quota = Number((await c.hget('t:{rl:anonymous:ip:127.0.0.1}:q:month', 'n')) ?? 0);
+  return { window, quota };
+}
+
+describe('a reply that comes after the timeout', () => {
+  it.each(['closed', 'local'] as const)(
+    '%s: the request was decided by the policy, so what Redis counted for it is taken back',
+    async (policy) => {
+      const { guard, url, redis: node } = await setup(policy, true);
+      expect((await timed(`${url}/limited/up`)).status).toBe(200);
+      node.freeze();
+      // given up on after 50 ms and decided by the policy; Redis runs them once thawed, well
+      // within their deadline, and counts 4 of them (the limit is 5, 1 is used)
+      const burst = await traffic(url, 0, 0, 10);
+      if (policy === 'closed') expect(new Set(statuses(burst))).toEqual(new Set([503]));
+      else expect(statuses(burst).filter((s) => s === 200)).toHaveLength(LIMIT); // local counters
+      node.thaw();
+      await waitUntil(() => guard.refunds === LIMIT - 1, RECOVERY_BOUND_MS);
+      await waitUntil(async () => (await counts(node)).window === 1, RECOVERY_BOUND_MS);
+      expect(await counts(node)).toEqual({ window: 1, quota: 1 });
+      expect(guard.refundFailures).toBe(0);
+      await waitUntil(() => !guard.isDegraded, RECOVERY_BOUND_MS);
+      const after = await timed(`${url}/limited/after`);
+      expect(after.status).toBe(200);
+      expect(after.headers.get('x-ratelimit-remaining')).toBe(String(LIMIT - 2));
+      figures.push(
+        `late replies (${policy}): ${guard.refunds} admissions counted after the timeout, taken back`,
       );
     },
   );

@@ -26,10 +26,28 @@ export type RedisNode = {
 };
 
 export type RedisCluster = {
+  /** the masters as created (after a failover some of them are replicas) */
   readonly nodes: readonly RedisNode[];
-  /** `redis://127.0.0.1:port` of every master, for `redis: { cluster: [...] }` */
+  /** the replicas as created, `replicas[i]` replicating `nodes[i]` at first */
+  readonly replicas: readonly RedisNode[];
+  /** `redis://127.0.0.1:port` of every master as created, for `redis: { cluster: [...] }` */
   readonly urls: readonly string[];
+  /** waits until every node reports `cluster_state:ok` with every slot served by a live master */
+  waitOk(timeoutMs?: number): Promise<void>;
+  /** `CLUSTER FAILOVER` on `replica` (a node of `replicas`), resolved once it is a master */
+  failover(replica: RedisNode, timeoutMs?: number): Promise<void>;
+  /** the port of the master serving `slot` now, from CLUSTER SLOTS asked to a live node */
+  masterOf(slot: number): Promise<number>;
   close(): Promise<void>;
+};
+
+export type ClusterOptions = {
+  /** replicas per master (default 0) */
+  replicas?: number;
+  /** `cluster-node-timeout` in ms (default 5000): how long until a dead master fails over */
+  nodeTimeoutMs?: number;
+  /** `cluster-require-full-coverage` (default yes, Redis's default) */
+  requireFullCoverage?: boolean;
 };
 
 function listenOnce(port: number): Promise<number | null> {
@@ -224,18 +242,32 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitClusterOk(nodes: readonly RedisNode[], timeoutMs: number): Promise<void> {
+/**
+ * Until every node says `cluster_state:ok`, all 16384 slots assigned, every node known. With
+ * `skipDown`, nodes that do not answer (stopped by the test) are left out.
+ */
+async function waitClusterOk(
+  nodes: readonly RedisNode[],
+  timeoutMs: number,
+  skipDown = false,
+): Promise<void> {
   const clients = nodes.map((n) => n.client());
   const deadline = Date.now() + timeoutMs;
   let last = '';
   try {
     for (;;) {
-      const infos = await Promise.all(clients.map((c) => c.cluster('INFO') as Promise<string>));
+      const infos = await Promise.all(
+        clients.map((c) =>
+          (c.cluster('INFO') as Promise<string>).catch((err: Error) => `down: ${err.message}`),
+        ),
+      );
       const ok = infos.every(
         (info) =>
-          /cluster_state:ok/.test(info) &&
-          /cluster_slots_assigned:16384/.test(info) &&
-          new RegExp(`cluster_known_nodes:${nodes.length}\\b`).test(info),
+          (skipDown && info.startsWith('down: ')) ||
+          (/cluster_state:ok/.test(info) &&
+            /cluster_slots_assigned:16384/.test(info) &&
+            /cluster_slots_fail:0\b/.test(info) &&
+            new RegExp(`cluster_known_nodes:${nodes.length}\\b`).test(info)),
       );
       if (ok) return;
       last = infos.join('\n');
@@ -249,19 +281,24 @@ async function waitClusterOk(nodes: readonly RedisNode[], timeoutMs: number): Pr
 }
 
 /**
- * A Redis Cluster of `masters` (default 3) private nodes, no replicas, every slot assigned and
- * `cluster_state:ok` on every node when this resolves.
+ * A Redis Cluster of `masters` (default 3) private nodes, with `replicas` per master (default
+ * none), every slot assigned and `cluster_state:ok` on every node when this resolves.
  */
-export async function startRedisCluster(masters = 3, timeoutMs = 20_000): Promise<RedisCluster> {
+export async function startRedisCluster(
+  masters = 3,
+  timeoutMs = 20_000,
+  options: ClusterOptions = {},
+): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-'));
-  const nodes: RedisNode[] = [];
+  const all: RedisNode[] = [];
+  const replicasPer = options.replicas ?? 0;
   const close = async () => {
-    await Promise.all(nodes.map((n) => n.stop()));
+    await Promise.all(all.map((n) => n.stop()));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     const results = await Promise.allSettled(
-      Array.from({ length: masters }, () =>
+      Array.from({ length: masters * (1 + replicasPer) }, () =>
         spawnNode(
           dir,
           (port) => [
@@ -270,30 +307,106 @@ export async function startRedisCluster(masters = 3, timeoutMs = 20_000): Promis
             '--cluster-config-file',
             join(dir, `nodes-${port}.conf`),
             '--cluster-node-timeout',
-            '5000',
+            String(options.nodeTimeoutMs ?? 5000),
+            '--cluster-require-full-coverage',
+            options.requireFullCoverage === false ? 'no' : 'yes',
           ],
           true,
         ),
       ),
     );
-    for (const r of results) if (r.status === 'fulfilled') nodes.push(r.value);
+    for (const r of results) if (r.status === 'fulfilled') all.push(r.value);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
+    const nodes = all.slice(0, masters);
+    const replicas = all.slice(masters);
+    // masters first: `--cluster create` makes the first `masters` nodes masters
     await run(
       'redis-cli',
       [
         '--cluster',
         'create',
-        ...nodes.map((n) => `${HOST}:${n.port}`),
+        ...all.map((n) => `${HOST}:${n.port}`),
         '--cluster-replicas',
-        '0',
+        String(replicasPer),
         '--cluster-yes',
       ],
       timeoutMs,
     );
-    await waitClusterOk(nodes, timeoutMs);
-    return { nodes, urls: nodes.map((n) => n.url), close };
+    await waitClusterOk(all, timeoutMs);
+    if (replicasPer > 0) await waitReplicasSynced(replicas, timeoutMs);
+    // the replica of each master, in the order of `nodes` (redis-cli assigns them itself)
+    const replicaOf = await Promise.all(replicas.map((r) => masterPortOf(r)));
+    const ordered = nodes.flatMap((m) => replicas.filter((_, i) => replicaOf[i] === m.port));
+    const live = async (): Promise<Redis> => {
+      for (const n of all) {
+        const c = n.client();
+        try {
+          await c.ping();
+          return c;
+        } catch {
+          c.disconnect();
+        }
+      }
+      throw new Error('no live node');
+    };
+    return {
+      nodes,
+      replicas: ordered,
+      urls: nodes.map((n) => n.url),
+      waitOk: (ms = timeoutMs) => waitClusterOk(all, ms, true),
+      async failover(replica, ms = timeoutMs) {
+        const c = replica.client();
+        try {
+          await c.cluster('FAILOVER');
+          const deadline = Date.now() + ms;
+          while (!/^role:master/m.test(await c.info('replication'))) {
+            if (Date.now() > deadline) throw new Error(`${replica.port} not promoted after ${ms} ms`);
+            await sleep(50);
+          }
+        } finally {
+          c.disconnect();
+        }
+      },
+      async masterOf(slot) {
+        const c = await live();
+        try {
+          const slots = (await c.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
+          const range = slots.find(([lo, hi]) => slot >= lo && slot <= hi);
+          if (!range) throw new Error(`slot ${slot} not served`);
+          return range[2][1];
+        } finally {
+          c.disconnect();
+        }
+      },
+      close,
+    };
   } catch (err) {
     await close();
     throw err;
+  }
+}
+
+async function masterPortOf(replica: RedisNode): Promise<number> {
+  const c = replica.client();
+  try {
+    const info = await c.info('replication');
+    return Number(/^master_port:(\d+)/m.exec(info)?.[1] ?? -1);
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function waitReplicasSynced(replicas: readonly RedisNode[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const r of replicas) {
+    const c = r.client();
+    try {
+      while (!/^master_link_status:up/m.test(await c.info('replication'))) {
+        if (Date.now() > deadline) throw new Error(`replica ${r.port} not in sync after ${timeoutMs} ms`);
+        await sleep(50);
+      }
+    } finally {
+      c.disconnect();
+    }
   }
 }

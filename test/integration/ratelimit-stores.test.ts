@@ -170,6 +170,7 @@ function expectDecision(
   const [a, b] = [at(t0), at(t1)];
   const timeless = (d: Decision) => ({
     ...d,
+    time: 0,
     retryAfterSec: 0,
     policies: d.policies.map((x) => ({ ...x, resetSec: 0 })),
   });

@@ -16,7 +16,7 @@ import {
 import type { RateLimitStore } from '../../src/ratelimit/store.js';
 
 const plan: Plan = { tier: 't', limits: [{ requests: 3, windowMs: 60_000, name: '1m' }], quota: null };
-const fromStore: Decision = { outcome: 'allowed', retryAfterSec: 0, policies: [], tightest: 0 };
+const fromStore: Decision = { outcome: 'allowed', retryAfterSec: 0, policies: [], tightest: 0, time: 0 };
 
 type Deferred = { resolve(d: Decision): void; reject(e: Error): void };
 
@@ -282,5 +282,166 @@ describe('GuardedStore timeout', () => {
       socket.destroy();
       await worker.terminate();
     }
+  });
+});
+
+/** A store of two shards (keys `a...` and `b...`), each up or down on its own. */
+class ShardedStore extends ScriptedStore {
+  down = new Set<string>();
+  error = 'connect ECONNREFUSED';
+  live = ['a', 'b'];
+  byShard: Record<string, number> = { a: 0, b: 0 };
+  shardOf(key: string): string {
+    return key.slice(0, 1);
+  }
+  shards(): readonly string[] {
+    return this.live;
+  }
+  override consume(key?: string): Promise<Decision> {
+    const shard = (key ?? 'a').slice(0, 1);
+    this.calls++;
+    this.byShard[shard] = (this.byShard[shard] ?? 0) + 1;
+    return this.down.has(shard) ? Promise.reject(new Error(this.error)) : Promise.resolve(fromStore);
+  }
+}
+
+function sharded(probe?: (key: string | null) => Promise<unknown>) {
+  let t = 1_000_000;
+  const logs: Array<{ level: number; msg: string; node?: string }> = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const store = new ShardedStore();
+  const guard = new GuardedStore(store, 'closed', logger, { now: () => t, ...(probe ? { probe } : {}) });
+  return {
+    store,
+    guard,
+    logs,
+    advance: (ms: number) => (t += ms),
+    transitions: () => logs.map((l) => `${l.level === 40 ? 'warn' : 'info'}: ${l.msg}`),
+  };
+}
+
+describe('GuardedStore on a Cluster: one breaker per shard', () => {
+  it("a failing shard's callers meet the policy; the other shard's are still decided by the store", async () => {
+    const { store, guard, advance, transitions, logs } = sharded();
+    store.down.add('a');
+    expect(await guard.consume('a1', plan)).toBe('closed');
+    expect(guard.isDegraded).toBe(true);
+    expect(guard.isUnavailable).toBe(false); // shard b has not failed
+    for (let i = 0; i < 5; i++) {
+      expect(await guard.consume('a1', plan)).toBe('closed'); // skipped: its breaker is open
+      expect(await guard.consume('b1', plan)).toBe(fromStore);
+    }
+    expect(store.byShard).toEqual({ a: 1, b: 5 });
+    expect(guard.degradedDecisions).toBe(6);
+    // b fails too: the whole store is unavailable (readiness under `closed`); still one warn
+    store.down.add('b');
+    expect(await guard.consume('b1', plan)).toBe('closed');
+    expect(guard.isUnavailable).toBe(true);
+    expect(logs[0]?.node).toBe('a');
+    store.down.clear();
+    advance(MIN_OPEN_MS);
+    expect(await guard.consume('a1', plan)).toBe(fromStore);
+    expect(guard.isDegraded).toBe(true); // b still open
+    expect(await guard.consume('b1', plan)).toBe(fromStore);
+    expect(guard.isDegraded).toBe(false);
+    expect(transitions()).toEqual([
+      'warn: rate-limit store unavailable: degraded mode',
+      'info: rate-limit store recovered',
+    ]);
+    expect(guard.trips).toBe(1);
+  });
+
+  it('a node answering CLUSTERDOWN is probed every 250 ms, not on a doubling wait', async () => {
+    const { store, guard, advance } = sharded();
+    store.down.add('a');
+    store.error = 'CLUSTERDOWN The cluster is down';
+    await guard.consume('a1', plan);
+    for (let i = 0; i < 6; i++) {
+      expect(guard.openPeriodMs).toBe(MIN_OPEN_MS);
+      advance(MIN_OPEN_MS);
+      await guard.consume('a1', plan); // the probe, failing with CLUSTERDOWN
+    }
+    expect(store.byShard.a).toBe(7);
+    // a lost connection does back off
+    store.error = 'Connection is closed.';
+    advance(MIN_OPEN_MS);
+    await guard.consume('a1', plan);
+    expect(guard.openPeriodMs).toBe(2 * MIN_OPEN_MS);
+  });
+
+  it('probes with a key of the failed shard, and drops the breaker of a master that left', async () => {
+    vi.useFakeTimers();
+    const probed: Array<string | null> = [];
+    const { store, guard, advance, transitions } = sharded((key) => {
+      probed.push(key);
+      return Promise.reject(new Error('connect ECONNREFUSED'));
+    });
+    store.down.add('a');
+    await guard.consume('a-some-caller', plan);
+    advance(MIN_OPEN_MS);
+    await vi.advanceTimersByTimeAsync(MIN_OPEN_MS);
+    expect(probed).toEqual(['a-some-caller']);
+    // a failover: the slot map no longer has master `a` (its slots have a new owner)
+    store.live = ['b', 'c'];
+    guard.hint('available');
+    expect(guard.isDegraded).toBe(false);
+    expect(transitions()).toEqual([
+      'warn: rate-limit store unavailable: degraded mode',
+      'info: rate-limit store recovered',
+    ]);
+    await guard.close();
+  });
+});
+
+describe('GuardedStore: the timeout counts from the write, and late admissions are taken back', () => {
+  /** answers `replyMs` after the end of the event-loop turn that called it (an auto-pipeline) */
+  class PipelinedStore extends ScriptedStore {
+    replyMs = 30;
+    refunded: Array<[string, number]> = [];
+    override consume(): Promise<Decision> {
+      this.calls++;
+      const ms = this.replyMs;
+      return new Promise((resolve) =>
+        setImmediate(() => setTimeout(() => resolve({ ...fromStore, time: 42 }), ms)),
+      );
+    }
+    refund(key: string, _plan: Plan, time: number): Promise<void> {
+      this.refunded.push([key, time]);
+      return Promise.resolve();
+    }
+  }
+
+  it('a loop busy after the call (the rest of a burst) does not eat into the budget', async () => {
+    const store = new PipelinedStore();
+    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), {
+      timeoutMs: 50,
+      coldTimeoutMs: 50,
+    });
+    const decision = guard.consume('k', plan);
+    const until = performance.now() + 100; // the same turn goes on for 100 ms
+    while (performance.now() < until);
+    expect(await decision).toEqual({ ...fromStore, time: 42 });
+    expect(guard.isDegraded).toBe(false);
+  });
+
+  it('a shard that has not answered yet gets the cold budget, then the short one', async () => {
+    const store = new PipelinedStore();
+    store.replyMs = 80;
+    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), {
+      timeoutMs: 30,
+      coldTimeoutMs: 1000,
+    });
+    expect(await guard.consume('k', plan)).toEqual({ ...fromStore, time: 42 });
+    expect(await guard.consume('k', plan)).toBe('closed');
+  });
+
+  it('an admission that arrives after the timeout is refunded, once', async () => {
+    const store = new PipelinedStore();
+    store.replyMs = 60;
+    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), { timeoutMs: 20 });
+    expect(await guard.consume('k1', plan)).toBe('closed');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(store.refunded).toEqual([['k1', 42]]);
+    expect(guard.refunds).toBe(1);
   });
 });

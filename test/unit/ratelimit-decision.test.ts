@@ -297,6 +297,8 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
       anonymousTier: 'anonymous',
       defaultTier: 'free',
       keyFor: (tier, subject) => `gh:{rl:${tier}:${subject}}`,
+      ipSubject: (ip) => `ip:${ip}`,
+      unauthenticated: null,
     };
     return { rl, keys };
   }

@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admitted, type Outcome, type Plan } from '../../src/ratelimit/decision.js';
-import { MONTH_INDEX_LUA, RATE_LIMIT_SCRIPT } from '../../src/ratelimit/redis-script.js';
+import { MONTH_INDEX_LUA, RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from '../../src/ratelimit/redis-script.js';
 import {
   periodOf,
   rolled,
@@ -31,12 +31,16 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `test:rl-lua:${randomUUID()}:`;
 const OUTCOMES: readonly Outcome[] = ['allowed', 'rate_limited', 'quota_exceeded'];
 
-type ScriptClient = Redis & { ghRateLimitTest(...args: Array<string | number>): Promise<number[]> };
+type ScriptClient = Redis & {
+  ghRateLimitTest(...args: Array<string | number>): Promise<number[]>;
+  ghRefundTest(...args: Array<string | number>): Promise<number>;
+};
 let redis: ScriptClient;
 
 beforeAll(() => {
   const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: false });
   client.defineCommand('ghRateLimitTest', { lua: RATE_LIMIT_SCRIPT });
+  client.defineCommand('ghRefundTest', { lua: REFUND_SCRIPT });
   redis = client as ScriptClient;
 });
 
@@ -237,5 +241,55 @@ describe('the Lua script agrees with window.ts', () => {
       }
     }
     expect(admittedAt1 + refusedAt0).toBeGreaterThan(0);
+  });
+});
+
+describe('taking back a late admission (REFUND_SCRIPT) and the deadline', () => {
+  const W = 60_000;
+  const DAY = 86_400_000;
+
+  it("decrements the count of the window that held the request: c while current, p once rolled, nothing once faded; the quota's while in its period", async () => {
+    const key = `${PREFIX}{refund}`;
+    // the current window index, stored: window k−1 starts day 1, window k−2 ends day 0
+    const k = 1441;
+    const reset = async () => {
+      await redis.del(`${key}:1m`, `${key}:q:day`);
+      await redis.hset(`${key}:1m`, 'i', k, 'c', 3, 'p', 2);
+      await redis.hset(`${key}:q:day`, 'p', Math.floor((k * W) / DAY), 'n', 5);
+    };
+    const refund = (time: number) => redis.ghRefundTest(2, `${key}:1m`, `${key}:q:day`, 1, W, 'day', time);
+    const state = async () => ({
+      ...(await redis.hgetall(`${key}:1m`)),
+      n: await redis.hget(`${key}:q:day`, 'n'),
+    });
+    await reset();
+    await refund(k * W + 5); // counted in the current window
+    expect(await state()).toEqual({ i: String(k), c: '2', p: '2', n: '4' });
+    await reset();
+    await refund((k - 1) * W + 5); // counted in the window before: now the previous one
+    expect(await state()).toEqual({ i: String(k), c: '3', p: '1', n: '4' });
+    await reset();
+    await refund((k - 2) * W + 5); // faded: nothing to take back; and the day before: not the quota
+    expect(await state()).toEqual({ i: String(k), c: '3', p: '2', n: '5' });
+    // never below zero
+    await redis.hset(`${key}:1m`, 'c', 0, 'p', 0);
+    await redis.hset(`${key}:q:day`, 'n', 0);
+    await refund(k * W + 5);
+    await refund((k - 1) * W + 5);
+    expect(await state()).toEqual({ i: String(k), c: '0', p: '0', n: '0' });
+    await redis.del(`${key}:1m`, `${key}:q:day`);
+  });
+
+  it('a command run after its deadline reads and counts nothing; before it, as usual', async () => {
+    const key = `${PREFIX}{deadline}`;
+    const [sec] = await redis.time();
+    const now = Number(sec) * 1000;
+    const late = await redis.ghRateLimitTest(1, `${key}:1m`, 1, W, 10, 0, '', now - 10_000);
+    expect(late[0]).toBe(3);
+    expect(await redis.exists(`${key}:1m`)).toBe(0);
+    const inTime = await redis.ghRateLimitTest(1, `${key}:1m`, 1, W, 10, 0, '', now + 60_000);
+    expect(inTime[0]).toBe(0);
+    expect(await redis.hget(`${key}:1m`, 'c')).toBe('1');
+    await redis.del(`${key}:1m`);
   });
 });

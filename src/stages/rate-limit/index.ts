@@ -12,7 +12,7 @@ import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
 import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js';
 import type { DecisionResult } from '../../observability/metrics.js';
 
-const storeUnavailable = problem(
+export const storeUnavailable = problem(
   503,
   'store_unavailable',
   'the rate-limit store is unavailable and this gateway is configured to refuse meanwhile',
@@ -62,12 +62,12 @@ export const rateLimit: StageFactory = {
       run(ctx) {
         const consumer = byConsumer ? ctx.consumer : null;
         let tier = limiter.anonymousTier;
-        let subject = `ip:${ctx.clientIp}`;
+        let subject: string;
         if (consumer !== null) {
           tier =
             consumer.tier !== '' && limiter.plans.has(consumer.tier) ? consumer.tier : limiter.defaultTier;
           subject = `c:${consumer.id}`;
-        }
+        } else subject = limiter.ipSubject(ctx.clientIp);
         const plan = limiter.plans.get(tier);
         if (plan === undefined) return undefined; // checked at load: the tiers used exist
         const result = limiter.store.consume(limiter.keyFor(tier, subject), plan);
@@ -79,7 +79,7 @@ export const rateLimit: StageFactory = {
   },
 };
 
-function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem | undefined {
+export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem | undefined {
   const headers: string[] = [];
   appendRateLimitHeaders(headers, d, limiter.headers);
   if (d.outcome === 'allowed') {
