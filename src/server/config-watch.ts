@@ -70,7 +70,12 @@ const realIo: WatchIo = {
  */
 export async function contentHash(read: WatchIo['read'], file: string): Promise<string> {
   try {
-    return 'sha256:' + createHash('sha256').update(await read(file)).digest('hex');
+    return (
+      'sha256:' +
+      createHash('sha256')
+        .update(await read(file))
+        .digest('hex')
+    );
   } catch (err) {
     return `unreadable:${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
   }
