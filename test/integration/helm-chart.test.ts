@@ -15,11 +15,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';
 import { ShutdownSchema } from '../../src/config/schema.js';
-import { helmBinary } from '../../scripts/helm.js';
+import { helm, helmBinary } from '../../scripts/helm.js';
 import {
   CHART,
   CHART_COPIES,
   EXAMPLE_VALUES,
+  NAMESPACE,
+  RELEASE,
   lint,
   renderExamples,
   repoRoot,
@@ -174,6 +176,34 @@ describe('rendering', () => {
     );
     delete (pod.containers as Array<Record<string, unknown>>)[0]!.name;
     expect(await validateManifest(deployment)).toMatch(/containers\/0 must have required property name/);
+  });
+});
+
+describe('NOTES.txt', () => {
+  /** what `helm install` prints after installing (a client-side dry run: no cluster) */
+  const notes = (set: string[]) =>
+    helm(
+      [
+        'install',
+        RELEASE,
+        CHART,
+        '--namespace',
+        NAMESPACE,
+        '--dry-run=client',
+        ...set.flatMap((s) => ['--set', s]),
+      ],
+      repoRoot,
+    ).split('NOTES:\n')[1] ?? '';
+
+  it('tells how to reach the proxy and the admin port, and warns about per-pod stores', () => {
+    const usual = notes(DEFAULT_SET);
+    expect(usual).toContain('kubectl -n gatehouse port-forward svc/gatehouse 8080:80');
+    expect(usual).toContain('kubectl -n gatehouse port-forward deploy/gatehouse 9080:9080');
+    expect(usual).toContain('Scaling: 3 to 15 pods');
+    expect(usual).not.toContain('WARNING');
+    const perPod = notes(VARIANTS[2]!.set);
+    expect(perPod).toContain('WARNING: redis.enabled is false');
+    expect(perPod).toContain('WARNING: database.enabled is false');
   });
 });
 
