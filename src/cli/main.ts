@@ -38,10 +38,15 @@ async function run(
   const { createLogger } = await import('../observability/logger.js');
   const { runPrimary, workerCount } = await import('../server/cluster.js');
   const { Gateway } = await import('../server/gateway.js');
+  const { sighupSelf, watchConfigFile } = await import('../server/config-watch.js');
   const logger = createLogger(config.logging.level, isWorker() ? { worker: true } : {});
   const count = workerCount(config.workers);
   if (count > 1 && !isWorker()) {
-    const code = await runPrimary(count, logger);
+    const stopped = runPrimary(count, logger);
+    // configWatch with workers: the primary watches, and reloads them as SIGHUP does
+    const watcher = config.configWatch ? watchConfigFile(configFile, { logger, reload: sighupSelf }) : null;
+    const code = await stopped;
+    watcher?.close();
     await onStopped?.();
     process.exit(code);
   }
@@ -75,6 +80,7 @@ async function run(
       // a worker that reloaded through the admin API asks the primary to reload the others
       onAdminReload: isWorker() ? () => process.send?.({ type: 'gatehouse:reload-all' }) : () => undefined,
       clusterMetrics: isWorker(),
+      watchConfig: !isWorker(),
     });
   } catch (err) {
     logger.fatal({ err }, 'could not start');

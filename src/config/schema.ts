@@ -683,6 +683,11 @@ export const ConfigSchema = Type.Object(
       description: 'processes serving the proxy port; "auto" = one per CPU core',
       errorMessage: 'must be a number of processes (1 or more) or "auto" (one per CPU core)',
     }),
+    configWatch: Type.Boolean({
+      default: true,
+      description:
+        'reload when the config file changes on disk (its directory is watched, so a Kubernetes ConfigMap update is seen); false: only SIGHUP and POST /reload reload',
+    }),
     trustedProxies: Type.Array(Type.String(), {
       default: [],
       description: 'CIDRs or addresses whose X-Forwarded-* headers are believed',

@@ -20,6 +20,7 @@ import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { clusterMetricsSource } from './cluster-metrics.js';
+import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
 import { closeRuntime, compileRuntime, readyRuntime, type Runtime } from './runtime.js';
 
 export type GatewayOptions = {
@@ -30,10 +31,15 @@ export type GatewayOptions = {
   onAdminReload?: () => void;
   /** a cluster worker: `/metrics` answers with every worker's metrics, aggregated by the primary */
   clusterMetrics?: boolean;
+  /**
+   * reload when `configFile` changes, if the config's `configWatch` is on (config-watch.ts). The
+   * CLI asks for it in a single process; with `workers` the primary watches and sends SIGHUP.
+   */
+  watchConfig?: boolean;
 };
 
 /** What asked for a reload (it is in the log lines). */
-export type ReloadTrigger = 'admin' | 'SIGHUP';
+export type ReloadTrigger = 'admin' | 'SIGHUP' | 'watch';
 
 export type ReloadResult =
   | { ok: true; restartNeeded: string[] }
@@ -48,6 +54,7 @@ const RESTART_ONLY = [
   'admin.host',
   'admin.port',
   'workers',
+  'configWatch',
   'limits.headersTimeout',
   'limits.requestTimeout',
   'limits.keepAliveTimeout',
@@ -66,6 +73,7 @@ export class Gateway {
   private closing: Promise<void> | null = null;
 
   private reloading: Promise<ReloadResult> | null = null;
+  private watcher: ConfigWatcher | null = null;
   /** runtimes replaced by a reload, closing once their in-flight requests are done */
   private readonly retiring = new Set<Promise<void>>();
   /** admin `/keys`; a revocation made here also drops the key from this process's cache */
@@ -154,6 +162,16 @@ export class Gateway {
       options.onAdminReload,
       options.clusterMetrics,
     );
+    // The watcher starts now, so that the content it compares changes with is the one just loaded
+    // (read within milliseconds of the load); what it sees before the gateway is up waits for it.
+    let started = (): void => undefined;
+    const up = new Promise<void>((resolve) => (started = resolve));
+    if (options.watchConfig && options.configFile !== undefined && config.configWatch) {
+      gw.watcher = watchConfigFile(options.configFile, {
+        logger: gw.logger,
+        reload: () => up.then(() => gw.reloadFromWatch()),
+      });
+    }
     try {
       // bounded: an unreachable Redis means starting degraded (by policy), not hanging
       await readyRuntime(gw.state.runtime);
@@ -163,6 +181,7 @@ export class Gateway {
       await gw.abandon();
       throw err;
     }
+    started();
     gw.logger.info(
       { port: gw.port, adminPort: gw.adminPort, routes: config.routes.length },
       'gatehouse ready',
@@ -203,6 +222,15 @@ export class Gateway {
   reload(trigger: ReloadTrigger = 'admin'): Promise<ReloadResult> {
     this.reloading ??= this.doReload(trigger).finally(() => (this.reloading = null));
     return this.reloading;
+  }
+
+  /**
+   * The watcher saw new content: a reload already running (SIGHUP, admin) may have read the file
+   * before it changed, so wait for it to end rather than join it, then read the file again.
+   */
+  private async reloadFromWatch(): Promise<ReloadResult> {
+    while (this.reloading) await this.reloading;
+    return this.reload('watch');
   }
 
   private async doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
@@ -280,6 +308,7 @@ export class Gateway {
 
   private async drain(drainTimeout: number): Promise<void> {
     this.state.draining = true;
+    this.watcher?.close();
     this.logger.info({ drainTimeout }, 'draining');
     const closed = new Promise<void>((resolve) => this.data.close(() => resolve()));
     this.data.closeIdleConnections();
@@ -313,6 +342,7 @@ export class Gateway {
    * listen already), so that nothing outlives the failed start.
    */
   private async abandon(): Promise<void> {
+    this.watcher?.close();
     await closeRuntime(this.state.runtime);
     await Promise.all([this.accessLog.close(0), this.tracing.shutdown(0), this.keys.close()]);
     for (const server of [this.data, this.admin]) {

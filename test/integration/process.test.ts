@@ -108,7 +108,9 @@ describe('gatehouse start (a real process)', () => {
     const key = await makeKey('k1');
     const pem = join(dir, 'key.pem');
     writeFileSync(pem, key.publicPem);
+    // SIGHUP alone: the file watch (configWatch) would reload the same edits a second time
     const withKey = (file: string) =>
+      'configWatch: false\n' +
       yaml(upstream!.url, '1') +
       `  - { name: jwt, match: { path: /jwt/** }, service: echo, auth: [jwt] }\n` +
       `auth: { jwt: { publicKeys: ["${file}"] } }\n`;
