@@ -3,6 +3,8 @@
  * instances; embedded SQLite (`database.file`) for one. Both run the same migrations in
  * spirit (see each store) and the same contract tests (test/integration/api-keys-repository).
  */
+import type { MigrationReport } from './migrations.js';
+
 export type ApiKeyRecord = {
   readonly id: string;
   readonly name: string;
@@ -21,7 +23,10 @@ export type NewApiKey = Omit<ApiKeyRecord, 'lastUsedAt' | 'revokedAt'>;
 
 export interface KeyRepository {
   readonly kind: 'postgres' | 'sqlite';
-  /** creates or upgrades the schema; idempotent, safe to run concurrently */
+  /**
+   * Creates or upgrades the schema; idempotent, safe to run concurrently. Resolves only when the
+   * tables are in place, else rejects (a SchemaError when a person must act).
+   */
   migrate(): Promise<void>;
   insert(key: NewApiKey): Promise<void>;
   get(id: string): Promise<ApiKeyRecord | null>;
@@ -41,7 +46,10 @@ export interface KeyRepository {
 
 export type DatabaseSettings = { readonly url?: string | undefined; readonly file: string };
 
-export async function openKeyRepository(db: DatabaseSettings): Promise<KeyRepository> {
+/** A real store: `runMigrations` is `migrate` saying what it did (for `gatehouse migrate`). */
+export type StoredKeyRepository = KeyRepository & { runMigrations(): Promise<MigrationReport> };
+
+export async function openKeyRepository(db: DatabaseSettings): Promise<StoredKeyRepository> {
   if (db.url !== undefined) {
     const { PostgresKeyRepository } = await import('./postgres-keys.js');
     return new PostgresKeyRepository(db.url);
