@@ -563,6 +563,17 @@ export const RateLimitSchema = Type.Object(
       },
     ),
     keyPrefix: Type.String({ default: 'gh:', description: 'prefix of every Redis key' }),
+    memory: Section(
+      {
+        maxEntries: Type.Integer({
+          minimum: 1,
+          default: 100_000,
+          description:
+            'subjects (client IPs, consumers) counted in memory at most; past it the least recently used is evicted and starts from zero when it comes back. Each costs about 0.5 KB (100 000: about 50 MB)',
+        }),
+      },
+      'the in-process counters: the store without `redis`, and the `onStoreError: local` fallback',
+    ),
     tiers: Type.Record(Type.String({ pattern: TIER_NAME }), TierSchema, {
       default: {},
       additionalProperties: false,

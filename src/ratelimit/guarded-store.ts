@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../observability/logger.js';
 import type { Decision, Plan } from './decision.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 import type { RateLimitStore } from './store.js';
 
 export type FailurePolicy = 'open' | 'closed' | 'local';
@@ -33,6 +33,8 @@ export type GuardOptions = {
   timeoutMs?: number;
   /** where failures and degraded decisions are counted (Prometheus, see observability/metrics.ts) */
   metrics?: GuardMetrics;
+  /** the `local` fallback's bound and eviction counter (rateLimit.memory) */
+  local?: MemoryStoreOptions;
 };
 
 export type GuardMetrics = {
@@ -69,6 +71,7 @@ export class GuardedStore {
   private readonly probe: (() => Promise<unknown>) | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly metrics: GuardMetrics | undefined;
+  private readonly localOptions: MemoryStoreOptions | undefined;
 
   constructor(
     readonly store: RateLimitStore,
@@ -80,6 +83,7 @@ export class GuardedStore {
     this.probe = options.probe;
     this.timeoutMs = options.timeoutMs;
     this.metrics = options.metrics;
+    this.localOptions = options.local;
   }
 
   get isDegraded(): boolean {
@@ -133,7 +137,8 @@ export class GuardedStore {
   private fallback(key: string, plan: Plan): GuardedDecision {
     this.degradedDecisions++;
     this.metrics?.degradedDecision();
-    if (this.policy === 'local') return (this.local ??= new MemoryStore(this.now)).consumeSync(key, plan);
+    if (this.policy === 'local')
+      return (this.local ??= new MemoryStore(this.now, this.localOptions)).consumeSync(key, plan);
     return this.policy;
   }
 
