@@ -567,6 +567,8 @@ export const RateLimitSchema = Type.Object(
       {
         maxEntries: Type.Integer({
           minimum: 1,
+          // about 5 GB of counters
+          maximum: 10_000_000,
           default: 100_000,
           description:
             'subjects (client IPs, consumers) counted in memory at most; past it the least recently used is evicted and starts from zero when it comes back. Each costs about 0.5 KB (100 000: about 50 MB)',

@@ -7,9 +7,13 @@
  * (an IPv6 /64 holds 2^64) would grow memory until the process dies, all the more as an entry of
  * a tier with a quota lives 32 days. An evicted subject that comes back starts from zero: it can
  * get up to one more window's worth of each limit, and of its quota (docs/rate-limiting.md).
- * The Map keeps insertion order, so re-inserting a subject on each use keeps it least-recently-
- * used first: the oldest key is the one to evict.
+ *
+ * The order is lru-cache's (a doubly linked list over arrays, O(1) per use and eviction). A
+ * plain Map re-inserted on each use cannot do it: evicting its first key means skipping the
+ * holes deletions leave at the front of V8's table, which made each decision in a flood of new
+ * subjects more than ten times slower (measured: about 100 µs instead of 7 µs on a loaded machine).
  */
+import { LRUCache } from 'lru-cache';
 import { admitted, describe, type Decision, type Plan } from './decision.js';
 import type { RateLimitStore } from './store.js';
 import { rolled, rolledQuota, type LimitState, type QuotaState } from './window.js';
@@ -22,16 +26,16 @@ export const DEFAULT_MAX_ENTRIES = 100_000;
 export type MemoryStoreOptions = {
   /** subjects kept at most (≥ 1); past it the least recently used is evicted */
   readonly maxEntries?: number;
-  /** called once per eviction (gatehouse_ratelimit_memory_evictions_total) */
+  /** called once per eviction of a live entry (gatehouse_ratelimit_memory_evictions_total) */
   readonly onEvict?: () => void;
 };
 
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory' as const;
-  /** subjects evicted to stay within maxEntries */
+  /** subjects evicted to stay within maxEntries, while their counts still mattered */
   evictions = 0;
   readonly maxEntries: number;
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries: LRUCache<string, Entry>;
   private readonly sweeper: NodeJS.Timeout;
   private readonly onEvict: (() => void) | undefined;
 
@@ -39,8 +43,20 @@ export class MemoryStore implements RateLimitStore {
     private readonly now: () => number = Date.now,
     options: MemoryStoreOptions = {},
   ) {
-    this.maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_ENTRIES);
+    this.maxEntries = Math.max(1, Math.floor(options.maxEntries ?? DEFAULT_MAX_ENTRIES));
     this.onEvict = options.onEvict;
+    this.entries = new LRUCache<string, Entry>({
+      // counted by size rather than `max`, which would set aside `max` slots up front (about
+      // 30 ms for 100 000, at every reload and at the first fallback while Redis is down)
+      maxSize: this.maxEntries,
+      sizeCalculation: () => 1,
+      dispose: (entry, _key, reason) => {
+        // an expired entry would have been swept anyway: only a live one costs accuracy
+        if (reason !== 'evict' || entry.expiresAt <= this.now()) return;
+        this.evictions++;
+        this.onEvict?.();
+      },
+    });
     this.sweeper = setInterval(() => this.sweep(), 10_000);
     this.sweeper.unref();
   }
@@ -51,6 +67,7 @@ export class MemoryStore implements RateLimitStore {
 
   consumeSync(key: string, plan: Plan): Decision {
     const now = this.now();
+    // `get` also makes the subject the most recently used
     const entry = this.entries.get(key);
     const states = plan.limits.map((l, i) => rolled(entry?.limits[i], l.windowMs, now));
     const quota = plan.quota ? rolledQuota(entry?.quota ?? undefined, plan.quota.per, now) : null;
@@ -61,14 +78,15 @@ export class MemoryStore implements RateLimitStore {
     }
     const longest = Math.max(0, ...plan.limits.map((l) => 2 * l.windowMs));
     const expiresAt = now + (plan.quota ? Math.max(longest, 32 * 86_400_000) : longest);
-    // deleted and set again: the subject moves to the most recently used end
-    if (entry !== undefined) this.entries.delete(key);
-    else if (this.entries.size >= this.maxEntries) this.evictOldest(now);
-    this.entries.set(key, {
-      limits: states.map((s) => ({ ...s })),
-      quota: quota ? { ...quota } : null,
-      expiresAt,
-    });
+    const limits = states.map((s) => ({ ...s }));
+    const stored = quota ? { ...quota } : null;
+    if (entry === undefined) {
+      this.entries.set(key, { limits, quota: stored, expiresAt });
+    } else {
+      entry.limits = limits;
+      entry.quota = stored;
+      entry.expiresAt = expiresAt;
+    }
     return describe(plan, outcome, states, quota, now);
   }
 
@@ -80,20 +98,11 @@ export class MemoryStore implements RateLimitStore {
     return this.entries.size;
   }
 
-  private evictOldest(now: number): void {
-    const oldest = this.entries.keys().next();
-    if (oldest.done === true) return;
-    const expired = (this.entries.get(oldest.value)?.expiresAt ?? 0) <= now;
-    this.entries.delete(oldest.value);
-    // an expired entry would have been swept anyway: only a live one costs accuracy
-    if (expired) return;
-    this.evictions++;
-    this.onEvict?.();
-  }
-
   private sweep(): void {
     const now = this.now();
-    for (const [key, entry] of this.entries) if (entry.expiresAt <= now) this.entries.delete(key);
+    const expired: string[] = [];
+    for (const [key, entry] of this.entries.entries()) if (entry.expiresAt <= now) expired.push(key);
+    for (const key of expired) this.entries.delete(key);
   }
 
   close(): Promise<void> {

@@ -152,7 +152,7 @@ describe('the bound applies to the local fallback and is counted', () => {
     ).toContain('gatehouse_ratelimit_memory_evictions_total{store="memory"} 7');
   });
 
-  it('defaults to 100 000 and refuses less than 1', () => {
+  it('defaults to 100 000 and takes 1 to 10 000 000', () => {
     const problems = (yaml: string) => {
       const r = loadConfigText(yaml, 'gw.yaml', { env: {} });
       return r.ok ? r.config.rateLimit.memory.maxEntries : r.problems.map((p) => `${p.path}: ${p.message}`);
@@ -160,6 +160,9 @@ describe('the bound applies to the local fallback and is counted', () => {
     expect(problems('')).toBe(100_000);
     expect(problems('rateLimit: { memory: { maxEntries: 0 } }')).toEqual([
       'rateLimit.memory.maxEntries: must be at least 1',
+    ]);
+    expect(problems('rateLimit: { memory: { maxEntries: 20000000 } }')).toEqual([
+      'rateLimit.memory.maxEntries: must be at most 10000000',
     ]);
   });
 });
