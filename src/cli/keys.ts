@@ -17,6 +17,7 @@ import {
 } from '../auth/api-keys/manage.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
 import { openKeyRepository, type ApiKeyRecord, type KeyRepository } from '../stores/database.js';
+import { LEGACY_MIGRATIONS_TABLE, SchemaError, type MigrationReport } from '../stores/migrations.js';
 
 export type KeyCliDeps = {
   configOption: () => Option;
@@ -55,6 +56,17 @@ async function withRepository<T>(config: GatewayConfig, fn: (repo: KeyRepository
   }
 }
 
+/** `migrated (postgres): schema "public" at version 1 (applied 1)` */
+export function migrationSummary(kind: string, report: MigrationReport): string {
+  const did = [
+    report.adopted.length > 0
+      ? `adopted ${report.adopted.join(', ')} from the old ${LEGACY_MIGRATIONS_TABLE} table`
+      : '',
+    report.applied.length > 0 ? `applied ${report.applied.join(', ')}` : '',
+  ].filter((d) => d !== '');
+  return `migrated (${kind}): ${report.location} at version ${report.version} (${did.join('; ') || 'up to date'})`;
+}
+
 /** `now`: the database's clock (a CLI whose clock is off must not show a revoked key in grace) */
 function status(k: ApiKeyRecord, now: number): string {
   if (k.revokedAt !== null) {
@@ -84,7 +96,7 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...arg
       await fn(...args);
     } catch (err) {
       const message =
-        err instanceof UsageError
+        err instanceof UsageError || err instanceof SchemaError
           ? err.message
           : `database error: ${err instanceof Error ? err.message : String(err)}`;
       process.stderr.write(`gatehouse: ${message}\n`);
@@ -101,9 +113,12 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
     .action(
       action(async (opts: { config?: string }) => {
         const config = await deps.load(opts);
-        await withRepository(config, async (repo) => {
-          process.stdout.write(`migrated (${repo.kind})\n`);
-        });
+        const repo = await openKeyRepository(config.database);
+        try {
+          process.stdout.write(migrationSummary(repo.kind, await repo.runMigrations()) + '\n');
+        } finally {
+          await repo.close();
+        }
       }),
     );
 

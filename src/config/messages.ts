@@ -9,6 +9,7 @@
  */
 import { type TSchema } from '@sinclair/typebox';
 import { DefaultErrorFunction, SetErrorFunction, ValueErrorType } from '@sinclair/typebox/errors';
+import { isDuration, parseDuration } from './units.js';
 
 const literals = (schema: TSchema): unknown[] | null => {
   const options = schema.anyOf as TSchema[] | undefined;
@@ -27,6 +28,22 @@ const TYPE_NAMES: Partial<Record<ValueErrorType, string>> = {
   [ValueErrorType.Boolean]: 'true or false',
 };
 
+/**
+ * A duration that is well-formed but shorter than its field allows (schema.ts `Duration` with a
+ * `min`): `must be at least 100ms, not "0s": <why>`. Null for anything else.
+ */
+function belowMinimum(schema: TSchema, value: unknown): string | null {
+  const minimumMs: unknown = schema.minimumMs;
+  if (typeof minimumMs !== 'number') return null;
+  let ms: number;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) ms = value;
+  else if (typeof value === 'string' && isDuration(value)) ms = parseDuration(value);
+  else return null;
+  if (ms >= minimumMs) return null;
+  const why = str(schema.minimumWhy);
+  return `${str(schema.minimumMessage) ?? `must be at least ${minimumMs} ms`}, not ${JSON.stringify(value)}${why ? `: ${why}` : ''}`;
+}
+
 /** The message for one schema error (exported for tests; the loader goes through TypeBox). */
 export function schemaErrorMessage(error: Parameters<Parameters<typeof SetErrorFunction>[0]>[0]): string {
   const schema = error.schema;
@@ -44,6 +61,8 @@ export function schemaErrorMessage(error: Parameters<Parameters<typeof SetErrorF
     default:
       break;
   }
+  const tooShort = belowMinimum(schema, error.value);
+  if (tooShort) return tooShort;
   if (custom) return custom;
   const typeName = TYPE_NAMES[error.errorType];
   if (typeName) return `must be ${typeName}`;

@@ -23,24 +23,60 @@ import {
 const DURATION_FORMAT = 'gatehouse-duration';
 if (!FormatRegistry.Has(DURATION_FORMAT)) FormatRegistry.Set(DURATION_FORMAT, isDuration);
 
-/** A duration in the file ("10s" or milliseconds); a number of milliseconds once loaded. */
-export const Duration = (defaultValue?: string) =>
-  Type.Transform(
+/** The same, with a lower bound (one format per bound, registered once). */
+function durationFormat(minMs: number): string {
+  if (minMs === 0) return DURATION_FORMAT;
+  const name = `${DURATION_FORMAT}-min-${minMs}ms`;
+  if (!FormatRegistry.Has(name)) FormatRegistry.Set(name, (v) => isDuration(v) && parseDuration(v) >= minMs);
+  return name;
+}
+
+export type DurationOptions = {
+  /** the shortest value allowed, written as in the file ("1ms", "100ms"); default 0 */
+  readonly min?: string;
+  /** why a shorter value is refused: ends the message of one that is */
+  readonly why?: string;
+  /** what 0 means, where 0 is allowed and means something other than "no time" */
+  readonly zero?: string;
+};
+
+/**
+ * A duration in the file ("10s" or milliseconds); a number of milliseconds once loaded. Every
+ * duration has a minimum (`min`) or a documented meaning for 0 (`zero`): 0 ms is a busy loop
+ * for an interval, and "no timeout at all" for most clients Gatehouse drives (node:http, undici).
+ */
+export const Duration = (defaultValue?: string, options: DurationOptions = {}) => {
+  const minMs = options.min === undefined ? 0 : parseDuration(options.min);
+  const bounds = minMs === 0 ? '' : ` (at least ${options.min})`;
+  return Type.Transform(
     Type.Union(
       [
-        Type.String({ pattern: DURATION_PATTERN, format: DURATION_FORMAT }),
-        Type.Integer({ minimum: 0, maximum: MAX_DURATION_MS }),
+        Type.String({ pattern: DURATION_PATTERN, format: durationFormat(minMs) }),
+        Type.Integer({ minimum: minMs, maximum: MAX_DURATION_MS }),
       ],
       {
-        description: 'a duration: "250ms", "10s", "5m", "1h", "1d", or a number of milliseconds',
+        description:
+          `a duration: "250ms", "10s", "5m", "1h", "1d", or a number of milliseconds${bounds}` +
+          (options.zero === undefined ? '' : `; 0 = ${options.zero}`),
         errorMessage:
-          'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+          minMs === 0
+            ? 'must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds'
+            : `must be a duration from ${options.min} to 24 days, such as "250ms", "10s", "5m", "1h" or "1d", or a number of milliseconds`,
+        ...(minMs === 0
+          ? {}
+          : {
+              // messages.ts: a well-formed duration under the minimum is told so, and why
+              minimumMs: minMs,
+              minimumMessage: `must be at least ${options.min}`,
+              ...(options.why === undefined ? {} : { minimumWhy: options.why }),
+            }),
         ...(defaultValue === undefined ? {} : { default: defaultValue }),
       },
     ),
   )
     .Decode((v) => parseDuration(v))
     .Encode((ms) => ms);
+};
 
 /** A size in the file ("10mb" or bytes); a number of bytes once loaded. */
 export const Size = (defaultValue?: string) =>
@@ -91,9 +127,17 @@ export const AdminSchema = Section(
 export const LimitsSchema = Section(
   {
     bodySize: Size('10mb'),
-    headersTimeout: Duration('10s'),
-    requestTimeout: Duration('60s'),
-    keepAliveTimeout: Duration('5s'),
+    headersTimeout: Duration('10s', {
+      min: '100ms',
+      why: 'node enforces it at most every 100 ms, and at 0 a client could take forever to send its headers',
+    }),
+    requestTimeout: Duration('60s', {
+      zero: 'no limit on the whole request (headersTimeout still applies)',
+    }),
+    keepAliveTimeout: Duration('5s', {
+      min: '1ms',
+      why: 'at 0 node never closes an idle keep-alive connection',
+    }),
     maxHeaderSize: Size('16kb'),
     maxUrlLength: Size('8kb'),
     headersWithUnderscores: Type.Union(
@@ -104,13 +148,15 @@ export const LimitsSchema = Section(
           'request headers whose name has "_" (CGI-style upstreams read X_Real_IP as X-Real-IP): drop them, reject the request (400), or allow them (spellings of the headers the gateway controls are dropped still)',
       },
     ),
-    sendTimeout: Duration('60s'),
+    sendTimeout: Duration('60s', {
+      zero: 'never: a client that stops reading keeps its upstream exchange as long as it stays connected',
+    }),
   },
   'Limits on what clients may send, and how slowly they send and read.',
 );
 
 export const ShutdownSchema = Section(
-  { drainTimeout: Duration('30s') },
+  { drainTimeout: Duration('30s', { zero: 'cut the remaining connections at once, without waiting' }) },
   'Graceful shutdown: how long in-flight requests may take to finish after SIGTERM.',
 );
 
@@ -140,7 +186,7 @@ export const DiscoverySchema = Type.Object(
         errorMessage: 'must be a port number from 1 to 65535',
       }),
     ),
-    refresh: Duration('10s'),
+    refresh: Duration('10s', { min: '100ms', why: 'each refresh is a DNS lookup' }),
     scheme: Type.Union([Type.Literal('http'), Type.Literal('https')], {
       default: 'http',
       description: 'scheme of the discovered targets',
@@ -160,8 +206,8 @@ export const HealthCheckSchema = Type.Object(
       description: 'path of the GET request sent to every target',
       errorMessage: 'must be a path starting with "/", such as "/health"',
     }),
-    interval: Duration('5s'),
-    timeout: Duration('1s'),
+    interval: Duration('5s', { min: '100ms', why: 'each check is a request to every target' }),
+    timeout: Duration('1s', { min: '1ms', why: 'at 0 a check would have no timeout' }),
     healthyAfter: Type.Integer({
       minimum: 1,
       default: 2,
@@ -184,8 +230,8 @@ export const PassiveHealthSchema = Section(
       description:
         'consecutive connection errors, timeouts or 5xx answers that eject a target from balancing; 0 = off',
     }),
-    ejectFor: Duration('10s'),
-    maxEjectFor: Duration('5m'),
+    ejectFor: Duration('10s', { min: '1ms', why: 'a target ejected for 0 is not ejected' }),
+    maxEjectFor: Duration('5m', { min: '1ms' }),
     maxEjectedPercent: Type.Integer({
       minimum: 0,
       maximum: 100,
@@ -205,13 +251,13 @@ export const CircuitBreakerSchema = Section(
       default: 0.5,
       description: 'share of failed requests in `window` that opens the breaker',
     }),
-    window: Duration('10s'),
+    window: Duration('10s', { min: '100ms', why: 'the error rate is measured over this window' }),
     minRequests: Type.Integer({
       minimum: 1,
       default: 20,
       description: 'requests the window must hold before the breaker may open',
     }),
-    openFor: Duration('30s'),
+    openFor: Duration('30s', { min: '1ms', why: 'a breaker open for 0 stops nothing' }),
     probes: Type.Integer({
       minimum: 1,
       default: 3,
@@ -241,15 +287,17 @@ export const RetrySchema = Section(
       default: 3,
       description: 'attempts in all, the first included; 1 = no retries',
     }),
-    backoff: Duration('50ms'),
-    maxBackoff: Duration('1s'),
+    backoff: Duration('50ms', { zero: 'retry at once' }),
+    maxBackoff: Duration('1s', { zero: 'retry at once (backoff must be 0 too)' }),
     on: Type.Array(RetryOn, {
       default: ['connect-error', 'reset', 502, 503, 504],
       uniqueItems: true,
       description:
         'what is retried: connect-error (refused, unreachable, connect timeout: the request never reached the target), reset (the connection broke or the response was invalid before any of it reached the client), timeout (no response headers in time), and 5xx statuses',
     }),
-    maxRetryAfter: Duration('2s'),
+    maxRetryAfter: Duration('2s', {
+      zero: 'a status whose Retry-After asks for any wait is not retried',
+    }),
     budget: Type.Number({
       minimum: 0,
       maximum: 1,
@@ -261,7 +309,7 @@ export const RetrySchema = Section(
       default: 10,
       description: 'retries allowed in any 10 s whatever the budget, so a quiet service can still retry',
     }),
-    deadline: Duration('30s'),
+    deadline: Duration('30s', { min: '1ms', why: 'it bounds the whole request, retries included' }),
   },
   'retries of idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, or with Idempotency-Key) on another target',
 );
@@ -279,7 +327,7 @@ export const DnsSchema = Type.Object(
         description: "DNS servers for `discovery` lookups (ip or ip:port); default: the system's",
       },
     ),
-    timeout: Duration('2s'),
+    timeout: Duration('2s', { min: '1ms', why: 'a lookup must be given some time' }),
   },
   { ...strict, description: 'the resolver `discovery` uses' },
 );
@@ -300,15 +348,18 @@ export const ServiceSchema = Type.Object(
     ),
     timeouts: Section(
       {
-        connect: Duration('2s'),
-        response: Duration('15s'),
+        connect: Duration('2s', { min: '1ms', why: 'at 0 a connection attempt would have no timeout' }),
+        response: Duration('15s', { min: '1ms', why: 'at 0 a response would have no timeout' }),
       },
       'connect: TCP connect to a target; response: until the response headers arrive, and the longest pause between body chunks',
     ),
     pool: Section(
       {
         connections: Type.Integer({ minimum: 1, default: 128, description: 'max connections per target' }),
-        keepAlive: Duration('60s'),
+        keepAlive: Duration('60s', {
+          min: '1ms',
+          why: 'at 0 idle connections to the target would never be closed',
+        }),
       },
       'keep-alive connection pool per target',
     ),
@@ -414,14 +465,17 @@ export const ElasticsearchSinkSchema = Type.Object(
       default: 500,
       description: 'records per `_bulk` request, at most',
     }),
-    flushInterval: Duration('1s'),
+    flushInterval: Duration('1s', { min: '10ms', why: 'each flush can be a _bulk request' }),
     maxBuffer: Type.Integer({
       minimum: 1,
       default: 10000,
       description: 'records held while Elasticsearch is slow or down; when full the oldest are dropped',
     }),
-    timeout: Duration('10s'),
-    maxBackoff: Duration('30s'),
+    timeout: Duration('10s', { min: '1ms', why: 'a _bulk request must be given some time' }),
+    maxBackoff: Duration('30s', {
+      min: '100ms',
+      why: 'it spaces the retries while Elasticsearch fails',
+    }),
     apiKey: Type.Optional(Type.String({ description: 'sent as `Authorization: ApiKey <apiKey>`' })),
   },
   { ...strict, description: 'ship access-log records to Elasticsearch with the `_bulk` API' },
@@ -534,6 +588,19 @@ export const RateLimitSchema = Type.Object(
           'limits (and quota) on failed authentications per client IP, on routes with `auth`: counted only when credentials are missing or invalid; once over, the address is refused (429) before its credentials are checked, until Retry-After',
       }),
     ),
+    memory: Section(
+      {
+        maxEntries: Type.Integer({
+          minimum: 1,
+          // about 5 GB of counters
+          maximum: 10_000_000,
+          default: 100_000,
+          description:
+            'subjects (client IPs, consumers) counted in memory at most; past it the least recently used is evicted and starts from zero when it comes back. Each costs about 0.5 KB (100 000: about 50 MB)',
+        }),
+      },
+      'the in-process counters: the store without `redis`, and the `onStoreError: local` fallback',
+    ),
     tiers: Type.Record(Type.String({ pattern: TIER_NAME }), TierSchema, {
       default: {},
       additionalProperties: false,
@@ -554,7 +621,7 @@ export const RedisSchema = Type.Object(
         description: 'Redis Cluster seed nodes',
       }),
     ),
-    timeout: Duration('50ms'),
+    timeout: Duration('50ms', { min: '1ms', why: '0 would mean no timeout at all' }),
   },
   { ...strict, description: 'Shared counters. Absent: in-memory counters (one instance only).' },
 );
@@ -592,11 +659,11 @@ export const JwtSchema = Type.Object(
     publicKeys: Type.Optional(
       Type.Array(Type.String(), { minItems: 1, description: 'PEM files (SPKI public keys)' }),
     ),
-    clockTolerance: Duration('60s'),
+    clockTolerance: Duration('60s', { zero: 'no tolerance: exp and nbf are checked to the second' }),
     maxTokenAge: Type.Optional(
       // a duration described as this field: spreading keeps the transform (its symbol keys)
       {
-        ...Duration(),
+        ...Duration(undefined, { min: '1s', why: 'tokens are issued with a precision of one second' }),
         description:
           'refuse tokens issued longer ago than this (`iat`, which becomes required); absent = no limit',
       },

@@ -47,6 +47,7 @@ export class GatewayMetrics {
   readonly storeErrors: FastCounter;
   readonly degradedDecisions: FastCounter;
   readonly storeDegraded: Gauge<'store'>;
+  readonly memoryEvictions: FastCounter;
   readonly authFailures: FastCounter;
   readonly upstreamDuration: FastHistogram;
   readonly upstreamErrors: FastCounter;
@@ -97,6 +98,12 @@ export class GatewayMetrics {
       'gatehouse_ratelimit_degraded_decisions_total',
       'Rate-limit decisions taken by the failure policy instead of the shared store',
       ['store', 'policy'],
+      this.registry,
+    );
+    this.memoryEvictions = new FastCounter(
+      'gatehouse_ratelimit_memory_evictions_total',
+      'Subjects evicted from the in-process rate-limit counters at rateLimit.memory.maxEntries (store: memory without redis, local the onStoreError fallback); an evicted subject starts from zero',
+      ['store'],
       this.registry,
     );
     this.authFailures = new FastCounter(

@@ -23,7 +23,7 @@
  */
 import type { Logger } from '../observability/logger.js';
 import type { Decision, Plan } from './decision.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 import type { RateLimitStore } from './store.js';
 
 export type FailurePolicy = 'open' | 'closed' | 'local';
@@ -50,6 +50,8 @@ export type GuardOptions = {
   coldTimeoutMs?: number;
   /** where failures and degraded decisions are counted (Prometheus, see observability/metrics.ts) */
   metrics?: GuardMetrics;
+  /** the `local` fallback's bound and eviction counter (rateLimit.memory) */
+  local?: MemoryStoreOptions;
 };
 
 export type GuardMetrics = {
@@ -118,6 +120,7 @@ export class GuardedStore {
   private readonly timeoutMs: number | undefined;
   private readonly coldTimeoutMs: number | undefined;
   private readonly metrics: GuardMetrics | undefined;
+  private readonly localOptions: MemoryStoreOptions | undefined;
 
   constructor(
     readonly store: RateLimitStore,
@@ -130,6 +133,7 @@ export class GuardedStore {
     this.timeoutMs = options.timeoutMs;
     this.coldTimeoutMs = options.coldTimeoutMs ?? options.timeoutMs;
     this.metrics = options.metrics;
+    this.localOptions = options.local;
   }
 
   /** some shard is degraded: some callers are decided by the policy */
@@ -225,7 +229,8 @@ export class GuardedStore {
   private fallback(key: string, plan: Plan): GuardedDecision {
     this.degradedDecisions++;
     this.metrics?.degradedDecision();
-    if (this.policy === 'local') return (this.local ??= new MemoryStore(this.now)).consumeSync(key, plan);
+    if (this.policy === 'local')
+      return (this.local ??= new MemoryStore(this.now, this.localOptions)).consumeSync(key, plan);
     return this.policy;
   }
 

@@ -13,7 +13,7 @@ import type { Plan } from './decision.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { GuardedStore, type GuardMetrics } from './guarded-store.js';
 import type { HeaderMode } from './headers.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
 import type { RateLimitStore } from './store.js';
 import { ipSubject, rateLimitKey } from './subject.js';
@@ -144,6 +144,7 @@ export function createLimitStore(
       timeoutMs: timeout,
       coldTimeoutMs: late,
       ...guardMetrics(metrics, shared.kind, rl.onStoreError),
+      ...(rl.onStoreError === 'local' ? { local: memoryOptions(rl, metrics, 'local') } : {}),
     });
     // connection errors are the breaker's business (it logs each transition once); without a
     // listener ioredis would print every failed reconnect attempt to stderr
@@ -153,7 +154,7 @@ export function createLimitStore(
     client.on('ready', () => store.hint('available'));
     if (client.isCluster) client.on('refresh', () => store.hint('available'));
   } else {
-    shared = new MemoryStore();
+    shared = new MemoryStore(Date.now, memoryOptions(rl, metrics, 'memory'));
     store = new GuardedStore(
       shared,
       rl.onStoreError,
@@ -170,6 +171,20 @@ export function createLimitStore(
       return ok;
     },
     close: () => store.close(),
+  };
+}
+
+/** The in-process counters' bound, and their evictions counted by role (`memory` or `local`). */
+function memoryOptions(
+  rl: GatewayConfig['rateLimit'],
+  metrics: GatewayMetrics | null,
+  role: 'memory' | 'local',
+): MemoryStoreOptions {
+  const evictions = metrics?.memoryEvictions.labels(role);
+  evictions?.inc(0);
+  return {
+    maxEntries: rl.memory.maxEntries,
+    ...(evictions ? { onEvict: () => evictions.inc() } : {}),
   };
 }
 

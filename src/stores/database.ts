@@ -8,6 +8,8 @@
  * revocation, an expiry or a grace period. Readers get the database's clock with what they read
  * (`KeyReads.dbTime`) and compare against that, not against their own clock.
  */
+import type { MigrationReport } from './migrations.js';
+
 export type ApiKeyRecord = {
   readonly id: string;
   readonly name: string;
@@ -61,7 +63,10 @@ export type RevocationWatcher = {
 
 export interface KeyRepository {
   readonly kind: 'postgres' | 'sqlite';
-  /** creates or upgrades the schema; idempotent, safe to run concurrently */
+  /**
+   * Creates or upgrades the schema; idempotent, safe to run concurrently. Resolves only when the
+   * tables are in place, else rejects (a SchemaError when a person must act).
+   */
   migrate(): Promise<void>;
   /** stores a new key; returns it as stored (with the database's instants) */
   insert(key: NewApiKey): Promise<ApiKeyRecord>;
@@ -92,7 +97,10 @@ export interface KeyRepository {
 
 export type DatabaseSettings = { readonly url?: string | undefined; readonly file: string };
 
-export async function openKeyRepository(db: DatabaseSettings): Promise<KeyRepository> {
+/** A real store: `runMigrations` is `migrate` saying what it did (for `gatehouse migrate`). */
+export type StoredKeyRepository = KeyRepository & { runMigrations(): Promise<MigrationReport> };
+
+export async function openKeyRepository(db: DatabaseSettings): Promise<StoredKeyRepository> {
   if (db.url !== undefined) {
     const { PostgresKeyRepository } = await import('./postgres-keys.js');
     return new PostgresKeyRepository(db.url);

@@ -18,6 +18,17 @@ import type {
   RevocationWatcher,
   RotationResult,
 } from './database.js';
+import {
+  assertKeyTable,
+  foreignTableError,
+  knownVersionTexts,
+  LEGACY_MIGRATIONS_TABLE,
+  legacyVersions,
+  MIGRATIONS_TABLE,
+  pendingVersions,
+  SchemaError,
+  type MigrationReport,
+} from './migrations.js';
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE api_keys (
@@ -35,6 +46,33 @@ const MIGRATIONS: readonly string[] = [
 
 /** serialises concurrent `migrate` runs (several instances starting at once) */
 const MIGRATION_LOCK = 0x6761_7465;
+
+/** The columns of `api_keys` where the search path finds it (none: no such table). */
+async function keyColumns(client: pg.PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT attname AS name FROM pg_attribute
+      WHERE attrelid = to_regclass('api_keys') AND attnum > 0 AND NOT attisdropped`,
+  );
+  return rows.map((r) => r.name);
+}
+
+/**
+ * The Gatehouse versions recorded in an old `schema_migrations` (its `version` read as text,
+ * whatever its type: Rails keeps strings, golang-migrate bigints), if there is such a table.
+ */
+async function legacyRows(client: pg.PoolClient): Promise<string[]> {
+  const { rows: column } = await client.query(
+    `SELECT 1 FROM pg_attribute
+      WHERE attrelid = to_regclass($1) AND attname = 'version' AND NOT attisdropped`,
+    [LEGACY_MIGRATIONS_TABLE],
+  );
+  if (column.length === 0) return [];
+  const { rows } = await client.query<{ v: string }>(
+    `SELECT version::text AS v FROM ${LEGACY_MIGRATIONS_TABLE} WHERE version::text = ANY($1)`,
+    [knownVersionTexts(MIGRATIONS.length)],
+  );
+  return rows.map((r) => r.v);
+}
 
 type Row = {
   id: string;
@@ -105,19 +143,59 @@ export class PostgresKeyRepository implements KeyRepository {
   }
 
   async migrate(): Promise<void> {
+    await this.runMigrations();
+  }
+
+  /**
+   * One transaction under an advisory lock (instances starting together wait for each other):
+   * record table, adoption of an old `schema_migrations`, pending migrations, then the check that
+   * `api_keys` is in place. Unqualified names: the schema is the URL's `search_path`.
+   */
+  async runMigrations(): Promise<MigrationReport> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)');
-      const { rows } = await client.query<{ v: number | null }>(
-        'SELECT MAX(version) AS v FROM schema_migrations',
+      const { rows: where } = await client.query<{ schema: string | null }>(
+        'SELECT current_schema() AS schema',
       );
-      for (let v = (rows[0]?.v ?? 0) + 1; v <= MIGRATIONS.length; v++) {
-        await client.query(MIGRATIONS[v - 1] as string);
-        await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v]);
+      const schema = where[0]?.schema;
+      if (!schema) {
+        throw new SchemaError(
+          'no schema to create the tables in: the search_path of database.url names no existing schema',
+        );
       }
+      const location = `schema "${schema}"`;
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+           version INTEGER PRIMARY KEY,
+           applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )`,
+      );
+      const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${MIGRATIONS_TABLE}`);
+      const applied = new Set(rows.map((r) => r.version));
+      let adopted: number[] = [];
+      if (applied.size === 0) {
+        adopted = legacyVersions(await legacyRows(client), await keyColumns(client), MIGRATIONS.length);
+        for (const v of adopted) {
+          await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version) VALUES ($1)`, [v]);
+          applied.add(v);
+        }
+      }
+      const run = pendingVersions(applied, MIGRATIONS.length);
+      for (const v of run) {
+        try {
+          await client.query(MIGRATIONS[v - 1] as string);
+        } catch (err) {
+          // 42P07 duplicate_table: a table of that name that Gatehouse did not create
+          if ((err as { code?: unknown }).code === '42P07') throw foreignTableError(location, err, true);
+          throw err;
+        }
+        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version) VALUES ($1)`, [v]);
+      }
+      assertKeyTable(await keyColumns(client), location);
       await client.query('COMMIT');
+      return { location, version: Math.max(0, ...applied, ...run), applied: run, adopted };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;

@@ -9,8 +9,18 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ApiKeyRecord, KeyReads, KeyRepository, NewApiKey, RotationResult } from './database.js';
+import {
+  assertKeyTable,
+  foreignTableError,
+  knownVersionTexts,
+  LEGACY_MIGRATIONS_TABLE,
+  legacyVersions,
+  MIGRATIONS_TABLE,
+  pendingVersions,
+  type MigrationReport,
+} from './migrations.js';
 
-/** Ordered migrations; `schema_migrations` records the applied versions. */
+/** Ordered migrations; `gatehouse_schema_migrations` records the applied versions. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE api_keys (
      id TEXT PRIMARY KEY,
@@ -60,7 +70,7 @@ export class SqliteKeyRepository implements KeyRepository {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
 
-  constructor(file: string) {
+  constructor(private readonly file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
@@ -68,18 +78,70 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   async migrate(): Promise<void> {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)');
-    this.db
-      .transaction(() => {
-        const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as {
-          v: number | null;
-        };
-        for (let v = (row.v ?? 0) + 1; v <= MIGRATIONS.length; v++) {
-          this.db.exec(MIGRATIONS[v - 1] as string);
-          this.db.prepare('INSERT INTO schema_migrations (version) VALUES (?)').run(v);
+    await this.runMigrations();
+  }
+
+  /**
+   * One immediate transaction (the file's write lock: a second process waits, busy_timeout):
+   * record table, adoption of an old `schema_migrations`, pending migrations, then the check that
+   * `api_keys` is in place.
+   */
+  async runMigrations(): Promise<MigrationReport> {
+    const location = `file ${this.file}`;
+    const columns = (table: string) =>
+      (this.db.prepare('SELECT name FROM pragma_table_info(?)').all(table) as Array<{ name: string }>).map(
+        (r) => r.name,
+      );
+    return this.db
+      .transaction((): MigrationReport => {
+        this.db.exec(
+          `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+             version INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+           )`,
+        );
+        const record = this.db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (version, applied_at) VALUES (?, ?)`);
+        const rows = this.db.prepare(`SELECT version FROM ${MIGRATIONS_TABLE}`).all() as Array<{
+          version: number;
+        }>;
+        const applied = new Set(rows.map((r) => r.version));
+        let adopted: number[] = [];
+        if (applied.size === 0) {
+          adopted = legacyVersions(this.legacyRows(columns), columns('api_keys'), MIGRATIONS.length);
+          for (const v of adopted) {
+            record.run(v, Date.now());
+            applied.add(v);
+          }
         }
+        const run = pendingVersions(applied, MIGRATIONS.length);
+        for (const v of run) {
+          try {
+            this.db.exec(MIGRATIONS[v - 1] as string);
+          } catch (err) {
+            if (err instanceof Error && / already exists$/.test(err.message)) {
+              throw foreignTableError(location, err, false);
+            }
+            throw err;
+          }
+          record.run(v, Date.now());
+        }
+        assertKeyTable(columns('api_keys'), location);
+        return { location, version: Math.max(0, ...applied, ...run), applied: run, adopted };
       })
       .immediate();
+  }
+
+  /** The Gatehouse versions recorded in an old `schema_migrations`, if there is such a table. */
+  private legacyRows(columns: (table: string) => string[]): string[] {
+    if (!columns(LEGACY_MIGRATIONS_TABLE).includes('version')) return [];
+    const known = knownVersionTexts(MIGRATIONS.length);
+    const rows = this.db
+      .prepare(
+        `SELECT CAST(version AS TEXT) AS v FROM ${LEGACY_MIGRATIONS_TABLE}
+          WHERE CAST(version AS TEXT) IN (${known.map(() => '?').join(', ')})`,
+      )
+      .all(...known) as Array<{ v: string }>;
+    return rows.map((r) => r.v);
   }
 
   async insert(k: NewApiKey): Promise<ApiKeyRecord> {

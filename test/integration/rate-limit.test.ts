@@ -92,6 +92,37 @@ describe.each(Object.entries(stores))('rate limiting with the %s store', (_name,
   });
 });
 
+describe('the memory store, bounded by rateLimit.memory.maxEntries', () => {
+  it('evicts the least recently used client past the bound; an evicted client starts afresh', async () => {
+    gw = await startGateway(
+      config('trustedProxies: [127.0.0.1]', freshPrefix(), 'memory: { maxEntries: 3 }'),
+    );
+    const from = async (ip: string) => {
+      const res = await fetch(`${gw!.url}/limited/x`, { headers: { 'x-forwarded-for': ip } });
+      await res.body?.cancel();
+      return res.status;
+    };
+    const evictions = async () => {
+      const text = await (await fetch(`${gw!.adminUrl}/metrics`)).text();
+      return Number(/^gatehouse_ratelimit_memory_evictions_total\{store="memory"\} (\d+)$/m.exec(text)?.[1]);
+    };
+    const a = '2001:db8::a';
+    const burst = [];
+    for (let i = 0; i < 6; i++) burst.push(await from(a));
+    expect(burst).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(await evictions()).toBe(0);
+    // three other clients: the third one evicts a, the least recently used
+    for (const ip of ['2001:db8::1', '2001:db8::2', '2001:db8::3']) expect(await from(ip)).toBe(200);
+    expect(await evictions()).toBe(1);
+    // a's counts are gone: a fresh window (and it evicts ::1 in turn)
+    expect(await from(a)).toBe(200);
+    expect(await evictions()).toBe(2);
+    // a flood of addresses keeps evicting, never growing past the bound
+    for (let i = 0; i < 40; i++) expect(await from(`2001:db8:1::${i.toString(16)}`)).toBe(200);
+    expect(await evictions()).toBe(42);
+  });
+});
+
 describe('the Redis store', () => {
   it('keeps all keys of one decision in one hash tag, expiring on their own', async () => {
     const prefix = freshPrefix();

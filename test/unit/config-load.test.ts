@@ -167,7 +167,7 @@ describe('reporting every problem at once', () => {
       'bad.yaml:3: admin.token: is required when the admin port binds a non-loopback address (0.0.0.0)',
       'bad.yaml:6: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
       'bad.yaml:7: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
-      'bad.yaml:10: limits.headersTimeout: must be a duration such as "250ms", "10s", "5m", "1h" or "1d" (at most 24 days), or a number of milliseconds',
+      'bad.yaml:10: limits.headersTimeout: must be a duration from 100ms to 24 days, such as "250ms", "10s", "5m", "1h" or "1d", or a number of milliseconds',
       'bad.yaml:11: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
       'bad.yaml:12: colour: unknown key (expected one of: listen, admin, workers, configWatch, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing)',
       'bad.yaml:17: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
+import { formatProblem } from '../../src/config/problems.js';
 import { jsonSchema } from '../../src/config/schema.js';
 
 /** The messages of the problems `yaml` has, by path. */
@@ -72,6 +73,73 @@ describe('problem messages', () => {
   it('report one problem per field', () => {
     const result = loadConfigText('listen: { port: -1.5 }\n', 'gw.yaml', { env: {} });
     expect(result.ok ? [] : result.problems.map((p) => p.path)).toEqual(['listen.port']);
+  });
+});
+
+describe('durations', () => {
+  const lines = (yaml: string) => {
+    const result = loadConfigText(yaml, 'gw.yaml', { env: {} });
+    return result.ok ? ['(ok)'] : result.problems.map(formatProblem);
+  };
+  const service = (settings: string) =>
+    `services:\n  a:\n    targets: [http://127.0.0.1:1]\n    ${settings}\n`;
+
+  it('refuses the zero health checks and timeouts that passed before, naming field and file', () => {
+    expect(lines(service('healthCheck: { interval: 0s, timeout: 0 }'))).toEqual([
+      'gw.yaml:4: services.a.healthCheck.interval: must be at least 100ms, not "0s": each check is a request to every target',
+      'gw.yaml:4: services.a.healthCheck.timeout: must be at least 1ms, not 0: at 0 a check would have no timeout',
+    ]);
+    expect(lines(service('timeouts: { connect: 0, response: 0ms }'))).toEqual([
+      'gw.yaml:4: services.a.timeouts.connect: must be at least 1ms, not 0: at 0 a connection attempt would have no timeout',
+      'gw.yaml:4: services.a.timeouts.response: must be at least 1ms, not "0ms": at 0 a response would have no timeout',
+    ]);
+    expect(
+      lines(
+        'limits: { keepAliveTimeout: 0, headersTimeout: 50ms }\nredis: { url: redis://x, timeout: 0s }\n',
+      ),
+    ).toEqual([
+      'gw.yaml:1: limits.headersTimeout: must be at least 100ms, not "50ms": node enforces it at most every 100 ms, and at 0 a client could take forever to send its headers',
+      'gw.yaml:1: limits.keepAliveTimeout: must be at least 1ms, not 0: at 0 node never closes an idle keep-alive connection',
+      'gw.yaml:2: redis.timeout: must be at least 1ms, not "0s": 0 would mean no timeout at all',
+    ]);
+    // a health check timeout must leave room before the next check
+    expect(lines(service('healthCheck: { interval: 1s, timeout: 1s }'))).toEqual([
+      'gw.yaml:4: services.a.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
+    ]);
+  });
+
+  it('accept the minimum itself, and 0 where it has a documented meaning', () => {
+    expect(
+      lines(
+        service('healthCheck: { interval: 100ms, timeout: 1 }\n    timeouts: { connect: 1ms, response: 1 }'),
+      ),
+    ).toEqual(['(ok)']);
+    expect(
+      lines(
+        'limits: { requestTimeout: 0 }\nshutdown: { drainTimeout: 0s }\n' +
+          service('retry: { backoff: 0, maxBackoff: 0ms, maxRetryAfter: 0 }'),
+      ),
+    ).toEqual(['(ok)']);
+  });
+
+  it('every duration in the schema states its minimum or what 0 means', () => {
+    const durations: string[] = [];
+    const walk = (node: unknown, path: string) => {
+      if (typeof node !== 'object' || node === null) return;
+      const n = node as Record<string, unknown>;
+      if (typeof n.description === 'string' && n.description.startsWith('a duration:')) {
+        durations.push(path);
+        // min: the integer branch says so, and the description
+        const integer = (n.anyOf as Array<Record<string, unknown>>).find((o) => o.type === 'integer');
+        const min = integer?.minimum;
+        if (min === 0) expect(n.description, path).toMatch(/; 0 = ./);
+        else expect(n.description, path).toMatch(/\(at least \d+m?s\)/);
+        return;
+      }
+      for (const [k, v] of Object.entries(n)) walk(v, path === '' ? k : `${path}.${k}`);
+    };
+    walk(jsonSchema(), '');
+    expect(durations.length).toBeGreaterThanOrEqual(24); // all of them were found
   });
 });
 

@@ -58,7 +58,10 @@ describe('services config', () => {
       'g.yaml:4: services.s.retry.backoff: must not be longer than retry.maxBackoff (1000 ms)',
     ]);
     expect(problems(base + '    healthCheck: { interval: 1s, timeout: 2s }')).toEqual([
-      'g.yaml:4: services.s.healthCheck.timeout: must not be longer than healthCheck.interval (1000 ms)',
+      'g.yaml:4: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
+    ]);
+    expect(problems(base + '    healthCheck: { interval: 1s, timeout: 1000 }')).toEqual([
+      'g.yaml:4: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
     ]);
     expect(problems(base + '    passiveHealth: { ejectFor: 10m }')).toEqual([
       'g.yaml:4: services.s.passiveHealth.ejectFor: must not be longer than passiveHealth.maxEjectFor (300000 ms)',
