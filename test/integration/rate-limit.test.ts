@@ -106,19 +106,20 @@ describe('the memory store, bounded by rateLimit.memory.maxEntries', () => {
       const text = await (await fetch(`${gw!.adminUrl}/metrics`)).text();
       return Number(/^gatehouse_ratelimit_memory_evictions_total\{store="memory"\} (\d+)$/m.exec(text)?.[1]);
     };
-    const a = '2001:db8::a';
+    // distinct /64 networks: IPv6 clients are counted by network (rateLimit.ipv6Prefix)
+    const a = '2001:db8:a::1';
     const burst = [];
     for (let i = 0; i < 6; i++) burst.push(await from(a));
     expect(burst).toEqual([200, 200, 200, 200, 200, 429]);
     expect(await evictions()).toBe(0);
     // three other clients: the third one evicts a, the least recently used
-    for (const ip of ['2001:db8::1', '2001:db8::2', '2001:db8::3']) expect(await from(ip)).toBe(200);
+    for (const ip of ['2001:db8:1::1', '2001:db8:2::1', '2001:db8:3::1']) expect(await from(ip)).toBe(200);
     expect(await evictions()).toBe(1);
-    // a's counts are gone: a fresh window (and it evicts ::1 in turn)
+    // a's counts are gone: a fresh window (and it evicts 2001:db8:1::/64 in turn)
     expect(await from(a)).toBe(200);
     expect(await evictions()).toBe(2);
     // a flood of addresses keeps evicting, never growing past the bound
-    for (let i = 0; i < 40; i++) expect(await from(`2001:db8:1::${i.toString(16)}`)).toBe(200);
+    for (let i = 0; i < 40; i++) expect(await from(`2001:db8:${(0x100 + i).toString(16)}::1`)).toBe(200);
     expect(await evictions()).toBe(42);
   });
 });
