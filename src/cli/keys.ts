@@ -229,7 +229,8 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
           if (rotated.kind === 'not_found') throw new UsageError(`no key ${id}`);
           if (rotated.kind === 'refused') throw new UsageError(rotated.message);
           process.stdout.write(rotated.key + '\n');
-          const old = grace === 0 ? 'which is revoked now' : `which stays valid until ${rotated.previous.revokedAt}`;
+          const old =
+            grace === 0 ? 'which is revoked now' : `which stays valid until ${rotated.previous.revokedAt}`;
           process.stderr.write(
             `new key ${rotated.record.id} replaces ${id}, ${old}; the key above is shown only once\n`,
           );
