@@ -11,12 +11,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from '../config/schema.js';
-import { parseDuration } from '../config/units.js';
 import { problem, type Problem } from '../pipeline/problems.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
 import {
   createKey,
   NAME_PATTERN,
+  parseKeyDuration,
   ROLE_PATTERN,
   rotateKey,
   TIER_PATTERN,
@@ -133,7 +133,7 @@ export function createKeysAdmin(
       if (body.grace !== undefined) {
         try {
           if (typeof body.grace !== 'string' && typeof body.grace !== 'number') throw new Error();
-          grace = parseDuration(body.grace);
+          grace = parseKeyDuration(body.grace);
         } catch {
           throw new BadRequest('grace: a duration such as 30m or 24h');
         }

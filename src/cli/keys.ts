@@ -6,10 +6,10 @@
  */
 import { Command, type Option } from 'commander';
 import type { GatewayConfig } from '../config/schema.js';
-import { parseDuration } from '../config/units.js';
 import {
   createKey,
   NAME_PATTERN,
+  parseKeyDuration,
   ROLE_PATTERN,
   rotateKey,
   TIER_PATTERN,
@@ -32,9 +32,9 @@ class UsageError extends Error {}
 function duration(value: string, what: string): number {
   let ms: number;
   try {
-    ms = parseDuration(value);
+    ms = parseKeyDuration(value);
   } catch {
-    throw new UsageError(`${what}: invalid duration "${value}" (use e.g. 30m, 24h, 90d)`);
+    throw new UsageError(`${what}: invalid duration "${value}" (use e.g. 0, 30m, 24h, 90d)`);
   }
   if (ms < 0 || ms > MAX_LIFETIME_MS) throw new UsageError(`${what}: must be between 0 and 3650d`);
   return ms;
@@ -231,7 +231,7 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
     .command('rotate')
     .description('issue a new key with the same name, tier and roles; the old one stays valid for --grace')
     .argument('<id>', 'the key id')
-    .option('--grace <duration>', 'how long the old key stays valid', '24h')
+    .option('--grace <duration>', 'how long the old key stays valid (0: revoked at once)', '24h')
     .addOption(deps.configOption())
     .action(
       action(async (id: string, opts: { grace: string; config?: string }) => {
@@ -244,9 +244,10 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
           if (rotated.kind === 'not_found') throw new UsageError(`no key ${id}`);
           if (rotated.kind === 'refused') throw new UsageError(rotated.message);
           process.stdout.write(rotated.key + '\n');
+          const old =
+            grace === 0 ? 'which is revoked now' : `which stays valid until ${rotated.previous.revokedAt}`;
           process.stderr.write(
-            `new key ${rotated.record.id} replaces ${id}, which stays valid until ${rotated.previous.revokedAt}; ` +
-              'the key above is shown only once\n',
+            `new key ${rotated.record.id} replaces ${id}, ${old}; the key above is shown only once\n`,
           );
         });
       }),

@@ -130,7 +130,8 @@ export function buildCli(): Command {
   program
     .command('demo')
     .description('run the demo upstreams (127.0.0.1:3001, :3002) and the gateway with examples/demo.yaml')
-    .addOption(configOption())
+    // not configOption(): the demo ignores GATEHOUSE_CONFIG and ./gatehouse.yaml
+    .addOption(new Option('-c, --config <file>', 'config file (default: the bundled examples/demo.yaml)'))
     .action(async (opts: { config?: string }) => {
       const { startDemoUpstreams } = await import('../demo/upstream.js');
       const file = opts.config ?? join(packageRoot, 'examples', 'demo.yaml');

@@ -317,9 +317,16 @@ function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: s
   const list = tierNames.length > 0 ? tierNames.join(', ') : 'none';
   let needsAnonymous: number | null = null;
   let needsDefault: number | null = null;
+  let defaultedRoute = false;
   routes.forEach((route, i) => {
     if (route.rateLimit === 'ip' || route.rateLimit === 'tier') needsAnonymous ??= i;
-    if (route.rateLimit === 'tier') needsDefault ??= i;
+    // a route with auth and no rateLimit is limited by tier (effectiveRateLimit): its consumers
+    // without a known tier get the default tier, which must exist or they would not be limited
+    const byDefault = route.rateLimit === undefined && (route.auth?.length ?? 0) > 0 && tierNames.length > 0;
+    if (needsDefault === null && (route.rateLimit === 'tier' || byDefault)) {
+      needsDefault = i;
+      defaultedRoute = byDefault;
+    }
   });
   if (needsAnonymous !== null && !known(rateLimit.anonymousTier)) {
     add(
@@ -330,7 +337,9 @@ function checkRateLimit(input: CheckInput, add: (path: PathSegment[], message: s
   if (needsDefault !== null && !known(rateLimit.defaultTier)) {
     add(
       ['rateLimit', 'defaultTier'],
-      `names an unknown tier "${rateLimit.defaultTier}" (used by routes[${needsDefault}]; tiers: ${list})`,
+      `names an unknown tier "${rateLimit.defaultTier}" (used by routes[${needsDefault}]` +
+        (defaultedRoute ? ', whose rateLimit is tier by default: it has auth' : '') +
+        `; tiers: ${list})`,
     );
   }
 }

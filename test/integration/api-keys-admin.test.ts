@@ -110,6 +110,12 @@ describe('admin /keys', () => {
     const now = await admin(`/keys/${body.id as string}/rotate`, 'POST', { grace: 0 });
     expect(now.status).toBe(201);
     expect((await call(body.key as string)).status).toBe(401);
+    // "0" as a string too, as `gatehouse keys rotate --grace 0` takes it
+    const third = json(now);
+    const zero = await admin(`/keys/${third.id as string}/rotate`, 'POST', { grace: '0' });
+    expect(zero.status).toBe(201);
+    expect((await call(third.key as string)).status).toBe(401);
+    expect((await call(json(zero).key as string)).status).toBe(200);
   });
 
   it('rotate refuses a key that is not active: 409 with a clear problem, and no new key', async () => {

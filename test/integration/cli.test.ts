@@ -85,6 +85,38 @@ auth: { jwt: { publicKeys: [keys/not-deployed.pem] } }
   });
 });
 
+describe('the example configs', () => {
+  it('gatehouse validate accepts examples/production.yaml with its environment', async () => {
+    const file = 'examples/production.yaml';
+    const env = {
+      GATEHOUSE_ADMIN_TOKEN: 'admin-token-0123456789',
+      GATEHOUSE_KEY_SECRET: 'key-secret-0123456789abcdef',
+      DATABASE_URL: 'postgres://gatehouse@db.internal:5432/gatehouse',
+      REDIS_URL: 'redis://redis.internal:6379',
+      ES_API_KEY: 'aWQ6a2V5',
+    };
+    expect(await gatehouse(['validate', '-c', file], env)).toEqual({
+      code: 0,
+      stdout: `${file}: ok\n`,
+      stderr: '',
+    });
+  });
+
+  it('gatehouse demo --help names the demo config as the default, not ./gatehouse.yaml', async () => {
+    // commander wraps help lines at the terminal's width
+    const help = async (command: string) => {
+      const run = await gatehouse([command, '--help']);
+      expect(run.code).toBe(0);
+      return run.stdout.replace(/\s+/g, ' ');
+    };
+    const demo = await help('demo');
+    expect(demo).toContain('-c, --config <file> config file (default: the bundled examples/demo.yaml)');
+    expect(demo).not.toContain('GATEHOUSE_CONFIG');
+    expect(demo).not.toContain('./gatehouse.yaml');
+    expect(await help('start')).toContain('(default: $GATEHOUSE_CONFIG, then ./gatehouse.yaml)');
+  });
+});
+
 describe('gatehouse schema', () => {
   it('prints the JSON Schema of the config file', async () => {
     const run = await gatehouse(['schema']);

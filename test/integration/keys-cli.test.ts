@@ -165,6 +165,28 @@ describe.each(backends)('gatehouse keys on $name', (backend) => {
     expect(twice.out).toContain('already rotated');
   });
 
+  it('rotate --grace 0 revokes the old key at once (zero needs no unit)', async () => {
+    const live = await createKey(repo, SECRET, { name: 'cli-grace-0', tier: 'free' });
+    const rotated = await cli(['keys', 'rotate', live.record.id, '--grace', '0', '-c', config]);
+    expect(rotated.code).toBe(0);
+    expect(rotated.out).toContain(`replaces ${live.record.id}, which is revoked now`);
+    const newKey = /gh_[0-9A-Za-z]{12}_[0-9A-Za-z]{43}/.exec(rotated.out)?.[0];
+    expect(newKey).toBeDefined();
+    const old = (await repo.get(live.record.id))!;
+    expect(old.revokedAt).not.toBeNull();
+    expect(isActive(old, (await repo.now()).getTime())).toBe(false);
+    expect(isActive((await repo.get(newKey!.slice(3, 15)))!, Date.now())).toBe(true);
+    expect((await cli(['keys', 'list', '-c', config])).out).toMatch(
+      new RegExp(`${live.record.id}.* revoked\\n`),
+    );
+    // a bare number other than 0 stays ambiguous (hours? milliseconds?) and is refused
+    const other = await createKey(repo, SECRET, { name: 'cli-grace-24', tier: 'free' });
+    const ambiguous = await cli(['keys', 'rotate', other.record.id, '--grace', '24', '-c', config]);
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.out).toContain('--grace: invalid duration "24"');
+    expect((await repo.get(other.record.id))!.revokedAt).toBeNull();
+  });
+
   // SQLite's clock is the process's own (one host): a skewed CLI is a PostgreSQL question
   it.skipIf(backend.name !== 'postgres')("a CLI whose clock is 30 s off uses the database's", async () => {
     const created = await cli(

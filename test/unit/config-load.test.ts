@@ -266,6 +266,33 @@ describe('reporting every problem at once', () => {
     ]);
   });
 
+  it('checks that the tiers routes use exist, the default tier of a route with auth included', () => {
+    const withRoute = (route: string, rateLimit: string) =>
+      lines(
+        loadText(
+          'services: { a: { targets: [http://127.0.0.1:1] } }\n' +
+            'auth: { apiKey: { secret: 0123456789abcdef0123 } }\n' +
+            `routes: [ { name: r, match: { path: /x }, service: a, ${route} } ]\n` +
+            `rateLimit: ${rateLimit}\n`,
+        ),
+      );
+    const gold = '{ tiers: { gold: { limits: [{ requests: 1, per: 1s }] } } }';
+    // rateLimit absent on a route with auth: tier, so consumers without a tier get defaultTier
+    expect(withRoute('auth: [apiKey]', gold)).toEqual([
+      'gw.yaml:4: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0], whose rateLimit is tier by default: it has auth; tiers: gold)',
+    ]);
+    expect(withRoute('auth: [apiKey]', `{ defaultTier: gold, ${gold.slice(2)}`)).toEqual(['(ok)']);
+    expect(withRoute('auth: [apiKey], rateLimit: "off"', gold)).toEqual(['(ok)']);
+    expect(withRoute('auth: [apiKey]', '{}')).toEqual(['(ok)']); // no tiers: off
+    expect(withRoute('rateLimit: tier', gold)).toEqual([
+      'gw.yaml:4: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
+      'gw.yaml:4: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0]; tiers: gold)',
+    ]);
+    expect(withRoute('rateLimit: ip', gold)).toEqual([
+      'gw.yaml:4: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
+    ]);
+  });
+
   it('reports identical routes, comparing hosts without case and methods by overlap', () => {
     const routes = (...matches: string[]) =>
       lines(

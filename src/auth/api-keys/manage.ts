@@ -1,4 +1,5 @@
 /** Key lifecycle shared by `gatehouse keys` and the admin `/keys` endpoints. */
+import { parseDuration } from '../../config/units.js';
 import type { ApiKeyRecord, KeyRepository } from '../../stores/database.js';
 import { generateKey, hashKey } from './format.js';
 
@@ -97,6 +98,17 @@ export async function rotateKey(
             message: `key ${id} was already rotated (valid until ${result.at.toISOString()}): rotate its replacement`,
           };
   }
+}
+
+/**
+ * A lifetime or grace period as `gatehouse keys` and the admin API take it: a duration with its
+ * unit (`30m`, `24h`, `90d`), a number of milliseconds (JSON), or `0` alone: zero needs no unit,
+ * and `--grace 0` (the old key revoked at once) is how people write it. Any other number without
+ * a unit stays refused in a string: `24` could mean hours as well as milliseconds.
+ * Throws a RangeError on anything else.
+ */
+export function parseKeyDuration(value: string | number): number {
+  return typeof value === 'string' && value.trim() === '0' ? 0 : parseDuration(value);
 }
 
 export const NAME_PATTERN = /^[\w .@:-]{1,100}$/;
