@@ -60,11 +60,15 @@ async function run(
   // could arrive before handlers installed after start. Signals seen while starting wait for it.
   let gateway: Awaited<ReturnType<typeof Gateway.start>> | null = null;
   let stopping: string | null = null;
+  let stopped = false;
   let reloadPending = false;
+  // once: a repeated SIGTERM (a supervisor that insists, the whole process group signalled)
+  // changes nothing; the handlers stay, so it does not take the default action either
   const stop = (signal: string) => {
     stopping ??= signal;
-    if (gateway === null) return;
-    logger.info({ signal }, 'shutting down');
+    if (gateway === null || stopped) return;
+    stopped = true;
+    logger.info({ signal: stopping }, 'shutting down');
     void gateway.shutdown().then(async () => {
       await onStopped?.();
       process.exit(0);
@@ -75,8 +79,8 @@ async function run(
     if (gateway === null) reloadPending = true;
     else void gateway.reload('SIGHUP');
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', reload);
   try {
     gateway = await Gateway.start(config, { logger, configFile });

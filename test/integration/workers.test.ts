@@ -50,7 +50,7 @@ ${o.extra ?? ''}`;
 
 /** Lines of `proc`'s output matching `re` (global). */
 const lines = (p: CliProcess, re: RegExp) => [...p.output().matchAll(re)];
-const READY = /"pid":(\d+),"worker":true[^\n]*"msg":"gatehouse ready"/g;
+const READY = /"pid":(\d+),(?:"worker":true,)?[^\n]*"msg":"gatehouse ready"/g;
 const readyPids = (p: CliProcess) => lines(p, READY).map((m) => Number(m[1]));
 
 async function until(check: () => boolean | Promise<boolean>, timeout = 20_000, what = 'condition') {
@@ -361,6 +361,25 @@ describe('multi-process gateway: signals', () => {
       expect(g.proc.output()).not.toMatch(/worker died/);
     },
   );
+});
+
+describe('one process (workers: 1): signals', () => {
+  it('a second SIGTERM does not cut the drain short', { timeout: 30_000 }, async () => {
+    const held: ServerResponse[] = [];
+    upstream = await startUpstream((_req, res) => {
+      held.push(res);
+    });
+    const g = await startGroup(1);
+    const inFlight = request(`http://127.0.0.1:${g.port}/slow`, 20_000);
+    await until(() => held.length === 1, 10_000, 'the request at the upstream');
+    g.proc.child.kill('SIGTERM');
+    await g.proc.waitFor(/"msg":"draining"/, 10_000);
+    g.proc.child.kill('SIGTERM'); // it used to take the default action: the process died
+    await new Promise((r) => setTimeout(r, 300));
+    held[0]?.end('done');
+    expect(await inFlight).toBe(200);
+    expect(await g.proc.exited).toBe(0);
+  });
 });
 
 describe('multi-process gateway: one answer for the group', () => {
