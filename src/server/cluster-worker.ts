@@ -65,7 +65,8 @@ export async function runWorker(): Promise<void> {
   for (const signal of releaseSignals()) if (signal !== 'SIGHUP') stop(signal);
 
   peer.on('shutdown', () => stop('primary'));
-  peer.on('readiness', (ready) => (groupReady = ready === true && stopReason === null));
+  // the group's readiness, also while this worker drains alone (it is then being replaced)
+  peer.on('readiness', (ready) => (groupReady = ready === true));
   peer.handle('collect', () => gateway?.metrics.registry.getMetricsAsJSON() ?? null);
   peer.handle('prepare', (payload) => {
     const { config } = payload as { config: GatewayConfig };

@@ -64,6 +64,8 @@ type Slot = {
   greeted: boolean;
   /** the config generation it runs */
   generation: number;
+  /** it drains on its own (a SIGTERM sent to it alone): its replacement is started already */
+  replaced: boolean;
   /** its last metrics report */
   lastMetrics: MetricsReport | null;
 };
@@ -143,6 +145,7 @@ export class Primary {
       state: 'starting',
       greeted: false,
       generation: this.generation,
+      replaced: false,
       lastMetrics: null,
     };
     this.slots.add(slot);
@@ -156,11 +159,7 @@ export class Primary {
       return { config: this.config, generation: this.generation, stopping: this.stopping };
     });
     peer.on('ready', (payload) => this.workerReady(slot, (payload as { generation: number }).generation));
-    peer.on('draining', () => {
-      if (slot.state === 'gone') return;
-      slot.state = 'draining';
-      this.updateReadiness();
-    });
+    peer.on('draining', () => this.workerDraining(slot));
     peer.on('final-metrics', (report) => (slot.lastMetrics = report as MetricsReport));
     peer.handle('reload', (payload) => this.reload((payload as { trigger: ReloadTrigger }).trigger));
     peer.handle('metrics', () => this.metricsText());
@@ -190,6 +189,23 @@ export class Primary {
     });
   }
 
+  /**
+   * A worker drains: the primary's stop, or a signal sent to that worker alone. In the latter
+   * case its replacement starts now, not when its drain is over (which may take
+   * `drainTimeout`): the group is not ready until the replacement is.
+   */
+  private workerDraining(slot: Slot): void {
+    if (slot.state === 'gone' || slot.state === 'draining') return;
+    slot.state = 'draining';
+    if (!this.stopping) {
+      slot.replaced = true;
+      const delayMs = this.policy.exited();
+      this.logger.info({ worker: slot.pid, restartIn: delayMs }, 'worker draining; starting another');
+      this.restartLater(delayMs, 'exit');
+    }
+    this.updateReadiness();
+  }
+
   private exited(slot: Slot, code: number | null, signal: string | null): void {
     const wasStarting = slot.state === 'starting';
     slot.state = 'gone';
@@ -211,8 +227,15 @@ export class Primary {
       return;
     }
     this.updateReadiness();
-    if (!this.started && wasStarting) {
-      // the first start failed (a port in use, ...): a gateway that cannot start exits 1
+    if (slot.replaced) {
+      // it had drained on its own and been replaced already
+      if (clean) this.logger.info(who, 'worker exited after draining');
+      else this.logger.warn(who, 'worker died while draining');
+      return;
+    }
+    if (!this.started && wasStarting && code !== null && code !== 0) {
+      // the first start failed (a port in use, ...): a gateway that cannot start exits 1. (One
+      // killed by a signal meanwhile is a crash, replaced like any other.)
       this.logger.error(who, 'a worker could not start; stopping');
       this.stop('start failed', 1);
       return;
@@ -251,12 +274,18 @@ export class Primary {
   /** Ready = every worker up and none draining; told to every worker when it changes. */
   private updateReadiness(): void {
     const slots = [...this.slots];
-    const ready = !this.stopping && slots.length === this.count && slots.every((s) => s.state === 'ready');
+    // a worker draining on its own no longer counts: its replacement does
+    const serving = slots.filter((s) => s.state !== 'draining');
+    const ready =
+      !this.stopping && serving.length === this.count && serving.every((s) => s.state === 'ready');
     if (ready) this.started = true;
     if (ready === this.groupReady) return;
     this.groupReady = ready;
     for (const s of slots) if (s.greeted) s.peer.notify('readiness', ready);
-    this.logger.info({ ready, workers: slots.length }, ready ? 'all workers ready' : 'workers not all ready');
+    this.logger.info(
+      { ready, workers: serving.length },
+      ready ? 'all workers ready' : 'workers not all ready',
+    );
   }
 
   /** Stops every worker (they drain) and resolves `run` with `code` once they are gone. */

@@ -137,7 +137,9 @@ export class Gateway {
     );
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
-      draining: () => this.state.draining,
+      // a worker answers for the group: the primary says when it is not ready (a stop, a worker
+      // starting or draining alone), so that /readyz does not depend on which worker answers
+      draining: () => this.cluster === undefined && this.state.draining,
       metrics: this.metricsSource(),
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
