@@ -3,9 +3,9 @@
 # redis-server and redis-cli (tests start private Redis nodes and clusters), and libfaketime
 # (gateway processes with skewed clocks), dnsmasq (a real DNS server for discovery tests; the
 # -base package has no service that would start on port 53), haproxy (the load balancer in front
-# of three gateways in the rolling-restart test, run by the test as a child process; its package
-# service is not started where policy-rc.d forbids it, and is stopped below otherwise). Redis and PostgreSQL themselves
-# already run on the machine; the shared servers are never stopped or flushed by the tests.
+# of three gateways in the rolling-restart test, which runs it as a child process; a daemon the
+# package starts is stopped below). Redis and PostgreSQL themselves already run on the machine;
+# the shared servers are never stopped or flushed by the tests.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

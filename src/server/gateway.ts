@@ -144,7 +144,7 @@ export class Gateway {
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean | 'degraded'> = { config: true };
-        // every worker answers with the group's readiness: all started, none draining
+        // every worker answers with the group's readiness: all N up, no stop begun
         if (this.cluster) checks.workers = this.cluster.ready();
         // degraded is still ready unless the policy is to refuse
         if (limiter) checks.rateLimitStore = !limiter.store.isDegraded || limiter.store.policy !== 'closed';
@@ -230,8 +230,10 @@ export class Gateway {
    */
   reload(trigger: ReloadTrigger = 'admin'): Promise<ReloadResult> {
     // a worker: the primary reloads every worker and answers once all have the new config
-    const run = this.cluster ? this.cluster.reload(trigger) : this.doReload(trigger);
-    this.reloading ??= run.finally(() => (this.reloading = null));
+    const cluster = this.cluster;
+    this.reloading ??= (cluster ? cluster.reload(trigger) : this.doReload(trigger)).finally(
+      () => (this.reloading = null),
+    );
     return this.reloading;
   }
 
