@@ -2,19 +2,29 @@
 # Installs the system tools the test suite needs when they are missing (Debian packages):
 # redis-server and redis-cli (tests start private Redis nodes and clusters), and libfaketime
 # (gateway processes with skewed clocks), dnsmasq (a real DNS server for discovery tests; the
-# -base package has no service that would start on port 53). Redis and PostgreSQL themselves
-# already run on the machine; the shared servers are never stopped or flushed by the tests.
+# -base package has no service that would start on port 53), haproxy (the load balancer in front
+# of three gateways in the rolling-restart test, which runs it as a child process; a daemon the
+# package starts is stopped below). Redis and PostgreSQL themselves already run on the machine;
+# the shared servers are never stopped or flushed by the tests.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
-# haproxy: `haproxy -c` checks the load balancer config of deploy/compose.yaml
+# haproxy: the rolling-restart test's load balancer, and `haproxy -c` on deploy/compose's config
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    before_haproxy=$(pgrep -x haproxy || true)
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    # the tests run their own haproxy: one the package started must not stay behind
+    for pid in $(pgrep -x haproxy || true); do
+      case " $before_haproxy " in *" $pid "*) ;; *)
+        echo "stopping the haproxy daemon the package started (pid $pid)" >&2
+        kill "$pid" ;;
+      esac
+    done
   else
     echo "missing: ${need[*]} (install them, or run as root)" >&2
     exit 1

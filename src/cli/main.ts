@@ -1,4 +1,5 @@
 /** The `gatehouse` command line. */
+import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -7,7 +8,6 @@ import { Command, Option } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
 import { jsonSchema, type GatewayConfig } from '../config/schema.js';
-import { isWorker } from '../server/cluster.js';
 import { registerKeyCommands } from './keys.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,6 +28,15 @@ async function loadOrExit(file: string): Promise<GatewayConfig> {
   return result.config;
 }
 
+/**
+ * A cluster worker: runs on the config its primary hands it (never the file: every worker must
+ * run the same config), driven by the primary (cluster-worker.ts).
+ */
+async function runAsWorker(): Promise<void> {
+  const { runWorker } = await import('../server/cluster-worker.js');
+  await runWorker();
+}
+
 /** Runs the gateway in this process until SIGTERM/SIGINT, or as the primary of `workers`. */
 async function run(
   config: GatewayConfig,
@@ -36,15 +45,19 @@ async function run(
 ): Promise<void> {
   // loaded here so that `validate` and `schema` stay quick
   const { createLogger } = await import('../observability/logger.js');
-  const { runPrimary, workerCount } = await import('../server/cluster.js');
+  const { Primary, workerCount } = await import('../server/cluster.js');
   const { Gateway } = await import('../server/gateway.js');
-  const { sighupSelf, watchConfigFile } = await import('../server/config-watch.js');
-  const logger = createLogger(config.logging.level, isWorker() ? { worker: true } : {});
+  const { watchConfigFile } = await import('../server/config-watch.js');
+  const logger = createLogger(config.logging.level);
   const count = workerCount(config.workers);
-  if (count > 1 && !isWorker()) {
-    const stopped = runPrimary(count, logger);
-    // configWatch with workers: the primary watches, and reloads them as SIGHUP does
-    const watcher = config.configWatch ? watchConfigFile(configFile, { logger, reload: sighupSelf }) : null;
+  if (count > 1) {
+    // the primary installs its signal handlers before it forks (Primary.run)
+    const primary = new Primary({ config, configFile, count, logger });
+    const stopped = primary.run();
+    // configWatch with workers: the primary watches, and reloads them all as SIGHUP does
+    const watcher = config.configWatch
+      ? watchConfigFile(configFile, { logger, reload: () => primary.reload('watch') })
+      : null;
     const code = await stopped;
     watcher?.close();
     await onStopped?.();
@@ -55,11 +68,15 @@ async function run(
   // could arrive before handlers installed after start. Signals seen while starting wait for it.
   let gateway: Awaited<ReturnType<typeof Gateway.start>> | null = null;
   let stopping: string | null = null;
+  let stopped = false;
   let reloadPending = false;
+  // once: a repeated SIGTERM (a supervisor that insists, the whole process group signalled)
+  // changes nothing; the handlers stay, so it does not take the default action either
   const stop = (signal: string) => {
     stopping ??= signal;
-    if (gateway === null) return;
-    logger.info({ signal }, 'shutting down');
+    if (gateway === null || stopped) return;
+    stopped = true;
+    logger.info({ signal: stopping }, 'shutting down');
     void gateway.shutdown().then(async () => {
       await onStopped?.();
       process.exit(0);
@@ -70,18 +87,11 @@ async function run(
     if (gateway === null) reloadPending = true;
     else void gateway.reload('SIGHUP');
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', reload);
   try {
-    gateway = await Gateway.start(config, {
-      logger,
-      configFile,
-      // a worker that reloaded through the admin API asks the primary to reload the others
-      onAdminReload: isWorker() ? () => process.send?.({ type: 'gatehouse:reload-all' }) : () => undefined,
-      clusterMetrics: isWorker(),
-      watchConfig: !isWorker(),
-    });
+    gateway = await Gateway.start(config, { logger, configFile, watchConfig: true });
   } catch (err) {
     logger.fatal({ err }, 'could not start');
     process.exit(1);
@@ -98,6 +108,7 @@ export function buildCli(): Command {
     .description('run the gateway')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
+      if (cluster.isWorker) return runAsWorker();
       const file = configPath(opts.config);
       await run(await loadOrExit(file), file);
     });
@@ -133,15 +144,14 @@ export function buildCli(): Command {
     // not configOption(): the demo ignores GATEHOUSE_CONFIG and ./gatehouse.yaml
     .addOption(new Option('-c, --config <file>', 'config file (default: the bundled examples/demo.yaml)'))
     .action(async (opts: { config?: string }) => {
+      if (cluster.isWorker) return runAsWorker();
       const { startDemoUpstreams } = await import('../demo/upstream.js');
       const file = opts.config ?? join(packageRoot, 'examples', 'demo.yaml');
       const config = await loadOrExit(file);
-      const upstreams = isWorker() ? [] : await startDemoUpstreams([3001, 3002]);
+      const upstreams = await startDemoUpstreams([3001, 3002]);
       process.stderr.write(
-        isWorker()
-          ? ''
-          : `gatehouse demo: proxy on http://localhost:${config.listen.port}, admin on http://localhost:${config.admin.port}\n` +
-              `  try: curl -i localhost:${config.listen.port}/api/items/1\n`,
+        `gatehouse demo: proxy on http://localhost:${config.listen.port}, admin on http://localhost:${config.admin.port}\n` +
+          `  try: curl -i localhost:${config.listen.port}/api/items/1\n`,
       );
       await run(config, file, async () => {
         await Promise.all(upstreams.map((s) => new Promise((r) => s.close(r))));

@@ -155,9 +155,35 @@ export const LimitsSchema = Section(
   'Limits on what clients may send, and how slowly they send and read.',
 );
 
+/** `auto`, or a duration as `Duration` takes it; `auto` stays `auto` once loaded. */
+const AutoOrDuration = (defaultValue: 'auto', description: string, autoMeans: string) =>
+  Type.Transform(
+    Type.Union(
+      [
+        Type.Literal('auto'),
+        Type.String({ pattern: DURATION_PATTERN, format: DURATION_FORMAT }),
+        Type.Integer({ minimum: 0, maximum: MAX_DURATION_MS }),
+      ],
+      {
+        default: defaultValue,
+        description,
+        errorMessage: `must be "auto" (${autoMeans}), a duration such as "5s" or "500ms" (at most 24 days), or a number of milliseconds`,
+      },
+    ),
+  )
+    .Decode((v): number | 'auto' => (v === 'auto' ? 'auto' : parseDuration(v)))
+    .Encode((v) => v);
+
 export const ShutdownSchema = Section(
-  { drainTimeout: Duration('30s', { zero: 'cut the remaining connections at once, without waiting' }) },
-  'Graceful shutdown: how long in-flight requests may take to finish after SIGTERM.',
+  {
+    acceptGrace: AutoOrDuration(
+      'auto',
+      'after SIGTERM, how long the proxy port keeps accepting and serving (with /readyz 503 and Connection: close) before it closes, so that connections sent while the load balancer and Kubernetes endpoints catch up are not refused; "auto" = 5s when KUBERNETES_SERVICE_HOST is set (a Kubernetes pod), else 0',
+      '5s in a Kubernetes pod, else 0',
+    ),
+    drainTimeout: Duration('30s', { zero: 'cut the remaining connections at once, without waiting' }),
+  },
+  'Graceful shutdown: on SIGTERM, /readyz turns 503, the proxy port accepts for `acceptGrace` more, then closes; in-flight requests get `drainTimeout` to finish.',
 );
 
 const TargetUrl = Type.String({
@@ -747,7 +773,8 @@ export const ConfigSchema = Type.Object(
     admin: AdminSchema,
     workers: Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('auto')], {
       default: 1,
-      description: 'processes serving the proxy port; "auto" = one per CPU core',
+      description:
+        'processes serving the proxy port; "auto" = one per CPU this process may use: the cgroup CPU limit (a container\'s limit) rounded up, else one per core',
       errorMessage: 'must be a number of processes (1 or more) or "auto" (one per CPU core)',
     }),
     configWatch: Type.Boolean({

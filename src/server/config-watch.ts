@@ -81,13 +81,6 @@ export async function contentHash(read: WatchIo['read'], file: string): Promise<
   }
 }
 
-/**
- * The primary's reload with `workers`: a SIGHUP to itself, which it passes on to every worker (each
- * logs and counts the outcome). Workers do not watch: N watchers would reload N times per change,
- * each at its own moment.
- */
-export const sighupSelf = (): void => void process.kill(process.pid, 'SIGHUP');
-
 export function watchConfigFile(file: string, options: ConfigWatchOptions): ConfigWatcher {
   const io: WatchIo = { ...realIo, ...options.io };
   const { logger } = options;

@@ -1,6 +1,7 @@
 /**
  * One gateway process: the data plane and the admin port around one runtime, and its
- * lifecycle: listen → ready → (SIGTERM) draining: /readyz 503, stop accepting, let in-flight
+ * lifecycle: listen → ready → (SIGTERM) draining: /readyz 503, keep accepting for
+ * `shutdown.acceptGrace` (the load balancer is still sending), stop accepting, let in-flight
  * requests finish within `shutdown.drainTimeout` → closed.
  */
 import type { Server } from 'node:http';
@@ -19,7 +20,6 @@ import { PortEvents } from '../observability/port-events.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
-import { clusterMetricsSource } from './cluster-metrics.js';
 import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
 import { closeRuntime, compileRuntime, readyRuntime, type Runtime } from './runtime.js';
 
@@ -27,16 +27,31 @@ export type GatewayOptions = {
   logger?: Logger;
   /** the file the config came from: `POST /reload` and SIGHUP re-read it */
   configFile?: string;
-  /** called after a reload through the admin API succeeded (workers: tell the others) */
-  onAdminReload?: () => void;
-  /** a cluster worker: `/metrics` answers with every worker's metrics, aggregated by the primary */
-  clusterMetrics?: boolean;
+  /** a cluster worker: what the primary does for the whole group (cluster-worker.ts) */
+  cluster?: ClusterLink;
+  /** the environment `shutdown.acceptGrace: auto` looks at (default `process.env`) */
+  env?: NodeJS.ProcessEnv;
   /**
    * reload when `configFile` changes, if the config's `configWatch` is on (config-watch.ts). The
-   * CLI asks for it in a single process; with `workers` the primary watches and sends SIGHUP.
+   * CLI asks for it in a single process; with `workers` the primary watches and reloads them all.
    */
   watchConfig?: boolean;
 };
+
+/**
+ * A worker's view of its primary. The primary owns the config: a reload asked for here (admin
+ * API) is done by the primary for every worker, and answered when all of them have it.
+ */
+export type ClusterLink = {
+  reload(trigger: ReloadTrigger): Promise<ReloadResult>;
+  /** every worker's metrics, aggregated by the primary */
+  metrics(): Promise<string>;
+  /** whether every worker is ready (the primary's view): `/readyz` answers the same on all */
+  ready(): boolean;
+};
+
+/** Outcome of getting a config ready without swapping it in (`Gateway.prepare`). */
+export type PrepareResult = { ok: true } | { ok: false; detail: string };
 
 /** What asked for a reload (it is in the log lines). */
 export type ReloadTrigger = 'admin' | 'SIGHUP' | 'watch';
@@ -64,7 +79,20 @@ const RESTART_ONLY = [
 ] as const;
 
 /** How long shutdown waits for buffered access logs and spans to be shipped. */
-const FLUSH_TIMEOUT_MS = 5000;
+export const FLUSH_TIMEOUT_MS = 5000;
+
+/** `shutdown.acceptGrace: auto` under Kubernetes (where KUBERNETES_SERVICE_HOST is set). */
+export const KUBERNETES_ACCEPT_GRACE_MS = 5000;
+
+/**
+ * The accept grace in ms: a duration as configured; `auto` is 5 s in a Kubernetes pod (the
+ * endpoints controller and every node's proxy take a few seconds to stop sending to a pod that
+ * is terminating) and 0 elsewhere.
+ */
+export function acceptGraceMs(setting: number | 'auto', env: NodeJS.ProcessEnv = process.env): number {
+  if (setting !== 'auto') return setting;
+  return env.KUBERNETES_SERVICE_HOST ? KUBERNETES_ACCEPT_GRACE_MS : 0;
+}
 
 export class Gateway {
   private readonly state: DataPlaneState;
@@ -74,6 +102,10 @@ export class Gateway {
 
   private reloading: Promise<ReloadResult> | null = null;
   private watcher: ConfigWatcher | null = null;
+  /** a runtime got ready by `prepare`, waiting for `commit` or `abort` (cluster reloads) */
+  private prepared: { runtime: Runtime; config: GatewayConfig } | null = null;
+  /** a `prepare` in progress (the drain waits for it) */
+  private preparing: Promise<void> | undefined;
   /** runtimes replaced by a reload, closing once their in-flight requests are done */
   private readonly retiring = new Set<Promise<void>>();
   /** admin `/keys`; a revocation made here also drops the key from this process's cache */
@@ -88,8 +120,8 @@ export class Gateway {
     config: GatewayConfig,
     readonly logger: Logger,
     private readonly configFile: string | undefined,
-    private readonly onAdminReload: (() => void) | undefined,
-    clusterMetrics = false,
+    private readonly cluster: ClusterLink | undefined,
+    private readonly env: NodeJS.ProcessEnv,
   ) {
     this.accessLog = new AccessLog(config.logging.access, { logger, registry: this.metrics.registry });
     this.tracing = new Tracing(config.tracing, logger);
@@ -113,11 +145,15 @@ export class Gateway {
     );
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
-      draining: () => this.state.draining,
-      metrics: this.metricsSource(clusterMetrics),
+      // a worker answers for the group: the primary says when it is not ready (a stop, a worker
+      // starting or draining alone), so that /readyz does not depend on which worker answers
+      draining: () => this.cluster === undefined && this.state.draining,
+      metrics: this.metricsSource(),
       checks: () => {
         const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean | 'degraded'> = { config: true };
+        // every worker answers with the group's readiness: all N up, no stop begun
+        if (this.cluster) checks.workers = this.cluster.ready();
         // degraded is still ready unless the policy is to refuse
         if (limiter)
           checks.rateLimitStore = !limiter.store.isUnavailable || limiter.store.policy !== 'closed';
@@ -127,25 +163,18 @@ export class Gateway {
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,
       handlerFailed: (err, requestId) => this.state.events.handlerFailed('admin', err, requestId),
-      reload:
-        this.configFile === undefined
-          ? null
-          : () =>
-              this.reload().then((result) => {
-                if (result.ok) this.onAdminReload?.();
-                return result;
-              }),
+      reload: this.configFile === undefined && this.cluster === undefined ? null : () => this.reload(),
     });
   }
 
   /** What `/metrics` serves: this process's registry, or the cluster's total. */
-  private metricsSource(cluster: boolean): () => Promise<{ contentType: string; body: string }> {
+  private metricsSource(): () => Promise<{ contentType: string; body: string }> {
     const registry = this.metrics.registry;
     const local = async () => ({ contentType: registry.contentType, body: await registry.metrics() });
-    if (!cluster) return local;
-    const aggregated = clusterMetricsSource(registry);
+    const cluster = this.cluster;
+    if (cluster === undefined) return local;
     return () =>
-      aggregated().then(
+      cluster.metrics().then(
         (body) => ({ contentType: registry.contentType, body }),
         (err: Error) => {
           this.logger.warn({ err }, 'cluster metrics unavailable; serving this worker only');
@@ -159,8 +188,8 @@ export class Gateway {
       config,
       options.logger ?? silentLogger(),
       options.configFile,
-      options.onAdminReload,
-      options.clusterMetrics,
+      options.cluster,
+      options.env ?? process.env,
     );
     // The watcher starts now, so that the content it compares changes with is the one just loaded
     // (read within milliseconds of the load); what it sees before the gateway is up waits for it.
@@ -220,7 +249,11 @@ export class Gateway {
    * logged and counted. Never rejects (once started from a file).
    */
   reload(trigger: ReloadTrigger = 'admin'): Promise<ReloadResult> {
-    this.reloading ??= this.doReload(trigger).finally(() => (this.reloading = null));
+    // a worker: the primary reloads every worker and answers once all have the new config
+    const cluster = this.cluster;
+    this.reloading ??= (cluster ? cluster.reload(trigger) : this.doReload(trigger)).finally(
+      () => (this.reloading = null),
+    );
     return this.reloading;
   }
 
@@ -250,36 +283,84 @@ export class Gateway {
       return { ok: false, reason: 'invalid_config', problems: result.problems };
     }
     if (this.state.draining) return { ok: true, restartNeeded: [] };
+    const old = this.state.runtime.config;
+    const prepared = await this.prepare(result.config);
+    if (!prepared.ok) return this.reloadFailed(trigger, new Error(prepared.detail));
+    if (!this.commit()) return { ok: true, restartNeeded: [] }; // shut down meanwhile
+    const needed = restartNeeded(old, result.config);
+    if (needed.length > 0)
+      this.logger.warn({ restartNeeded: needed }, 'these settings change only on restart');
+    this.metrics.configReloads.labels('success').inc();
+    this.logger.info({ trigger, routes: result.config.routes.length }, 'config reloaded');
+    return { ok: true, restartNeeded: needed };
+  }
+
+  /**
+   * First half of a reload: compiles `config` from the running runtime and gets it ready, without
+   * swapping it in. A failure closes what it built and keeps the running config. The cluster
+   * primary prepares every worker before it commits any, so that workers never disagree.
+   */
+  prepare(config: GatewayConfig): Promise<PrepareResult> {
+    const run = this.doPrepare(config);
+    const settled = run.then(() => undefined);
+    this.preparing = settled;
+    void settled.finally(() => {
+      if (this.preparing === settled) this.preparing = undefined;
+    });
+    return run;
+  }
+
+  private async doPrepare(config: GatewayConfig): Promise<PrepareResult> {
+    await this.abort();
+    if (this.state.draining) return { ok: true }; // nothing to swap into
     const old = this.state.runtime;
     let next: Runtime;
     try {
-      next = compileRuntime(result.config, this.logger, this.metrics, this.tracing, old);
+      next = compileRuntime(config, this.logger, this.metrics, this.tracing, old);
     } catch (err) {
-      return this.reloadFailed(trigger, err); // compileRuntime closed what it built
+      return { ok: false, detail: errorText(err) }; // compileRuntime closed what it built
     }
     try {
       await readyRuntime(next, old);
     } catch (err) {
       await this.discard(next, old);
-      return this.reloadFailed(trigger, err);
+      return { ok: false, detail: errorText(err) };
     }
     if (this.state.draining) {
-      // shut down meanwhile: the running runtime is being closed; close what this one added
-      await this.discard(next, old);
-      return { ok: true, restartNeeded: [] };
+      await this.discard(next, old); // shut down meanwhile
+      return { ok: true };
     }
-    this.state.runtime = next;
-    this.logger.level = result.config.logging.level;
-    const restartNeeded = RESTART_ONLY.filter(
-      (key) => JSON.stringify(pick(old.config, key)) !== JSON.stringify(pick(result.config, key)),
-    );
-    if (restartNeeded.length > 0)
-      this.logger.warn({ restartNeeded }, 'these settings change only on restart');
-    this.metrics.configReloads.labels('success').inc();
-    this.logger.info({ trigger, routes: result.config.routes.length }, 'config reloaded');
-    const retired = this.discard(old, next).finally(() => this.retiring.delete(retired));
+    this.prepared = { runtime: next, config };
+    return { ok: true };
+  }
+
+  /**
+   * Second half: swaps the prepared runtime in (requests in flight finish on the old one, which
+   * then closes). False when there was nothing to swap (draining: what was prepared is closed).
+   */
+  commit(): boolean {
+    const prepared = this.prepared;
+    this.prepared = null;
+    if (prepared === null) return false;
+    const old = this.state.runtime;
+    if (this.state.draining) {
+      // shut down meanwhile: the running runtime is being closed; close what this one added
+      const dropped = this.discard(prepared.runtime, old).finally(() => this.retiring.delete(dropped));
+      this.retiring.add(dropped);
+      return false;
+    }
+    this.state.runtime = prepared.runtime;
+    this.logger.level = prepared.config.logging.level;
+    const retired = this.discard(old, prepared.runtime).finally(() => this.retiring.delete(retired));
     this.retiring.add(retired);
-    return { ok: true, restartNeeded };
+    return true;
+  }
+
+  /** Drops what `prepare` got ready (another worker could not prepare). */
+  async abort(): Promise<void> {
+    const prepared = this.prepared;
+    this.prepared = null;
+    if (prepared !== null) await this.discard(prepared.runtime, this.state.runtime);
   }
 
   /** Closes what `rt` holds and `keep` does not; a failure to close is logged, not thrown. */
@@ -290,26 +371,36 @@ export class Gateway {
   }
 
   private reloadFailed(trigger: ReloadTrigger, err: unknown): ReloadResult {
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorText(err);
     this.metrics.configReloads.labels('failure').inc();
     this.logger.error({ trigger, reason }, 'config reload failed; keeping the running config');
     return { ok: false, reason: 'reload_failed', detail: reason };
   }
 
   /**
-   * Graceful shutdown. Idle keep-alive connections are closed at once and again every 100 ms
-   * (a connection whose response started before the drain goes idle later); responses sent
-   * while draining carry `Connection: close`. After the drain timeout, what is left is cut.
+   * Graceful shutdown. `/readyz` turns 503 at once and responses carry `Connection: close`; for
+   * the accept grace the proxy port still accepts and serves (a load balancer takes a moment to
+   * see the 503, and Kubernetes to take the pod out of its endpoints: connections arriving
+   * meanwhile must not be refused). Then the listener closes; idle keep-alive connections are
+   * closed at once and again every 100 ms (a connection whose response started before the drain
+   * goes idle later). After the drain timeout, what is left is cut.
    */
-  shutdown(drainTimeout = this.config.shutdown.drainTimeout): Promise<void> {
-    this.closing ??= this.drain(drainTimeout);
+  shutdown(
+    drainTimeout = this.config.shutdown.drainTimeout,
+    acceptGrace = acceptGraceMs(this.config.shutdown.acceptGrace, this.env),
+  ): Promise<void> {
+    this.closing ??= this.drain(drainTimeout, acceptGrace);
     return this.closing;
   }
 
-  private async drain(drainTimeout: number): Promise<void> {
+  private async drain(drainTimeout: number, acceptGrace: number): Promise<void> {
     this.state.draining = true;
     this.watcher?.close();
-    this.logger.info({ drainTimeout }, 'draining');
+    this.logger.info({ acceptGrace, drainTimeout }, 'draining');
+    if (acceptGrace > 0) {
+      await new Promise((resolve) => setTimeout(resolve, acceptGrace));
+      this.logger.info('accept grace over; closing the proxy listener');
+    }
     const closed = new Promise<void>((resolve) => this.data.close(() => resolve()));
     this.data.closeIdleConnections();
     const sweep = setInterval(() => this.data.closeIdleConnections(), 100);
@@ -328,6 +419,8 @@ export class Gateway {
     }
     // a reload in progress either swapped already or closes what it built itself
     await this.reloading?.catch(() => undefined);
+    await this.preparing;
+    await this.abort();
     await Promise.all([closeRuntime(this.state.runtime), ...this.retiring]);
     // every request has ended: its record is queued; ship what is buffered, then stop
     await Promise.all([this.accessLog.close(FLUSH_TIMEOUT_MS), this.tracing.shutdown(FLUSH_TIMEOUT_MS)]);
@@ -350,6 +443,13 @@ export class Gateway {
     }
   }
 }
+
+/** The settings that differ between `old` and `next` but change only on restart. */
+export function restartNeeded(old: GatewayConfig, next: GatewayConfig): string[] {
+  return RESTART_ONLY.filter((key) => JSON.stringify(pick(old, key)) !== JSON.stringify(pick(next, key)));
+}
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 function pick(config: GatewayConfig, path: string): unknown {
   return path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], config);

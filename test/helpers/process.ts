@@ -21,11 +21,20 @@ export type CliProcess = {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
 };
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+/**
+ * `detached`: the child leads a process group of its own (its pid is the group id), so that a
+ * test can signal the whole group as systemd does (`process.kill(-pid, signal)`).
+ */
+export function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  options: { detached?: boolean } = {},
+): CliProcess {
   const child = spawn(process.execPath, ['bin/gatehouse.js', ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
   let out = '';
   const waiters: Array<() => void> = [];

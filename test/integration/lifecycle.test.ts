@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, startGateway, TestGateway } from '../helpers/gateway.js';
@@ -88,6 +88,36 @@ describe('graceful shutdown', () => {
     expect(res.headers.connection).toBe('close');
     expect(await res.body.text()).toBe('finished');
     await closing;
+  });
+
+  it('keeps accepting and serving for shutdown.acceptGrace (Connection: close, /readyz 503), then closes', async () => {
+    upstream = await startUpstream();
+    gw = await startGateway(config(upstream.url).replace('shutdown: {', 'shutdown: { acceptGrace: 500ms,'));
+    const port = gw.gateway.port;
+    // a keep-alive connection opened before the SIGTERM
+    const agent = new Agent({ keepAliveTimeout: 60_000 });
+    const before = await request(`${gw.url}/before`, { dispatcher: agent });
+    expect(before.headers.connection).toBe('keep-alive');
+    await before.body.text();
+
+    const closing = gw.gateway.shutdown();
+    const ready = await fetch(gw.adminUrl + '/readyz');
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ status: 'draining' });
+    // a new connection during the grace (the load balancer has not seen the 503 yet) is served
+    const fresh = await request(`http://127.0.0.1:${port}/during`, { reset: true });
+    expect(fresh.statusCode).toBe(200);
+    expect(fresh.headers.connection).toBe('close');
+    await fresh.body.text();
+    // so is the next request on the connection that was open: its answer closes it
+    const reused = await request(`${gw.url}/reused`, { dispatcher: agent });
+    expect(reused.statusCode).toBe(200);
+    expect(reused.headers.connection).toBe('close');
+    await reused.body.text();
+
+    await closing;
+    await expect(fetch(`http://127.0.0.1:${port}/after`)).rejects.toThrow();
+    await agent.close();
   });
 
   it('cuts what is left when the drain timeout expires', async () => {
