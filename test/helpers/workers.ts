@@ -45,6 +45,8 @@ export const config = (o: {
 listen: { host: 127.0.0.1, port: ${o.port} }
 admin: { host: 127.0.0.1, port: ${o.adminPort} }
 workers: ${o.workers}
+# the tests edit the file to see what a reload (SIGHUP, POST /reload) or a replacement worker does
+configWatch: false
 logging: { level: info }
 services:
   echo: { targets: ["${h.upstream?.url ?? 'http://127.0.0.1:1'}"] }
