@@ -116,6 +116,7 @@ export class GuardedStore {
   /** calls made in this event-loop turn: their clocks start together when it ends */
   private turn: Pending[] | null = null;
   private readonly now: () => number;
+  private readonly wallNow: () => number;
   private readonly probe: ((key: string | null) => Promise<unknown>) | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly coldTimeoutMs: number | undefined;
@@ -128,7 +129,10 @@ export class GuardedStore {
     private readonly logger: Logger,
     options: GuardOptions = {},
   ) {
-    this.now = options.now ?? Date.now;
+    // the breakers' open periods are durations (monotonic); the `local` fallback's windows and
+    // calendar quotas are wall-clock times
+    this.now = options.now ?? (() => performance.now());
+    this.wallNow = options.now ?? Date.now;
     this.probe = options.probe;
     this.timeoutMs = options.timeoutMs;
     this.coldTimeoutMs = options.coldTimeoutMs ?? options.timeoutMs;
@@ -230,7 +234,7 @@ export class GuardedStore {
     this.degradedDecisions++;
     this.metrics?.degradedDecision();
     if (this.policy === 'local')
-      return (this.local ??= new MemoryStore(this.now, this.localOptions)).consumeSync(key, plan);
+      return (this.local ??= new MemoryStore(this.wallNow, this.localOptions)).consumeSync(key, plan);
     return this.policy;
   }
 

@@ -27,7 +27,8 @@ export class CircuitBreaker {
   constructor(
     private readonly config: CircuitBreakerConfig,
     private readonly onChange: (state: BreakerState) => void = () => undefined,
-    private readonly clock: () => number = Date.now,
+    /** monotonic by default: the open period is a duration */
+    private readonly clock: () => number = () => performance.now(),
   ) {
     this.window = new RollingWindow(config.window);
   }

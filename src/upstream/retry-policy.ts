@@ -48,7 +48,8 @@ export class RetryPolicy {
 
   constructor(
     readonly config: RetryConfig,
-    private readonly clock: () => number = Date.now,
+    /** monotonic by default: the budget's window is a duration */
+    private readonly clock: () => number = () => performance.now(),
   ) {
     this.attempts = config.attempts;
     this.on = new Set(config.on);

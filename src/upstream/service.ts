@@ -14,6 +14,8 @@ import { mayEject, nextEjection } from './passive-health.js';
 import { RetryPolicy } from './retry-policy.js';
 import { Target } from './target.js';
 
+const monotonicNow = (): number => performance.now();
+
 /** Where a service's targets come from (static list or DNS; see discovery). */
 export interface TargetSource {
   readonly origins: readonly string[];
@@ -74,7 +76,9 @@ export class Service {
     this.source = options.source;
     this.metrics = options.metrics ?? noServiceMetrics;
     this.logger = options.logger ?? silentLogger();
-    const clock = (this.clock = options.clock ?? Date.now);
+    // monotonic: ejections, the breaker's open period and the retry budget are durations, which a
+    // wall-clock step (NTP, a VM resumed) must neither stretch nor cut
+    const clock = (this.clock = options.clock ?? monotonicNow);
     this.balancer = createBalancer(config.balancer);
     this.breaker = new CircuitBreaker(config.circuitBreaker, (state) => this.breakerChanged(state), clock);
     this.retry = new RetryPolicy(config.retry, clock);

@@ -115,7 +115,8 @@ export class ElasticsearchSink implements Sink<AccessRecord> {
   constructor(
     config: ElasticsearchSinkConfig,
     private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
+    /** monotonic by default: only durations (log every minute at most) */
+    private readonly now: () => number = () => performance.now(),
   ) {
     const url = new URL(config.url);
     this.path = `${url.pathname.replace(/\/+$/, '')}/_bulk?${FILTER_PATH}`;
