@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Cluster, Redis } from 'ioredis';
 // ioredis's own slot function (no exports map restricts it): the same routing as the client's
-import calculateSlot from 'ioredis/built/utils/calculateSlot.js';
+import calculateSlot from 'cluster-key-slot';
 import { describe, type Decision, type Outcome, type Plan } from './decision.js';
 import { RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
 import { StoreUnavailableError, type RateLimitStore } from './store.js';

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import calculateSlot from 'ioredis/built/utils/calculateSlot.js';
+import calculateSlot from 'cluster-key-slot';
 import type { GuardedStore } from '../../src/ratelimit/guarded-store.js';
 import { Gateway } from '../../src/server/gateway.js';
 import type { Runtime } from '../../src/server/runtime.js';

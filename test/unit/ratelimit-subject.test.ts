@@ -2,7 +2,7 @@
 import { isIPv6 } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import calculateSlot from 'ioredis/built/utils/calculateSlot.js';
+import calculateSlot from 'cluster-key-slot';
 import {
   escapeSubject,
   formatIPv6,
