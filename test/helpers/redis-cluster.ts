@@ -357,10 +357,17 @@ export async function startRedisCluster(
       async failover(replica, ms = timeoutMs) {
         const c = replica.client();
         try {
-          await c.cluster('FAILOVER');
+          // A manual failover is given up by Redis after 5 s (CLUSTER_MF_TIMEOUT), and the masters
+          // refuse to vote for a replica of a shard they voted for less than 2 × node timeout ago
+          // (a failover back soon after a failover): ask again until the replica is promoted.
           const deadline = Date.now() + ms;
+          let asked = -Infinity;
           while (!/^role:master/m.test(await c.info('replication'))) {
             if (Date.now() > deadline) throw new Error(`${replica.port} not promoted after ${ms} ms`);
+            if (Date.now() - asked > 5500) {
+              await c.cluster('FAILOVER');
+              asked = Date.now();
+            }
             await sleep(50);
           }
         } finally {
