@@ -21,6 +21,20 @@ export type CliProcess = {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
 };
 
+/** Children still running: killed when the test process exits, so a test that forgets one (or
+ *  fails before its cleanup) never leaves a gateway, or a primary and its workers, behind. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL'); // its group, if it leads one
+    } catch {
+      // not a group leader
+    }
+    child.kill('SIGKILL');
+  }
+});
+
 /**
  * `detached`: the child leads a process group of its own (its pid is the group id), so that a
  * test can signal the whole group as systemd does (`process.kill(-pid, signal)`).
@@ -36,6 +50,8 @@ export function spawnCli(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let out = '';
   const waiters: Array<() => void> = [];
   const onData = (d: Buffer) => {

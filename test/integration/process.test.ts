@@ -81,7 +81,8 @@ describe('gatehouse start (a real process)', () => {
     const base = yaml(upstream.url, '2');
     const file = writeTempConfig(base);
     proc = spawnCli(['start', '-c', file], { LOG_LEVEL: 'info' });
-    await proc.waitFor(/gatehouse ready[\s\S]*gatehouse ready/);
+    // two workers each load the whole gateway: slow on a busy machine (the suite runs files in parallel)
+    await proc.waitFor(/gatehouse ready[\s\S]*gatehouse ready/, 30_000);
     const [, port, adminPort] = /"port":(\d+),"adminPort":(\d+)/.exec(proc.output()) ?? [];
     const allOk = async (path: string, status: number) => {
       for (let i = 0; i < 6; i++)

@@ -97,6 +97,7 @@ describe('multi-process gateway: one answer for the group', () => {
       const proc = spawnCli(['start', '-c', writeTempConfig(config({ port, adminPort, workers: 3 }))], {
         LOG_LEVEL: 'info',
       });
+      h.proc = proc; // stopped by cleanup (a primary left running keeps its workers serving)
       const readyz = () => request(`http://127.0.0.1:${adminPort}/readyz`);
       // polled from the moment the admin port answers: at the first 200, every worker is up
       await until(async () => (await readyz()) === 200, 30_000, 'ready');
