@@ -2,7 +2,7 @@
 # Installs the system tools the test suite needs when they are missing (Debian packages):
 # redis-server and redis-cli (tests start private Redis nodes and clusters), and libfaketime
 # (gateway processes with skewed clocks), dnsmasq (a real DNS server for discovery tests; the
-# -base package has no service that would start on port 53). Redis and PostgreSQL themselves
+# -base package has no service that would start on port 53), a C++ toolchain for native modules. Redis and PostgreSQL themselves
 # already run on the machine; the shared servers are never stopped or flushed by the tests.
 set -euo pipefail
 need=()
@@ -10,6 +10,11 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+# node-gyp builds better-sqlite3 from source for Node 24 (.ci/run's second pass): no prebuilt
+# binary can be downloaded here
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
