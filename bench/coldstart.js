@@ -336,6 +336,12 @@ async function main() {
       await row(formatInt(served), formatInt(last.rps), formatInt(last.errors.non2xx));
       if (last.requests === 0) break;
     }
+    // what the gateway says the answers other than 200 were
+    const metrics = (await httpGet(`http://127.0.0.1:${adminPort}/metrics`, { timeoutMs: 5000 })).body;
+    const other = metrics
+      .split('\n')
+      .filter((l) => /^gatehouse_requests_total\{/.test(l) && !/status="200"/.test(l) && !/ 0$/.test(l));
+    if (other.length > 0) console.log(`\nnot 200, by the gateway's count:\n${other.join('\n')}`);
     if (errors > 0) console.log(`\n${formatInt(errors)} errors (socket errors and non-2xx) in all`);
     await gw.proc.stop();
   }
