@@ -4,8 +4,9 @@
 # (gateway processes with skewed clocks), dnsmasq (a real DNS server for discovery tests; the
 # -base package has no service that would start on port 53), haproxy (the load balancer in front
 # of three gateways in the rolling-restart test, which runs it as a child process; a daemon the
-# package starts is stopped below). Redis and PostgreSQL themselves already run on the machine;
-# the shared servers are never stopped or flushed by the tests.
+# package starts is stopped below), and a C++ toolchain for native modules. Redis and PostgreSQL
+# themselves already run on the machine; the shared servers are never stopped or flushed by the
+# tests.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -14,6 +15,11 @@ command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # haproxy: the rolling-restart test's load balancer, and `haproxy -c` on deploy/compose's config
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# node-gyp builds better-sqlite3 from source for Node 24 (.ci/run's second pass): no prebuilt
+# binary can be downloaded here
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     before_haproxy=$(pgrep -x haproxy || true)

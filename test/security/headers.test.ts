@@ -484,7 +484,10 @@ describe('header limits', () => {
       `POST /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n${lines}Content-Length: 5\r\nX-Consumer-Id: admin\r\n\r\nhello`,
     );
     expect(closed).toBe(true);
-    expect(responses.map((r) => r.status)).toEqual([400]);
+    // Node 20 and 22 keep the first 1000 fields and the gateway refuses the request (400); Node
+    // 24's parser refuses it itself (HPE_HEADER_OVERFLOW, answered 431 headers_too_large)
+    const refusedWith = Number(process.versions.node.split('.')[0]) >= 24 ? 431 : 400;
+    expect(responses.map((r) => r.status)).toEqual([refusedWith]);
     expect(requests).toEqual([]);
   });
 });
