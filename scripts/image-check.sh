@@ -7,7 +7,7 @@
 #      this machine's npm, and user `node` (1000:1000), as the official image has them;
 #   2. the image, built from the Dockerfile with that base (--build-arg NODE_IMAGE=...);
 #   3. a container of it in a network namespace of its own (so the demo's fixed ports do not
-#      meet anything on this machine), as user 1000, read-only root, no tmpfs, no capabilities,
+#      meet anything on this machine), as user 10001, read-only root, no tmpfs, no capabilities,
 #      running `gatehouse demo` (its demo upstreams are built in) with the demo config plus a
 #      route behind an API key from the SQLite store in the image's volume;
 #   4. requests through it, the HEALTHCHECK, then SIGTERM during a slow request: the request must
@@ -117,14 +117,14 @@ if [ -n "$previous" ] && [ "$previous" != "$current" ]; then pm rmi "$previous" 
 step "built in $((SECONDS - build_start)) s; $(pm image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1 / 1e6}')"
 
 inspect() { pm image inspect -f "$1" "$image"; }
-[ "$(inspect '{{.Config.User}}')" = 1000:1000 ] || fail "image user is '$(inspect '{{.Config.User}}')'"
+[ "$(inspect '{{.Config.User}}')" = 10001:10001 ] || fail "image user is '$(inspect '{{.Config.User}}')'"
 [ "$(inspect '{{json .Config.Entrypoint}}')" = '["node","/app/bin/gatehouse.js"]' ] ||
   fail "entrypoint is $(inspect '{{json .Config.Entrypoint}}')"
 inspect '{{json .Config.Volumes}}' | grep -q '"/var/lib/gatehouse"' || fail "no volume /var/lib/gatehouse"
 [ "$(inspect '{{index .Config.Labels "org.opencontainers.image.version"}}')" = "$version" ] ||
   fail "no org.opencontainers.image.version label"
 inspect '{{json .Config.Healthcheck.Test}}' | grep -q '/livez' || fail "no HEALTHCHECK on /livez"
-ok "image: user 1000:1000, exec-form entrypoint, volume /var/lib/gatehouse, OCI labels, HEALTHCHECK on /livez"
+ok "image: user 10001:10001, exec-form entrypoint, volume /var/lib/gatehouse, OCI labels, HEALTHCHECK on /livez"
 image_node=$(pm run --rm --network=none --no-healthcheck --entrypoint node "$image" --version)
 [ "$image_node" = "v$node_version" ] || fail "the image runs node $image_node"
 ok "the image runs node $image_node"
@@ -153,6 +153,7 @@ in_ns() { ip netns exec "$ns" "$@"; }
     service: demo
     stripPrefix: /keyed
     auth: [apiKey]
+    rateLimit: off # the demo has no tier for consumers; this route checks the key store
 auth: { apiKey: { secret: image-check-secret-0123456789abcdef } }
 EOF
 } >"$work/gatehouse.yaml"
@@ -182,7 +183,7 @@ ok "ready: /readyz 200 $((ready / 1000000)) ms after podman run"
 pid=$(pm inspect -f '{{.State.Pid}}' "$ctr")
 uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
 cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
-[ "$uid" = 1000 ] || fail "the gateway runs as uid $uid"
+[ "$uid" = 10001 ] || fail "the gateway runs as uid $uid"
 case "$cmdline" in "node /app/bin/gatehouse.js demo -c /etc/gatehouse/gatehouse.yaml ") ;; *) fail "the container's PID 1 is '$cmdline'" ;; esac
 ok "the container's PID 1 is '$cmdline', uid $uid"
 
