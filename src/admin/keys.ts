@@ -13,15 +13,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from '../config/schema.js';
 import { problem, type Problem } from '../pipeline/problems.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
-import {
-  createKey,
-  NAME_PATTERN,
-  parseKeyDuration,
-  ROLE_PATTERN,
-  rotateKey,
-  TIER_PATTERN,
-  viewOf,
-} from '../auth/api-keys/manage.js';
+import { createKey, rotateKey, viewOf } from '../auth/api-keys/manage.js';
+import { checkExpiresAt, checkLifetime, checkNewKey, KeyInputError } from '../auth/api-keys/issue.js';
 import { openKeyRepository, type DatabaseSettings, type KeyRepository } from '../stores/database.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -37,7 +30,6 @@ export type KeysAdmin = {
 };
 
 const MAX_BODY = 16 * 1024;
-const MAX_LIFETIME_MS = 10 * 365 * 86_400_000;
 const DEFAULT_GRACE = 86_400_000;
 
 class BadRequest extends Error {}
@@ -85,37 +77,16 @@ export function createKeysAdmin(
 
     if (parts.length === 1 && method === 'POST') {
       const body = await readJson(req);
-      const name = body.name;
-      const tier = body.tier;
-      if (typeof name !== 'string' || !NAME_PATTERN.test(name))
-        throw new BadRequest('name: 1 to 100 letters, digits, spaces or _.@:-');
-      if (typeof tier !== 'string' || !TIER_PATTERN.test(tier))
-        throw new BadRequest('tier: letters, digits or _.-');
-      const tiers = Object.keys(cfg.rateLimit.tiers);
-      if (tiers.length > 0 && !tiers.includes(tier)) throw new BadRequest(`tier: unknown tier "${tier}"`);
-      const roles = body.roles ?? [];
-      if (!Array.isArray(roles) || roles.some((r) => typeof r !== 'string' || !ROLE_PATTERN.test(r))) {
-        throw new BadRequest('roles: an array of role names');
-      }
-      const known = Object.keys(cfg.rbac.roles);
-      const unknown = (roles as string[]).filter((r) => !known.includes(r));
-      if (known.length > 0 && unknown.length > 0)
-        throw new BadRequest(`roles: unknown role(s) ${unknown.join(', ')}`);
-      let expiresAt: Date | null = null;
-      if (body.expiresAt !== undefined && body.expiresAt !== null) {
-        const t = typeof body.expiresAt === 'string' ? Date.parse(body.expiresAt) : Number.NaN;
-        const now = Number.isNaN(t) ? 0 : (await repo.now()).getTime();
-        if (Number.isNaN(t) || t <= now || t > now + MAX_LIFETIME_MS) {
-          throw new BadRequest('expiresAt: an ISO 8601 instant in the future (within 10 years)');
-        }
-        expiresAt = new Date(t);
-      }
-      const { key, record } = await createKey(repo, secret, {
-        name,
-        tier,
-        roles: roles as string[],
-        expiresAt,
-      });
+      const fields = api(() =>
+        checkNewKey({ name: body.name, tier: body.tier, roles: body.roles ?? [] }, cfg),
+      );
+      const expiresAt =
+        body.expiresAt === undefined || body.expiresAt === null
+          ? null
+          : await checkExpiresAt(body.expiresAt, async () => (await repo.now()).getTime()).catch((err) => {
+              throw asBadRequest(err);
+            });
+      const { key, record } = await createKey(repo, secret, { ...fields, expiresAt });
       return reply.json(201, { ...record, key });
     }
     if (parts.length === 1 && method === 'GET') {
@@ -129,16 +100,7 @@ export function createKeysAdmin(
     }
     if (parts.length === 3 && id !== undefined && parts[2] === 'rotate' && method === 'POST') {
       const body = await readJson(req, true);
-      let grace = DEFAULT_GRACE;
-      if (body.grace !== undefined) {
-        try {
-          if (typeof body.grace !== 'string' && typeof body.grace !== 'number') throw new Error();
-          grace = parseKeyDuration(body.grace);
-        } catch {
-          throw new BadRequest('grace: a duration such as 30m or 24h');
-        }
-        if (!(grace >= 0 && grace <= MAX_LIFETIME_MS)) throw new BadRequest('grace: between 0 and 3650d');
-      }
+      const grace = body.grace === undefined ? DEFAULT_GRACE : api(() => checkLifetime(body.grace));
       const rotated = await rotateKey(repo, secret, id, grace);
       if (rotated.kind === 'not_found') return reply.problem(problem(404, 'not_found', 'no such key'));
       if (rotated.kind === 'refused')
@@ -175,6 +137,32 @@ export function createKeysAdmin(
       if (current) await current.repo.then((r) => r.close()).catch(() => undefined);
     },
   };
+}
+
+/** Runs a check of `issue.ts`, a refusal becoming a 400 `bad_request`. */
+function api<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw asBadRequest(err);
+  }
+}
+
+function asBadRequest(err: unknown): unknown {
+  return err instanceof KeyInputError ? new BadRequest(apiMessage(err)) : err;
+}
+
+/**
+ * A refused field as the API words it: named as in the JSON body, without the configured names,
+ * and in its own words where the body differs from the CLI's flags (`roles` is an array; `grace`
+ * is the only lifetime the API takes, an expiry being an instant).
+ */
+function apiMessage(err: KeyInputError): string {
+  if (err.field === 'roles' && err.reason === 'malformed') return 'roles: an array of role names';
+  if (err.field === 'lifetime') {
+    return err.reason === 'malformed' ? 'grace: a duration such as 30m or 24h' : 'grace: between 0 and 3650d';
+  }
+  return `${err.field}: ${err.message}`;
 }
 
 async function readJson(req: IncomingMessage, emptyOk = false): Promise<Record<string, unknown>> {

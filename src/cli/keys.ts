@@ -6,15 +6,8 @@
  */
 import { Command, type Option } from 'commander';
 import type { GatewayConfig } from '../config/schema.js';
-import {
-  createKey,
-  NAME_PATTERN,
-  parseKeyDuration,
-  ROLE_PATTERN,
-  rotateKey,
-  TIER_PATTERN,
-  viewOf,
-} from '../auth/api-keys/manage.js';
+import { createKey, rotateKey, viewOf } from '../auth/api-keys/manage.js';
+import { checkLifetime, checkNewKey, KeyInputError, type KeyField } from '../auth/api-keys/issue.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
 import { openKeyRepository, type ApiKeyRecord, type KeyRepository } from '../stores/database.js';
 import { LEGACY_MIGRATIONS_TABLE, SchemaError, type MigrationReport } from '../stores/migrations.js';
@@ -25,19 +18,20 @@ export type KeyCliDeps = {
   load: (opts: { config?: string }) => Promise<GatewayConfig>;
 };
 
-const MAX_LIFETIME_MS = 10 * 365 * 86_400_000;
-
 class UsageError extends Error {}
 
-function duration(value: string, what: string): number {
-  let ms: number;
+/**
+ * Runs a check of `issue.ts`, reporting a refusal against the flag that gave the value (by
+ * default `--<field>`), with the configured names when the value is not one of them.
+ */
+function usage<T>(check: () => T, flag: (field: KeyField) => string = (field) => `--${field}`): T {
   try {
-    ms = parseKeyDuration(value);
-  } catch {
-    throw new UsageError(`${what}: invalid duration "${value}" (use e.g. 0, 30m, 24h, 90d)`);
+    return check();
+  } catch (err) {
+    if (!(err instanceof KeyInputError)) throw err;
+    const hint = err.configured.length > 0 ? ` (configured: ${err.configured.join(', ')})` : '';
+    throw new UsageError(`${flag(err.field)}: ${err.message}${hint}`);
   }
-  if (ms < 0 || ms > MAX_LIFETIME_MS) throw new UsageError(`${what}: must be between 0 and 3650d`);
-  return ms;
 }
 
 function secretOf(config: GatewayConfig): string {
@@ -137,34 +131,22 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
         async (opts: { name: string; tier: string; roles?: string; expires?: string; config?: string }) => {
           const config = await deps.load(opts);
           const secret = secretOf(config);
-          if (!NAME_PATTERN.test(opts.name))
-            throw new UsageError('--name: 1 to 100 letters, digits, spaces or _.@:-');
-          if (!TIER_PATTERN.test(opts.tier)) throw new UsageError('--tier: letters, digits or _.-');
-          const tiers = Object.keys(config.rateLimit.tiers);
-          if (tiers.length > 0 && !tiers.includes(opts.tier)) {
-            throw new UsageError(`--tier: unknown tier "${opts.tier}" (configured: ${tiers.join(', ')})`);
-          }
           const roles = (opts.roles ?? '')
             .split(',')
             .map((r) => r.trim())
             .filter((r) => r !== '');
-          for (const r of roles) {
-            if (!ROLE_PATTERN.test(r)) throw new UsageError(`--roles: invalid role name "${r}"`);
-          }
-          const known = Object.keys(config.rbac.roles);
-          const unknown = roles.filter((r) => !known.includes(r));
-          if (known.length > 0 && unknown.length > 0) {
-            throw new UsageError(
-              `--roles: unknown role(s) ${unknown.join(', ')} (configured: ${known.join(', ')})`,
-            );
-          }
-          const lifetimeMs = opts.expires === undefined ? undefined : duration(opts.expires, '--expires');
+          const fields = usage(() => checkNewKey({ name: opts.name, tier: opts.tier, roles }, config));
+          const lifetimeMs =
+            opts.expires === undefined
+              ? undefined
+              : usage(
+                  () => checkLifetime(opts.expires),
+                  () => '--expires',
+                );
           await withRepository(config, async (repo) => {
             // the expiry counts from the database's clock, not this machine's
             const { key, record } = await createKey(repo, secret, {
-              name: opts.name,
-              tier: opts.tier,
-              roles,
+              ...fields,
               ...(lifetimeMs === undefined ? {} : { lifetimeMs }),
             });
             process.stdout.write(key + '\n');
@@ -237,7 +219,10 @@ export function registerKeyCommands(program: Command, deps: KeyCliDeps): void {
       action(async (id: string, opts: { grace: string; config?: string }) => {
         const config = await deps.load(opts);
         const secret = secretOf(config);
-        const grace = duration(opts.grace, '--grace');
+        const grace = usage(
+          () => checkLifetime(opts.grace),
+          () => '--grace',
+        );
         if (!ID_PATTERN.test(id)) throw new UsageError(`no key ${JSON.stringify(id.slice(0, 20))}`);
         await withRepository(config, async (repo) => {
           const rotated = await rotateKey(repo, secret, id, grace);

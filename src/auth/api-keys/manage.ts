@@ -110,7 +110,3 @@ export async function rotateKey(
 export function parseKeyDuration(value: string | number): number {
   return typeof value === 'string' && value.trim() === '0' ? 0 : parseDuration(value);
 }
-
-export const NAME_PATTERN = /^[\w .@:-]{1,100}$/;
-export const TIER_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
-export const ROLE_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
