@@ -9,20 +9,13 @@ import { silentLogger, type Logger } from '../observability/logger.js';
 import { ActiveHealthCheck } from './active-health.js';
 import { createBalancer, type Balancer } from './balancer.js';
 import { CircuitBreaker, type BreakerState, type Outcome } from './circuit-breaker.js';
+import type { Discovery } from './discovery/discovery.js';
 import type { UpstreamFailure } from './errors.js';
 import { mayEject, nextEjection } from './passive-health.js';
 import { RetryPolicy } from './retry-policy.js';
 import { Target } from './target.js';
 
 const monotonicNow = (): number => performance.now();
-
-/** Where a service's targets come from (static list or DNS; see discovery). */
-export interface TargetSource {
-  readonly origins: readonly string[];
-  start(onChange: (origins: readonly string[]) => void): void;
-  ready(timeoutMs: number): Promise<void>;
-  close(): void;
-}
 
 /**
  * What a service counts in metrics; the gateway's registry implements it (no-ops otherwise).
@@ -45,7 +38,8 @@ export const noServiceMetrics: ServiceMetrics = {
 };
 
 export type ServiceOptions = {
-  source: TargetSource;
+  /** where the targets come from; the service starts it and closes it */
+  source: Discovery;
   metrics?: ServiceMetrics | undefined;
   logger?: Logger | undefined;
   /** injectable for tests of the breaker and ejection timing */
@@ -63,7 +57,7 @@ export class Service {
   readonly retry: RetryPolicy;
   private closed = false;
 
-  private readonly source: TargetSource;
+  private readonly source: Discovery;
   readonly metrics: ServiceMetrics;
   private readonly logger: Logger;
   private readonly clock: () => number;

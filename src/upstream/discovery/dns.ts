@@ -32,7 +32,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIPv6 } from 'node:net';
 import type { DiscoveryConfig, DnsConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
-import type { Discovery } from './index.js';
+import { sortedUnique, type Discovery } from './discovery.js';
 
 /** the floor of a TTL-driven delay */
 export const MIN_TTL_DELAY_MS = 1000;
@@ -95,10 +95,6 @@ export type Step = {
   readonly log: StepLog | undefined;
   readonly delayMs: number;
 };
-
-export function sortedUnique(list: Iterable<string>): string[] {
-  return [...new Set(list)].sort();
-}
 
 /** `scheme://ip:port`, IPv6 in brackets, normalised like a static target (`URL.origin`). */
 export function originOf(scheme: Scheme, address: string, port: number): string {

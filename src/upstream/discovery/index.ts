@@ -1,21 +1,14 @@
 /**
- * Where a service's targets come from: the static `targets` of its config, or DNS (`discovery`,
- * see dns.ts). The service builds its pools from `origins` and rebuilds them on `onChange`.
+ * A service's `Discovery` as its config asks: DNS when it has a `discovery` section (dns.ts),
+ * else its static `targets` (static.ts).
  */
 import type { DnsConfig, ServiceConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
+import type { Discovery } from './discovery.js';
 import { DnsDiscovery, createResolver } from './dns.js';
 import { staticDiscovery } from './static.js';
 
-export interface Discovery {
-  /** current target origins such as "http://10.0.0.5:8080" or "http://[fd00::5]:8080", sorted, no duplicates */
-  readonly origins: readonly string[];
-  /** starts periodic resolution; onChange gets the new list each time it differs from the previous one */
-  start(onChange: (origins: readonly string[]) => void): void;
-  /** resolves after the first lookup finished (success or not), or after `timeoutMs`, whichever first */
-  ready(timeoutMs: number): Promise<void>;
-  close(): void;
-}
+export type { Discovery } from './discovery.js';
 
 export function createDiscovery(
   service: string,
@@ -42,7 +35,6 @@ export {
   NO_KNOWN_ADDRESSES,
   nextDelay,
   originOf,
-  sortedUnique,
   type DiscoveryState,
   type DnsLookup,
   type Endpoint,
