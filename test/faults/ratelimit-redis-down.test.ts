@@ -12,7 +12,7 @@ import type { FailurePolicy, GuardedStore } from '../../src/ratelimit/guarded-st
 import { Gateway } from '../../src/server/gateway.js';
 import type { Runtime } from '../../src/server/runtime.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const LIMIT = 5;
@@ -21,7 +21,7 @@ const TIMEOUT_MS = 50;
 const LATENCY_BOUND_MS = 1000;
 const RECOVERY_BOUND_MS = 10_000;
 
-let redis: PrivateRedis | undefined;
+let redis: RedisServer | undefined;
 let upstream: Upstream | undefined;
 let gw: TestGateway | undefined;
 
@@ -37,7 +37,7 @@ afterEach(async () => {
 type Log = { level: number; msg: string; [k: string]: unknown };
 
 async function setup(policy: FailurePolicy, quota = false) {
-  redis = await startPrivateRedis();
+  redis = await startRedisServer();
   upstream = await startUpstream();
   const logs: Log[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Log) });
@@ -126,7 +126,7 @@ describe.each(['local', 'closed', 'open'] as const)('Redis killed mid-run, onSto
     expect(await node.client().keys('t:*')).not.toHaveLength(0);
     expect(await node.calls('evalsha')).toBeGreaterThan(0);
 
-    await node.stop();
+    await node.kill();
     const down = await traffic(url, 30, 15, 10);
     expect(down).toHaveLength(40);
     const downMax = maxMs(down);
@@ -247,7 +247,7 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
 });
 
 /** what Redis holds for 127.0.0.1 on the anonymous tier: the 1m window's count and the quota's */
-async function counts(node: PrivateRedis): Promise<{ window: number; quota: number }> {
+async function counts(node: RedisServer): Promise<{ window: number; quota: number }> {
   const c = node.client();
   const window = Number((await c.hget('t:{rl:anonymous:ip:127.0.0.1}:1m', 'c')) ?? 0);
   const quota = Number((await c.hget('t:{rl:anonymous:ip:127.0.0.1}:q:month', 'n')) ?? 0);

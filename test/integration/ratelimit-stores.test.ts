@@ -14,7 +14,8 @@ import { RedisStore } from '../../src/ratelimit/redis-store.js';
 import type { RateLimitStore } from '../../src/ratelimit/store.js';
 import { periodEnd, periodOf } from '../../src/ratelimit/window.js';
 import { connectRedis } from '../../src/stores/redis.js';
-import { startRedisCluster, startRedisNode, type RedisCluster } from '../helpers/redis-cluster.js';
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js';
+import { startRedisServer } from '../helpers/redis-server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const TIMEOUT = 2000; // generous: a loaded test machine must not turn into store errors
@@ -425,7 +426,7 @@ describe('NOSCRIPT: the script cache flushed under a running store', () => {
   }
 
   it('on a private single Redis', async () => {
-    const node = await startRedisNode();
+    const node = await startRedisServer();
     const store = new RedisStore(connectRedis({ url: node.url, timeout: TIMEOUT }));
     const admin = node.client();
     try {

@@ -11,17 +11,17 @@ import { tmpdir } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { AUDIENCE, ISSUER, makeKey, sign, type TestKey } from '../helpers/jwks.js';
-import { startRedisNode, type RedisNode } from '../helpers/redis-cluster.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
-let redis: RedisNode & { close(): Promise<void> };
+let redis: RedisServer;
 let upstream: Upstream;
 let key: TestKey;
 let pem: string;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
-  [redis, upstream, key] = await Promise.all([startRedisNode(), startUpstream(), makeKey('k1')]);
+  [redis, upstream, key] = await Promise.all([startRedisServer(), startUpstream(), makeKey('k1')]);
   pem = join(mkdtempSync(join(tmpdir(), 'gatehouse-pem-')), 'key.pem');
   writeFileSync(pem, key.publicPem);
 }, 30_000);

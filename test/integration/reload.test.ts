@@ -21,7 +21,7 @@ import { expectProblem, request } from '../helpers/http-client.js';
 import { AUDIENCE, ISSUER, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 import { metricValue, scrape, serviceView, sleep, waitFor } from '../helpers/observe.js';
 import { writeTempConfig } from '../helpers/process.js';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { createSchema, DATABASE_URL, type PrivateSchema } from './api-keys-db.js';
 
@@ -156,7 +156,7 @@ routes:
 });
 
 describe('a failed reload leaks nothing', () => {
-  let redis: PrivateRedis;
+  let redis: RedisServer;
   let schema: PrivateSchema;
   let upstream: Upstream;
   let key: TestKey;
@@ -164,7 +164,7 @@ describe('a failed reload leaks nothing', () => {
   let dir: string;
   beforeAll(async () => {
     [redis, schema, upstream, key] = await Promise.all([
-      startPrivateRedis(),
+      startRedisServer(),
       createSchema(),
       startUpstream(),
       makeKey('k1'),
@@ -188,7 +188,7 @@ describe('a failed reload leaks nothing', () => {
       )
     ).rows.map((r) => r.pid);
   /** the private redis-server's clients, but the one asking */
-  let probe: ReturnType<PrivateRedis['client']> | undefined;
+  let probe: ReturnType<RedisServer['client']> | undefined;
   const redisClients = async () => {
     const r = (probe ??= redis.client());
     const me = String(await r.client('ID'));
