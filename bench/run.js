@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Gatehouse benchmark: requests/s and latency of Gatehouse, nginx and http-proxy in front of one
-// nginx upstream, measured with wrk as in shared/BASELINE.md. See README.md.
+// nginx upstream, measured with wrk. Method and settings: README.md.
 //
 //   node bench/run.js [direct] [nginx] [http-proxy] [undici-naive] [gatehouse]
 //

@@ -212,7 +212,7 @@ export function formatErrors(e) {
 }
 
 /**
- * 40772.3 -> '40 772' (the grouping used in shared/BASELINE.md).
+ * 40772.3 -> '40 772' (thousands grouped by a space).
  * @param {number} n
  */
 export function formatInt(n) {

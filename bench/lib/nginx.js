@@ -4,7 +4,7 @@ import path from 'node:path';
 import { freePort, waitForPort } from './net.js';
 import { makeTempDir, spawnProcess, which } from './proc.js';
 
-/** The upstream's answer: a 95-byte JSON body, as in shared/BASELINE.md. */
+/** The upstream's answer: a 95-byte JSON body (the same for every system measured). */
 export const UPSTREAM_BODY =
   '{"ok":true,"service":"upstream","message":"hello from the gatehouse benchmark","pad":"0123456"}';
 

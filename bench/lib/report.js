@@ -33,7 +33,7 @@ export function rpsOf(results, name, mode) {
 }
 
 /**
- * The table of shared/BASELINE.md: system, ka rps, p50 ms, p99 ms, ÷ baseline, close rps, ÷ baseline.
+ * The results table: system, ka rps, p50 ms, p99 ms, ÷ baseline, close rps, ÷ baseline.
  * A row whose requests failed is marked ⚠; a skipped system is listed as such.
  * @param {Measurement[]} results
  * @param {{ baseline?: string }} [opts]

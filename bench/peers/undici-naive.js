@@ -1,6 +1,6 @@
 // Peer for the benchmark: "the obvious code" — a 40-line node:http + undici Pool reverse proxy
-// (pool.request, a header copy, the body as an async iterator), as measured in
-// shared/BASELINE.md. Gatehouse must be leaner than this with routing and header handling on.
+// (pool.request, a header copy, the body as an async iterator). Gatehouse must be leaner than
+// this with routing and header handling on.
 // Usage: node peers/undici-naive.js --port 8080 --target http://127.0.0.1:8081
 import http from 'node:http';
 import { parseArgs } from 'node:util';

@@ -1,8 +1,7 @@
 /**
  * Prometheus metrics (prom-client), one registry per process, served on the admin port at
- * `/metrics`. Names and labels are the SPEC's; labels never hold a key, a user, an IP or a path.
- * This holds what exists so far (rate limiting, build info, Node's process metrics); the
- * observability issue adds the request histograms and the rest.
+ * `/metrics`. Names and labels are the ones docs/observability.md lists; labels never hold a key,
+ * a user, an IP or a path.
  */
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';

@@ -208,8 +208,8 @@ function guardMetrics(
 }
 
 /**
- * A route's rate limiting: as configured, else (SPEC) `tier` when the route has `auth` and tiers
- * are defined, otherwise `off`.
+ * A route's rate limiting: as configured, else `tier` when the route has `auth` and tiers are
+ * defined, otherwise `off` (docs/rate-limiting.md).
  */
 export function effectiveRateLimit(
   route: GatewayConfig['routes'][number],

@@ -1,5 +1,5 @@
 /**
- * Issue 3, store failure: a private redis-server behind a gateway with `redis.timeout: 50ms`.
+ * Store failure: a private redis-server behind a gateway with `redis.timeout: 50ms`.
  * Killed mid-run, then started again on the same port: each `onStoreError` policy applies, no
  * request waits much past the timeout, the breaker logs once and counts what it decided, and
  * the gateway recovers by itself. Frozen (SIGSTOP: connections accepted, nothing answered):

@@ -1,5 +1,5 @@
 /**
- * Observability through the real gateway: the SPEC's metrics (checked by `promtool check
+ * Observability through the real gateway: the documented metrics (checked by `promtool check
  * metrics`), trace context continued or started and forwarded upstream, spans exported over
  * OTLP, and one access-log record per request shipped to (a fake) Elasticsearch with the
  * accounting invariant enqueued = shipped + dropped + buffered.
@@ -80,7 +80,7 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     }
   });
 
-  it("exposes the SPEC's metrics, valid for promtool, with no path or address in a label", async () => {
+  it('exposes the documented metrics, valid for promtool, with no path or address in a label', async () => {
     await request(`${gw.url}/api/secret-path-123?token=abc`);
     await request(`${gw.url}/nowhere-456`);
     await request(`${gw.url}/api/x`, { method: 'PROPFIND' });

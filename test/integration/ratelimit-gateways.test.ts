@@ -1,5 +1,5 @@
 /**
- * Issue 3, proofs through real processes: three `gatehouse start` processes sharing one Redis
+ * Proofs through real processes: three `gatehouse start` processes sharing one Redis
  * enforce one limit — exactly N admitted out of a burst spread over them — also when their
  * clocks disagree by a minute (libfaketime +30 s and −30 s), because the script takes its time
  * from Redis. The control: without Redis each process grants N on its own.

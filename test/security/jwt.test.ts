@@ -1,5 +1,5 @@
 /**
- * Hostile JWTs (issue 4 item 5): every one is refused with a 401-kind result, no URL from a
+ * Hostile JWTs: every one is refused with a 401-kind result, no URL from a
  * token is ever fetched, a flood of unknown kids costs a bounded number of JWKS fetches, and no
  * token reaches the logs.
  */

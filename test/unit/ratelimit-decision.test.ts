@@ -1,6 +1,6 @@
 /**
  * From counts to what the client sees: decisions (decision.ts), the RateLimit / X-RateLimit
- * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly per SPEC.
+ * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly as docs/rate-limiting.md shows them.
  */
 import { NO_AUTHENTICATORS } from '../../src/auth/index.js';
 import type { IncomingMessage } from 'node:http';
@@ -39,7 +39,7 @@ const headers = (d: Decision, mode: HeaderMode = 'both') => {
   return { list: out, map };
 };
 
-describe('the SPEC examples', () => {
+describe('the documented examples', () => {
   it('RateLimit-Policy: "1m";q=60;w=60 and RateLimit: "1m";r=42;t=17', () => {
     // 18 of 60 used 47 s into the minute, nothing before: 42 left; the 43rd is free once the
     // 18 have faded enough in the next minute, e ≥ 3.334 s into it (18·(60 − e)/60 ≤ 17):
