@@ -17,7 +17,7 @@ import type {
   NewApiKey,
   RevocationWatcher,
   RotationResult,
-} from './database.js';
+} from './key-repository.js';
 import {
   assertKeyTable,
   foreignTableError,

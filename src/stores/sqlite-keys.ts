@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, KeyReads, KeyRepository, NewApiKey, RotationResult } from './database.js';
+import type { ApiKeyRecord, KeyReads, KeyRepository, NewApiKey, RotationResult } from './key-repository.js';
 import {
   assertKeyTable,
   foreignTableError,
