@@ -13,8 +13,6 @@ export const ErrorCodes = {
   STORE_UNAVAILABLE: 'GATEHOUSE_STORE_UNAVAILABLE',
   /** a call to the rate-limit store got no answer within its time budget */
   STORE_TIMEOUT: 'GATEHOUSE_STORE_TIMEOUT',
-  /** the API-key store could not be opened or read */
-  KEY_STORE_UNAVAILABLE: 'GATEHOUSE_KEY_STORE_UNAVAILABLE',
   /** the key database's schema is not what Gatehouse needs; a person must act */
   SCHEMA: 'GATEHOUSE_SCHEMA',
   /** the config file is invalid; the error's `problems` lists every problem */
@@ -30,7 +28,7 @@ export function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** True when `err` carries `code`. */
-export function hasCode(err: unknown, code: ErrorCode): boolean {
+/** True when `err` carries `code` (every error with one of these codes is an `Error`). */
+export function hasCode<C extends ErrorCode>(err: unknown, code: C): err is Error & { readonly code: C } {
   return errorCode(err) === code;
 }
