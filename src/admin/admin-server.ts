@@ -6,8 +6,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { problem, problemBody, problems, type Problem } from '../pipeline/problems.js';
+import { problem, problems } from '../problems/registry.js';
 import { parseRequestTarget } from '../router/request-target.js';
+import { sendProblem } from '../server/respond.js';
 import type { ReloadResult } from '../server/gateway.js';
 import { formatProblem } from '../config/problems.js';
 import { requestIdFor } from '../stages/request-id/index.js';
@@ -34,13 +35,18 @@ export type AdminState = {
 
 const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
 
+const UNAUTHORIZED = problem('unauthorized_admin', 'the admin API requires a valid bearer token', [
+  'www-authenticate',
+  'Bearer realm="gatehouse-admin"',
+]);
+
 export function createAdminServer(state: AdminState): Server {
   return createServer((req, res) => {
     const requestId = requestIdFor(undefined);
     res.setHeader('x-request-id', requestId);
     const failed = (err: unknown): void => {
       try {
-        sendProblem(res, requestId, problems.internal());
+        sendProblem(res, problems.internal(), requestId, false);
       } catch {
         res.destroy();
       }
@@ -65,23 +71,16 @@ async function handle(
 ): Promise<void> {
   // the same reading of the target as on the proxy port (`new URL` would throw on `//a:99999/`)
   const target = parseRequestTarget(req.url ?? '/');
-  if (!target.ok) return sendProblem(res, requestId, problems.badRequest(target.reason));
+  if (!target.ok) return sendProblem(res, problems.badRequest(target.reason), requestId, false);
   const path = target.path;
   if (!OPEN_PATHS.has(path) && !authorized(req, state.token())) {
-    return sendProblem(
-      res,
-      requestId,
-      problem(401, 'unauthorized_admin', 'the admin API requires a valid bearer token', [
-        'www-authenticate',
-        'Bearer realm="gatehouse-admin"',
-      ]),
-    );
+    return sendProblem(res, UNAUTHORIZED, requestId, false);
   }
   if (
     // the replies come later, from the keys module's promises: a throw there must end here too
     state.keys?.handle(req, res, path, {
       json: (status, body) => guard(failed, () => sendJson(res, status, body)),
-      problem: (p) => guard(failed, () => sendProblem(res, requestId, p)),
+      problem: (p) => guard(failed, () => sendProblem(res, p, requestId, false)),
     })
   ) {
     return;
@@ -90,33 +89,41 @@ async function handle(
     if (state.reload === null) {
       return sendProblem(
         res,
+        problem('reload_unavailable', 'the gateway was not started from a config file'),
         requestId,
-        problem(409, 'reload_unavailable', 'the gateway was not started from a config file'),
+        false,
       );
     }
     return state.reload().then(
       (result) => {
         if (result.ok) return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
         if (result.reason === 'invalid_config')
-          return sendProblem(res, requestId, {
-            ...problem(400, 'invalid_config', 'the config file is invalid; the running config is kept'),
-            errors: result.problems.map(formatProblem),
-          });
+          return sendProblem(
+            res,
+            {
+              ...problem('invalid_config', 'the config file is invalid; the running config is kept'),
+              errors: result.problems.map(formatProblem),
+            },
+            requestId,
+            false,
+          );
         // valid, but it could not be put to work (a key file gone since it was checked...)
         return sendProblem(
           res,
+          problem('reload_failed', `${result.detail}; the running config is kept`),
           requestId,
-          problem(500, 'reload_failed', `${result.detail}; the running config is kept`),
+          false,
         );
       },
-      () => sendProblem(res, requestId, problem(500, 'internal_error', 'reload failed')),
+      () => sendProblem(res, problem('internal_error', 'reload failed'), requestId, false),
     );
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     return sendProblem(
       res,
+      problem('method_not_allowed', `${req.method} is not allowed here`),
       requestId,
-      problem(405, 'method_not_allowed', `${req.method} is not allowed here`),
+      false,
     );
   }
   switch (path) {
@@ -139,14 +146,14 @@ async function handle(
           res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
           res.end(body);
         },
-        () => sendProblem(res, requestId, problem(500, 'internal_error', 'metrics collection failed')),
+        () => sendProblem(res, problem('internal_error', 'metrics collection failed'), requestId, false),
       );
     case '/services':
       return sendJson(res, 200, { services: state.services() });
     case '/openapi.json':
       return sendJson(res, 200, openApiDocument());
     default:
-      return sendProblem(res, requestId, problem(404, 'not_found', `no admin endpoint ${path}`));
+      return sendProblem(res, problem('not_found', `no admin endpoint ${path}`), requestId, false);
   }
 }
 
@@ -188,23 +195,5 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
   });
-  res.end(text);
-}
-
-function sendProblem(res: ServerResponse, requestId: string, p: Problem & { errors?: string[] }): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy(); // an answer had started: cut it rather than append a second one
-    return;
-  }
-  const text = p.errors
-    ? JSON.stringify({ ...JSON.parse(problemBody(p, requestId)), errors: p.errors })
-    : problemBody(p, requestId);
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/problem+json',
-    'content-length': Buffer.byteLength(text),
-  };
-  for (let i = 0; p.headers && i < p.headers.length; i += 2)
-    headers[p.headers[i] as string] = p.headers[i + 1] as string;
-  res.writeHead(p.status, headers);
   res.end(text);
 }

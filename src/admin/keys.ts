@@ -11,7 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from '../config/schema.js';
-import { problem, type Problem } from '../pipeline/problems.js';
+import { problem, type Problem } from '../problems/registry.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
 import { createKey, rotateKey, viewOf } from '../auth/api-keys/manage.js';
 import { checkExpiresAt, checkLifetime, checkNewKey, KeyInputError } from '../auth/api-keys/issue.js';
@@ -65,13 +65,12 @@ export function createKeysAdmin(
     const secret = cfg.auth?.apiKey?.secret ?? '';
     if (secret === '') {
       return reply.problem(
-        problem(409, 'api_keys_unavailable', 'auth.apiKey is not configured: keys cannot be issued'),
+        problem('api_keys_unavailable', 'auth.apiKey is not configured: keys cannot be issued'),
       );
     }
     const parts = path.split('/').filter((p) => p !== ''); // ['keys', id?, 'rotate'?]
     const id = parts[1];
-    if (id !== undefined && !ID_PATTERN.test(id))
-      return reply.problem(problem(404, 'not_found', 'no such key'));
+    if (id !== undefined && !ID_PATTERN.test(id)) return reply.problem(problem('not_found', 'no such key'));
     const method = req.method ?? 'GET';
     const repo = await repository(cfg.database);
 
@@ -94,7 +93,7 @@ export function createKeysAdmin(
     }
     if (parts.length === 2 && id !== undefined && (method === 'GET' || method === 'DELETE')) {
       const found = method === 'GET' ? await repo.get(id) : await repo.revoke(id);
-      if (found === null) return reply.problem(problem(404, 'not_found', 'no such key'));
+      if (found === null) return reply.problem(problem('not_found', 'no such key'));
       if (method === 'DELETE') onRevoked(id);
       return reply.json(200, viewOf(found));
     }
@@ -102,17 +101,16 @@ export function createKeysAdmin(
       const body = await readJson(req, true);
       const grace = body.grace === undefined ? DEFAULT_GRACE : api(() => checkLifetime(body.grace));
       const rotated = await rotateKey(repo, secret, id, grace);
-      if (rotated.kind === 'not_found') return reply.problem(problem(404, 'not_found', 'no such key'));
-      if (rotated.kind === 'refused')
-        return reply.problem(problem(409, `key_${rotated.reason}`, rotated.message));
+      if (rotated.kind === 'not_found') return reply.problem(problem('not_found', 'no such key'));
+      if (rotated.kind === 'refused') return reply.problem(problem(`key_${rotated.reason}`, rotated.message));
       onRevoked(id);
       return reply.json(201, { ...rotated.record, key: rotated.key, previous: rotated.previous });
     }
     const known = parts.length === 1 || parts.length === 2 || (parts.length === 3 && parts[2] === 'rotate');
     return reply.problem(
       known
-        ? problem(405, 'method_not_allowed', `${method} is not allowed here`)
-        : problem(404, 'not_found', `no admin endpoint ${path}`),
+        ? problem('method_not_allowed', `${method} is not allowed here`)
+        : problem('not_found', `no admin endpoint ${path}`),
     );
   };
 
@@ -120,14 +118,12 @@ export function createKeysAdmin(
     handle(req, _res, path, reply) {
       if (path !== '/keys' && !path.startsWith('/keys/')) return false;
       run(req, path, reply).catch((err: unknown) => {
-        if (err instanceof BadRequest) return reply.problem(problem(400, 'bad_request', err.message));
+        if (err instanceof BadRequest) return reply.problem(problem('bad_request', err.message));
         logger.warn(
           { err: err instanceof Error ? err.message : String(err) },
           'admin /keys: key store error',
         );
-        reply.problem(
-          problem(503, 'store_unavailable', 'the key store is unavailable', ['retry-after', '1']),
-        );
+        reply.problem(problem('store_unavailable', 'the key store is unavailable', ['retry-after', '1']));
       });
       return true;
     },

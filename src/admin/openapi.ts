@@ -1,4 +1,9 @@
 /** The admin API's OpenAPI 3.1 document (`GET /openapi.json`). Grows with the admin API. */
+import { PROBLEM_CODES, PROBLEM_REGISTRY, PROBLEM_TYPE_BASE } from '../problems/registry.js';
+
+/** the codes the admin port answers with */
+const ADMIN_CODES = PROBLEM_CODES.filter((c) => PROBLEM_REGISTRY[c].port !== 'proxy');
+
 const problemRef = { $ref: '#/components/schemas/Problem' };
 const problemResponse = (description: string) => ({
   description,
@@ -16,7 +21,11 @@ export function openApiDocument(): Record<string, unknown> {
           type: 'object',
           required: ['type', 'title', 'status', 'code'],
           properties: {
-            type: { type: 'string' },
+            type: {
+              type: 'string',
+              format: 'uri',
+              description: `${PROBLEM_TYPE_BASE}<code>, documented in docs/errors.md#<code>`,
+            },
             title: { type: 'string' },
             status: { type: 'integer' },
             detail: { type: 'string' },
@@ -25,7 +34,7 @@ export function openApiDocument(): Record<string, unknown> {
               format: 'uri',
               description: 'the request id (X-Request-Id) as a URI: urn:uuid:<id>',
             },
-            code: { type: 'string' },
+            code: { type: 'string', enum: ADMIN_CODES },
             errors: { type: 'array', items: { type: 'string' } },
           },
         },

@@ -10,7 +10,8 @@ import { createKey, rotateKey, viewOf } from '../auth/api-keys/manage.js';
 import { checkLifetime, checkNewKey, KeyInputError, type KeyField } from '../auth/api-keys/issue.js';
 import { ID_PATTERN } from '../auth/api-keys/format.js';
 import { openKeyRepository, type ApiKeyRecord, type KeyRepository } from '../stores/database.js';
-import { LEGACY_MIGRATIONS_TABLE, SchemaError, type MigrationReport } from '../stores/migrations.js';
+import { ErrorCodes, hasCode } from '../problems/error-codes.js';
+import { LEGACY_MIGRATIONS_TABLE, type MigrationReport } from '../stores/migrations.js';
 
 export type KeyCliDeps = {
   configOption: () => Option;
@@ -90,7 +91,7 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...arg
       await fn(...args);
     } catch (err) {
       const message =
-        err instanceof UsageError || err instanceof SchemaError
+        err instanceof UsageError || hasCode(err, ErrorCodes.SCHEMA)
           ? err.message
           : `database error: ${err instanceof Error ? err.message : String(err)}`;
       process.stderr.write(`gatehouse: ${message}\n`);

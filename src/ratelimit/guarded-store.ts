@@ -22,6 +22,7 @@
  *   (info) when the last one is back; both counted in the metrics.
  */
 import type { Logger } from '../observability/logger.js';
+import { ErrorCodes } from '../problems/error-codes.js';
 import type { Decision, Plan } from './decision.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 import type { RateLimitStore } from './store.js';
@@ -62,6 +63,7 @@ export type GuardMetrics = {
 
 /** A call to the store that took longer than `timeoutMs`. */
 export class StoreTimeoutError extends Error {
+  readonly code = ErrorCodes.STORE_TIMEOUT;
   constructor(ms: number) {
     super(`no answer within ${ms} ms`);
   }

@@ -1,3 +1,4 @@
+import { ErrorCodes } from '../problems/error-codes.js';
 import type { Decision, Plan } from './decision.js';
 
 /**
@@ -26,7 +27,7 @@ export interface RateLimitStore {
 
 /** Thrown (or rejected with) when the store could not decide: the failure policy applies. */
 export class StoreUnavailableError extends Error {
-  readonly code = 'GATEHOUSE_STORE_UNAVAILABLE';
+  readonly code = ErrorCodes.STORE_UNAVAILABLE;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

@@ -176,10 +176,10 @@ function prepare(state: DataPlaneState, req: IncomingMessage, res: GatewayRespon
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, Problem>> = {
-  HPE_HEADER_OVERFLOW: problem(431, 'headers_too_large', 'request headers are too large'),
-  HPE_CHUNK_EXTENSIONS_OVERFLOW: problem(413, 'body_too_large', 'chunk extensions are too large'),
-  ERR_HTTP_REQUEST_TIMEOUT: problem(408, 'request_timeout', 'the request was not received in time'),
-  ERR_HTTP_HEADERS_TIMEOUT: problem(408, 'request_timeout', 'the request headers were not received in time'),
+  HPE_HEADER_OVERFLOW: problem('headers_too_large', 'request headers are too large'),
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: problem('body_too_large', 'chunk extensions are too large'),
+  ERR_HTTP_REQUEST_TIMEOUT: problem('request_timeout', 'the request was not received in time'),
+  ERR_HTTP_HEADERS_TIMEOUT: problem('request_timeout', 'the request headers were not received in time'),
 };
 
 /** How long a client may keep its half of the connection open after an error answer. */

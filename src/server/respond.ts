@@ -1,9 +1,13 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { problemBody, type Problem } from '../pipeline/problems.js';
+import { problemBody } from '../problems/body.js';
+import type { Problem } from '../problems/registry.js';
 import { GatewayResponse } from './response.js';
 
-/** Writes a problem+json response. `close` ends the connection after it (unread body, draining). */
+/**
+ * Writes a problem+json response: the one writer of both ports (the admin API answers with it
+ * too). `close` ends the connection after it (unread body, draining).
+ */
 export function sendProblem(res: ServerResponse, p: Problem, requestId: string, close: boolean): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();

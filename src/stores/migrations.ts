@@ -8,6 +8,7 @@
  * reported success. Now that table is only read, to adopt the versions a Gatehouse that used it
  * recorded (see legacyVersions), and never written.
  */
+import { ErrorCodes } from '../problems/error-codes.js';
 
 /** The table of applied versions (one row per migration, in the store's schema or file). */
 export const MIGRATIONS_TABLE = 'gatehouse_schema_migrations';
@@ -42,7 +43,7 @@ export type MigrationReport = {
 
 /** The schema is not what Gatehouse needs and migrating cannot fix it without a person. */
 export class SchemaError extends Error {
-  readonly code = 'GATEHOUSE_SCHEMA';
+  readonly code = ErrorCodes.SCHEMA;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

@@ -1,14 +1,15 @@
-import { problems, type Problem } from '../pipeline/problems.js';
-import { BodyTooLargeError } from './request-body.js';
+import { ErrorCodes, errorCode } from '../problems/error-codes.js';
+import { problems, type Problem } from '../problems/registry.js';
 
 /** Why an upstream exchange failed, decided on error codes, never on messages. */
 export type UpstreamFailure =
   'connect-timeout' | 'timeout' | 'connect-error' | 'reset' | 'protocol' | 'body-too-large' | 'client-gone';
 
 export function classify(err: unknown): UpstreamFailure {
-  if (err instanceof BodyTooLargeError) return 'body-too-large';
-  const code = (err as { code?: string } | null)?.code;
+  const code = errorCode(err);
   switch (code) {
+    case ErrorCodes.BODY_TOO_LARGE:
+      return 'body-too-large';
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connect-timeout';
     case 'UND_ERR_HEADERS_TIMEOUT':

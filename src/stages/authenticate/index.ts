@@ -41,10 +41,9 @@ export const authenticate: StageFactory = {
           (invalidMask & (1 << i)) !== 0 ? (a.invalidChallenge ?? a.challenge) : a.challenge,
         ),
       );
-      return problem(401, 'unauthenticated', 'valid credentials are required', challenges);
+      return problem('unauthenticated', 'valid credentials are required', challenges);
     });
     const unavailable = problem(
-      503,
       'store_unavailable',
       'credentials cannot be checked right now (the key store or the JWKS endpoint is unavailable)',
       ['retry-after', '1'],

@@ -18,11 +18,11 @@ export const authorize: StageFactory = {
         const consumer = ctx.consumer;
         if (consumer === null) {
           // only reachable through a config the checks refuse (permissions without auth)
-          return problem(403, 'forbidden', 'this route requires permissions, and the caller has no identity');
+          return problem('forbidden', 'this route requires permissions, and the caller has no identity');
         }
         for (const p of needed) {
           if (!granted(table, consumer.roles, p))
-            return problem(403, 'forbidden', `permission "${p}" is required`);
+            return problem('forbidden', `permission "${p}" is required`);
         }
         return undefined;
       },

@@ -13,7 +13,6 @@ import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js
 import type { DecisionResult } from '../../observability/metrics.js';
 
 export const storeUnavailable = problem(
-  503,
   'store_unavailable',
   'the rate-limit store is unavailable and this gateway is configured to refuse meanwhile',
   ['retry-after', '1'],
@@ -90,11 +89,10 @@ export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): P
   if (d.outcome === 'quota_exceeded') {
     const quota = d.policies.find((p) => p.kind === 'quota');
     return problem(
-      429,
       'quota_exceeded',
       `the ${quota?.name ?? ''} quota of this tier is used up; it renews in ${d.retryAfterSec} s`,
       headers,
     );
   }
-  return problem(429, 'rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
+  return problem('rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
 }

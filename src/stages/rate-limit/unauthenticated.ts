@@ -106,7 +106,6 @@ export function limitFailedAuthentication(authenticate: StageFactory): StageFact
             ctx.tier = UNAUTHENTICATED_TIER;
             ctx.rateLimit = 'rate_limited';
             return problem(
-              429,
               'rate_limited',
               `too many failed authentications from this address; retry in ${retryAfter} s`,
               ['retry-after', retryAfter],
