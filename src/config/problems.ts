@@ -1,7 +1,15 @@
-/** A config problem, reported as `file:line: path.to.field: message` (line 1-based; 0 = the whole file). */
-export type ConfigProblem = { file: string; line: number; path: string; message: string };
+import type { PathSegment } from './fields.js';
 
-export type PathSegment = string | number;
+export type { PathSegment };
+
+/** Where in the file: line and column, both from 1 (a column counts UTF-16 code units). */
+export type Position = { line: number; column: number };
+
+/**
+ * A config problem, reported as `file:line: path.to.field: message`. Line 0 (column 0) means the
+ * whole file.
+ */
+export type ConfigProblem = Position & { file: string; path: string; message: string };
 
 /** `['routes', 0, 'match', 'path']` → `routes[0].match.path` */
 export function formatPath(path: readonly PathSegment[]): string {

@@ -360,6 +360,7 @@ describe('files', () => {
         {
           file: fixture('does-not-exist.yaml'),
           line: 0,
+          column: 0,
           path: '(file)',
           message: 'cannot read the config file: no such file',
         },
