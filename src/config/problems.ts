@@ -6,8 +6,8 @@ export type { PathSegment };
 export type Position = { line: number; column: number };
 
 /**
- * A config problem, reported as `file:line: path.to.field: message`. Line 0 (column 0) means the
- * whole file.
+ * A config problem, reported as `file:line:column: path.to.field: message`. Line 0 (column 0)
+ * means the whole file.
  */
 export type ConfigProblem = Position & { file: string; path: string; message: string };
 
@@ -22,12 +22,13 @@ export function formatPath(path: readonly PathSegment[]): string {
 }
 
 /**
- * `file:line: path: message`. Line 0 means the problem concerns the file as a whole (it cannot be
- * read): printed as `file: message`.
+ * `file:line:column: path: message`, as compilers print it (editors and terminals jump to it).
+ * Line 0 means the problem concerns the file as a whole (it cannot be read): printed as
+ * `file: message`.
  */
 export function formatProblem(p: ConfigProblem): string {
   if (p.line === 0) return `${p.file}: ${p.message}`;
-  return `${p.file}:${p.line}: ${p.path}: ${p.message}`;
+  return `${p.file}:${p.line}:${p.column}: ${p.path}: ${p.message}`;
 }
 
 export class ConfigError extends Error {
