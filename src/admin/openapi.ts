@@ -77,7 +77,7 @@ export function openApiDocument(): Record<string, unknown> {
               description: 'reloaded; `restartNeeded` lists changed settings that apply only after a restart',
             },
             '400': problemResponse(
-              'the file is invalid; `errors` lists every problem as file:line: path: message',
+              'the file is invalid; `errors` lists every problem as file:line:column: path: message',
             ),
             '401': problemResponse('missing or wrong admin token'),
             '500': problemResponse(

@@ -115,10 +115,10 @@ export function buildCli(): Command {
 
   program
     .command('validate')
-    .description('check a config file; prints every problem as file:line: path: message')
+    .description('check a config file; prints every problem as file:line:column: path: message')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
-      // Problems go to stderr, one `file:line: path: message` line each (`file: message` when
+      // Problems go to stderr, one `file:line:column: path: message` line each (`file: message` when
       // the file cannot be read); exit code 1. Valid: `file: ok` on stdout, exit code 0.
       // exitCode rather than exit(): the output is flushed before the process ends.
       const file = configPath(opts.config);

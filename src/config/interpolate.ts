@@ -23,19 +23,42 @@ const PLACEHOLDER = /\uE000(\d+)\uE001/g;
 
 type Token = { literal: string } | { name: string; fallback: string | undefined } | { invalid: string };
 
-export type Extracted = { text: string; tokens: Token[] };
+/**
+ * The text with its tokens swapped for placeholders, the tokens, and where an offset into that
+ * text was in the original (a placeholder is not as long as its token: columns must be mapped
+ * back; lines need not, as neither ever holds a newline).
+ */
+export type Extracted = { text: string; tokens: Token[]; originalOffset: (offset: number) => number };
 
 export function extractTokens(text: string): Extracted {
   const tokens: Token[] = [];
-  const out = text.replace(TOKEN, (match, inner: string | undefined, close: string | undefined) => {
-    const valid = close === undefined ? null : VALID.exec(inner ?? '');
-    if (match === '$${') tokens.push({ literal: '${' });
-    else if (match === '\uE000') tokens.push({ literal: match });
-    else if (valid) tokens.push({ name: valid[1] as string, fallback: valid[2] });
-    else tokens.push({ invalid: match });
-    return `\uE000${tokens.length - 1}\uE001`;
-  });
-  return { text: out, tokens };
+  // per placeholder: its start in the new text, its length, and its token's start in the original
+  const swaps: Array<{ at: number; length: number; from: number; to: number }> = [];
+  let shift = 0; // new offset - original offset, so far
+  const out = text.replace(
+    TOKEN,
+    (match: string, inner: string | undefined, close: string | undefined, offset: number) => {
+      const valid = close === undefined ? null : VALID.exec(inner ?? '');
+      if (match === '$${') tokens.push({ literal: '${' });
+      else if (match === '\uE000') tokens.push({ literal: match });
+      else if (valid) tokens.push({ name: valid[1] as string, fallback: valid[2] });
+      else tokens.push({ invalid: match });
+      const placeholder = `\uE000${tokens.length - 1}\uE001`;
+      swaps.push({ at: offset + shift, length: placeholder.length, from: offset, to: offset + match.length });
+      shift += placeholder.length - match.length;
+      return placeholder;
+    },
+  );
+  const originalOffset = (offset: number): number => {
+    let mapped = offset;
+    for (const swap of swaps) {
+      if (offset < swap.at) break;
+      if (offset < swap.at + swap.length) return swap.from;
+      mapped = offset - (swap.at + swap.length) + swap.to;
+    }
+    return mapped;
+  };
+  return { text: out, tokens, originalOffset };
 }
 
 export const hasPlaceholder = (value: string): boolean => value.includes('\uE000');

@@ -1,14 +1,14 @@
 /**
  * Loads a config file: YAML (positions kept) → ${ENV} interpolation → environment overrides
  * (PORT, LOG_LEVEL) → defaults → schema validation → cross-field checks → a new, deeply frozen
- * `GatewayConfig`. Every problem found is reported at once with its file and line.
+ * `GatewayConfig`. Every problem found is reported at once with its file, line and column.
  *
  * Cross-field checks (checks.ts) run even when the schema found problems: each check looks only
  * at the parts of the file that satisfied the schema (a route with a bad field is skipped, the
  * others are still checked), so one run of `gatehouse validate` lists everything.
  *
- * A problem's line is the line of the key (or list item) at its path; when that is not in the
- * file (a missing key, a default), the nearest enclosing key that is.
+ * A problem's position is that of the key (or list item) at its path; when that is not in the
+ * file (a missing key, a default), of the nearest enclosing key that is.
  */
 import { readFile } from 'node:fs/promises';
 import {
@@ -22,28 +22,16 @@ import {
   visit,
   type Document,
 } from 'yaml';
-import { type TSchema } from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { checkFiles, checkParts, type CheckInput, type RouteParts } from './checks.js';
+import { CHECKS, FILE_CHECKS } from './checks.js';
 import { deepFreeze, withDefaults } from './defaults.js';
+import type { ConfigParts, Report } from './fields.js';
 import { expand, extractTokens, hasPlaceholder } from './interpolate.js';
 import { installErrorMessages } from './messages.js';
-import { ConfigError, formatPath, type ConfigProblem, type PathSegment } from './problems.js';
-import {
-  AdminSchema,
-  ConfigSchema,
-  ListenSchema,
-  LimitsSchema,
-  RateLimitSchema,
-  AuthSchema,
-  RbacSchema,
-  RedisSchema,
-  RouteSchema,
-  SERVICE_NAME,
-  SERVICE_NAME_MESSAGE,
-  ServiceSchema,
-  type GatewayConfig,
-} from './schema.js';
+import { configParts } from './parts.js';
+import { ConfigError, formatPath, type ConfigProblem, type PathSegment, type Position } from './problems.js';
+import { ConfigSchema, type GatewayConfig } from './schema.js';
 
 export type LoadResult = { ok: true; config: GatewayConfig } | { ok: false; problems: ConfigProblem[] };
 
@@ -66,14 +54,17 @@ export async function loadConfigFile(file: string, options: LoadOptions = {}): P
         : code === 'EISDIR'
           ? 'cannot read the config file: it is a directory'
           : `cannot read the config file: ${(err as Error).message}`;
-    return { ok: false, problems: [{ file, line: 0, path: '(file)', message: reason }] };
+    return { ok: false, problems: [{ file, line: 0, column: 0, path: '(file)', message: reason }] };
   }
   const draft = draftConfig(text, file, options);
-  const named = draft.parts ? await checkFiles(draft.parts) : [];
-  return finish(
-    draft,
-    named.map((p) => ({ file, line: draft.locate(p.path), path: formatPath(p.path), message: p.message })),
-  );
+  const named: ConfigProblem[] = [];
+  const { parts } = draft;
+  if (parts) {
+    const report: Report = (path, message) =>
+      named.push({ file, ...draft.locate(path), path: formatPath(path), message });
+    await Promise.all(FILE_CHECKS.map((check) => check(parts, report)));
+  }
+  return finish(draft, named);
 }
 
 /** Like loadConfigFile, but throws a ConfigError listing every problem. */
@@ -94,13 +85,13 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
 
 /**
  * What the text says, checked: the problems found, and (when the text is a mapping) the defaulted
- * config, its parts that satisfied the schema, and where a path is in the file.
+ * config, its parts as the checks see them, and where a path is in the file.
  */
 type Draft = {
   problems: ConfigProblem[];
   defaulted?: Json;
-  parts?: CheckInput;
-  locate: (path: readonly PathSegment[]) => number;
+  parts?: ConfigParts;
+  locate: (path: readonly PathSegment[]) => Position;
 };
 
 function finish(draft: Draft, more: ConfigProblem[]): LoadResult {
@@ -113,20 +104,30 @@ function finish(draft: Draft, more: ConfigProblem[]): LoadResult {
 function draftConfig(text: string, file: string, options: LoadOptions): Draft {
   installErrorMessages();
   const env = options.env ?? process.env;
-  const lineCounter = new LineCounter();
   const extracted = extractTokens(text);
-  const doc = parseDocument(extracted.text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const lineOf = (offset: number) => lineCounter.linePos(offset).line;
+  const doc = parseDocument(extracted.text, { uniqueKeys: true, prettyErrors: false });
+  // Positions are counted in the text as written, where a `${VAR}` is not as long as the
+  // placeholder the parser saw (lines are the same: neither holds a newline).
+  const lines = new LineCounter();
+  lines.addNewLine(0);
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines.addNewLine(i + 1);
+  const positionOf = (offset: number): Position => {
+    const { line, col } = lines.linePos(extracted.originalOffset(offset));
+    return { line, column: col };
+  };
   const problems: ConfigProblem[] = [];
-  const atStart = () => 1;
+  const atStart = () => ({ line: 1, column: 1 });
 
   // YAML warnings (an unknown tag such as `!foo`) are problems too: the file would not mean what
-  // it says. An error found at the end of the input (an unclosed `{`) goes on the last line.
-  const lastLine = Math.max(1, extracted.text.trimEnd().split('\n').length);
+  // it says. An error found at the end of the input (an unclosed `{`) goes at the end of the
+  // last line.
+  const written = text.trimEnd().split('\n');
+  const lastLine = Math.max(1, written.length);
   for (const err of [...doc.errors, ...doc.warnings]) {
+    const at = positionOf(err.pos[0]);
     problems.push({
       file,
-      line: Math.min(lineOf(err.pos[0]), lastLine),
+      ...(at.line > lastLine ? { line: lastLine, column: (written[lastLine - 1] ?? '').length + 1 } : at),
       path: '(yaml)',
       message: err.message.split('\n')[0] ?? 'invalid YAML',
     });
@@ -137,7 +138,7 @@ function draftConfig(text: string, file: string, options: LoadOptions): Draft {
   const reported = new Set<string>();
   interpolateDocument(doc, extracted.tokens, env, (path, offset, message) => {
     reported.add(formatPath(path));
-    problems.push({ file, line: lineOf(offset), path: formatPath(path), message });
+    problems.push({ file, ...positionOf(offset), path: formatPath(path), message });
   });
 
   let raw: unknown;
@@ -145,20 +146,20 @@ function draftConfig(text: string, file: string, options: LoadOptions): Draft {
     raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
   } catch (err) {
     // yaml throws when aliases expand too far ("billion laughs")
-    problems.push({ file, line: 1, path: '(yaml)', message: (err as Error).message });
+    problems.push({ file, ...atStart(), path: '(yaml)', message: (err as Error).message });
     return { problems, locate: atStart };
   }
   if (!isPlainObject(raw)) {
     problems.push({
       file,
-      line: lineOf(doc.contents?.range?.[0] ?? 0),
+      ...positionOf(doc.contents?.range?.[0] ?? 0),
       path: '(root)',
       message: 'must be a mapping of settings (key: value), such as "listen: { port: 8080 }"',
     });
     return { problems, locate: atStart };
   }
   const { value: overridden, notes } = applyEnvOverrides(raw, env);
-  const locate = (path: readonly PathSegment[]) => lineOfPath(doc, path, lineOf);
+  const locate = (path: readonly PathSegment[]) => positionOf(offsetOfPath(doc, path));
 
   const defaulted = withDefaults(ConfigSchema, overridden) as Record<string, unknown>;
   for (const error of Value.Errors(ConfigSchema, defaulted)) {
@@ -167,89 +168,44 @@ function draftConfig(text: string, file: string, options: LoadOptions): Draft {
     if (reported.has(key)) continue; // one problem per field: the first is the informative one
     reported.add(key);
     const note = notes.get(key);
-    problems.push({ file, line: locate(path), path: key, message: error.message + (note ?? '') });
+    problems.push({ file, ...locate(path), path: key, message: error.message + (note ?? '') });
   }
 
-  // TypeBox reports only the first record key that fails its pattern; report them all.
-  const services = defaulted.services;
-  if (isPlainObject(services)) {
-    for (const name of Object.keys(services)) {
-      const path = ['services', name];
-      if (serviceName.test(name) || reported.has(formatPath(path))) continue;
-      problems.push({ file, line: locate(path), path: formatPath(path), message: SERVICE_NAME_MESSAGE });
+  // TypeBox reports only the first key of a record that fails its pattern (a service's name);
+  // report them all.
+  for (const [section, schema] of Object.entries(ConfigSchema.properties) as Array<[string, TSchema]>) {
+    const names = schema.propertyNames as { pattern?: string; errorMessage?: string } | undefined;
+    const entries = defaulted[section];
+    if (names?.pattern === undefined || !isPlainObject(entries)) continue;
+    const pattern = new RegExp(names.pattern);
+    for (const name of Object.keys(entries)) {
+      const path = [section, name];
+      if (pattern.test(name) || reported.has(formatPath(path))) continue;
+      problems.push({
+        file,
+        ...locate(path),
+        path: formatPath(path),
+        message: names.errorMessage ?? `must match ${names.pattern}`,
+      });
     }
   }
 
-  const parts = validParts(defaulted);
-  for (const p of checkParts(parts)) {
-    const key = formatPath(p.path);
-    problems.push({ file, line: locate(p.path), path: key, message: p.message + (notes.get(key) ?? '') });
-  }
+  const parts = configParts(ConfigSchema, defaulted);
+  const report: Report = (path, message) => {
+    const key = formatPath(path);
+    problems.push({ file, ...locate(path), path: key, message: message + (notes.get(key) ?? '') });
+  };
+  for (const check of CHECKS) check(parts, report);
   return { problems, defaulted, parts, locate };
 }
 
 type Json = Record<string, unknown>;
-const serviceName = new RegExp(SERVICE_NAME);
 const isPlainObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** The parts of a (defaulted) config that satisfy their schema, for the cross-field checks. */
-function validParts(config: Json): CheckInput {
-  const valid = <T>(schema: TSchema, v: unknown): T | undefined =>
-    Value.Check(schema, v) ? (v as T) : undefined;
-  const route = RouteSchema.properties;
-  const { listen, admin, limits, trustedProxies, services, routes } = config;
-  return {
-    listen: valid(ListenSchema, listen),
-    admin: valid(AdminSchema, admin),
-    limits: Value.Check(LimitsSchema, limits) ? Value.Decode(LimitsSchema, limits) : undefined,
-    rateLimit: valid(RateLimitSchema, config.rateLimit),
-    auth: config.auth === undefined ? undefined : valid(AuthSchema, config.auth),
-    authValidated: config.auth === undefined || Value.Check(AuthSchema, config.auth),
-    roles: isPlainObject(config.rbac) ? valid(RbacSchema.properties.roles, config.rbac.roles) : undefined,
-    redis: config.redis === undefined ? undefined : valid(RedisSchema, config.redis),
-    trustedProxies: Array.isArray(trustedProxies)
-      ? trustedProxies.map((e: unknown) => (typeof e === 'string' ? e : undefined))
-      : undefined,
-    services: isPlainObject(services)
-      ? Object.fromEntries(
-          Object.entries(services).map(([name, s]) => [
-            name,
-            isPlainObject(s) && Array.isArray(s.targets)
-              ? s.targets.map((t: unknown) => valid<string>(ServiceSchema.properties.targets.items, t))
-              : undefined,
-          ]),
-        )
-      : undefined,
-    serviceConfigs: isPlainObject(services)
-      ? Object.fromEntries(
-          Object.entries(services)
-            .filter(([, s]) => Value.Check(ServiceSchema, s))
-            .map(([name, s]) => [name, Value.Decode(ServiceSchema, s)]),
-        )
-      : undefined,
-    routes: Array.isArray(routes)
-      ? routes.map((r: unknown): RouteParts => {
-          if (!isPlainObject(r)) return {};
-          const match = isPlainObject(r.match) ? r.match : {};
-          return {
-            name: valid(route.name, r.name),
-            service: valid(route.service, r.service),
-            path: valid(route.match.properties.path, match.path),
-            match: valid(route.match, r.match),
-            stripPrefix: valid(route.stripPrefix, r.stripPrefix),
-            rateLimit: valid(route.rateLimit, r.rateLimit),
-            auth: valid(route.auth, r.auth),
-            permissions: valid(route.permissions, r.permissions),
-          };
-        })
-      : undefined,
-  };
-}
-
-/** The line of the key (or list item) deepest along `path` that the file contains; 1 if none. */
-function lineOfPath(doc: Document, path: readonly PathSegment[], lineOf: (offset: number) => number): number {
+/** Where the key (or list item) deepest along `path` that the file contains starts; 0 if none. */
+function offsetOfPath(doc: Document, path: readonly PathSegment[]): number {
   let node: unknown = doc.contents;
-  let line = 1;
+  let offset = 0;
   for (const seg of path) {
     let range: readonly number[] | null | undefined;
     if (isMap(node)) {
@@ -263,9 +219,9 @@ function lineOfPath(doc: Document, path: readonly PathSegment[], lineOf: (offset
       range = (item as { range?: readonly number[] | null }).range;
       node = item;
     } else break;
-    if (range?.[0] !== undefined) line = lineOf(range[0]);
+    if (range?.[0] !== undefined) offset = range[0];
   }
-  return line;
+  return offset;
 }
 
 function interpolateDocument(

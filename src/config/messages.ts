@@ -2,7 +2,7 @@
  * Human wording for schema errors. TypeBox's defaults say "Expected union value"; ours read as the
  * end of a sentence that starts with the field's path: `listen.port: must be a port number ...`.
  *
- * A leaf schema's `errorMessage` keyword, when present, is used as is (schema.ts sets it where
+ * A leaf schema's `errorMessage` keyword, when present, is used as is (the sections set it where
  * the generic wording would not say what is expected). Otherwise the wording comes from the kind
  * of error: a type ("must be a list"), a bound ("must be at least 1"), the allowed literals
  * ("must be one of: "GET", "HEAD""), an unknown key (with the keys that are allowed there).
@@ -29,7 +29,7 @@ const TYPE_NAMES: Partial<Record<ValueErrorType, string>> = {
 };
 
 /**
- * A duration that is well-formed but shorter than its field allows (schema.ts `Duration` with a
+ * A duration that is well-formed but shorter than its field allows (fields.ts `Duration` with a
  * `min`): `must be at least 100ms, not "0s": <why>`. Null for anything else.
  */
 function belowMinimum(schema: TSchema, value: unknown): string | null {

@@ -6,7 +6,6 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
-import { parseDuration } from '../config/units.js';
 import type { Logger } from '../observability/logger.js';
 import { connectRedis } from '../stores/redis.js';
 import type { Plan } from './decision.js';
@@ -54,11 +53,7 @@ type TierSpec = GatewayConfig['rateLimit']['tiers'][string];
 function compilePlan(tier: string, spec: TierSpec): Plan {
   return {
     tier,
-    limits: spec.limits.map((l) => ({
-      requests: l.requests,
-      windowMs: parseDuration(l.per.trim()),
-      name: l.per.trim(),
-    })),
+    limits: spec.limits.map((l) => ({ requests: l.requests, windowMs: l.per.ms, name: l.per.name })),
     quota: spec.quota ? { requests: spec.quota.requests, per: spec.quota.per } : null,
   };
 }

@@ -40,7 +40,7 @@ describe.concurrent('gatehouse validate', () => {
     expect(run).toEqual({ code: 0, stdout: `${GOOD}: ok\n`, stderr: '' });
   });
 
-  it('exits 1 and prints every problem as file:line: path: message', async () => {
+  it('exits 1 and prints every problem as file:line:column: path: message', async () => {
     const run = await gatehouse(['validate', '-c', BAD]);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
@@ -49,10 +49,11 @@ describe.concurrent('gatehouse validate', () => {
     expect(loaded.ok).toBe(false);
     expect(printed).toEqual(loaded.ok ? [] : loaded.problems.map(formatProblem));
     expect(printed.length).toBeGreaterThanOrEqual(20);
-    for (const line of printed) expect(line).toMatch(/^test\/fixtures\/config\/bad\.yaml:\d+: [^:]+: \S.*$/);
-    expect(printed).toContain(`${BAD}:2: listen.tls: unknown key (expected one of: host, port)`);
+    for (const line of printed)
+      expect(line).toMatch(/^test\/fixtures\/config\/bad\.yaml:\d+:\d+: [^:]+: \S.*$/);
+    expect(printed).toContain(`${BAD}:2:40: listen.tls: unknown key (expected one of: host, port)`);
     expect(printed).toContain(
-      `${BAD}:29: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)`,
+      `${BAD}:29:5: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)`,
     );
   });
 
@@ -74,14 +75,16 @@ auth: { jwt: { publicKeys: [keys/not-deployed.pem] } }
     expect(run).toEqual({
       code: 1,
       stdout: '',
-      stderr: `${file}:3: auth.jwt.publicKeys[0]: cannot read "keys/not-deployed.pem": no such file\n`,
+      stderr: `${file}:3:29: auth.jwt.publicKeys[0]: cannot read "keys/not-deployed.pem": no such file\n`,
     });
   });
 
   it('reads the file named by GATEHOUSE_CONFIG when -c is absent', async () => {
     const run = await gatehouse(['validate'], { GATEHOUSE_CONFIG: BAD });
     expect(run.code).toBe(1);
-    expect(run.stderr.split('\n')[0]).toBe(`${BAD}:2: listen.tls: unknown key (expected one of: host, port)`);
+    expect(run.stderr.split('\n')[0]).toBe(
+      `${BAD}:2:40: listen.tls: unknown key (expected one of: host, port)`,
+    );
   });
 });
 

@@ -177,7 +177,7 @@ describe('reload', () => {
     expect(bad.status).toBe(400);
     const body = (await bad.json()) as { code: string; errors: string[] };
     expect(body.code).toBe('invalid_config');
-    expect(body.errors[0]).toMatch(/gatehouse\.yaml:6: routes\[0\]\.service: .*"missing"/);
+    expect(body.errors[0]).toMatch(/gatehouse\.yaml:6:37: routes\[0\]\.service: .*"missing"/);
     expect((await fetch(`${gw.url}/b`)).status).toBe(200);
 
     expect((await fetch(`${gw.adminUrl}/reload`, { method: 'POST' })).status).toBe(401);

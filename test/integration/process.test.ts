@@ -163,6 +163,6 @@ describe('gatehouse start (a real process)', () => {
     const file = writeTempConfig('listen: { port: nope }\n');
     proc = spawnCli(['start', '-c', file]);
     expect(await proc.exited).toBe(1);
-    expect(proc.output()).toContain(`${file}:1: listen.port:`);
+    expect(proc.output()).toContain(`${file}:1:11: listen.port:`);
   });
 });

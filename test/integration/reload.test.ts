@@ -290,7 +290,7 @@ ${o.extra ?? ''}
       const body = JSON.parse(r.body.toString()) as { errors: string[] };
       expect(body.errors).toEqual([
         expect.stringMatching(
-          new RegExp(`gatehouse\\.yaml:\\d+: auth\\.jwt\\.publicKeys\\[0\\]: cannot read "${missing}"`),
+          new RegExp(`gatehouse\\.yaml:\\d+:\\d+: auth\\.jwt\\.publicKeys\\[0\\]: cannot read "${missing}"`),
         ),
       ]);
     }

@@ -160,39 +160,39 @@ describe('never mutating the input', () => {
 });
 
 describe('reporting every problem at once', () => {
-  it('lists each mistake of the bad fixture with its line', () => {
+  it('lists each mistake of the bad fixture with its line and column', () => {
     const result = loadConfigText(readFileSync(fixture('bad.yaml'), 'utf8'), 'bad.yaml', { env: {} });
     expect(lines(result)).toEqual([
-      'bad.yaml:2: listen.tls: unknown key (expected one of: host, port)',
-      'bad.yaml:3: admin.token: is required when the admin port binds a non-loopback address (0.0.0.0)',
-      'bad.yaml:6: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
-      'bad.yaml:7: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
-      'bad.yaml:10: limits.headersTimeout: must be a duration from 100ms to 24 days, such as "250ms", "10s", "5m", "1h" or "1d", or a number of milliseconds',
-      'bad.yaml:11: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
-      'bad.yaml:12: colour: unknown key (expected one of: listen, admin, workers, configWatch, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing)',
-      'bad.yaml:17: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',
-      'bad.yaml:18: services.empty.targets: is required: list the targets, or find them with `discovery`',
-      'bad.yaml:20: services.bad name: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
-      'bad.yaml:21: services._hidden: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
-      'bad.yaml:27: routes[1].name: must be unique: "orders" is also the name of routes[0]',
-      'bad.yaml:29: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)',
-      'bad.yaml:31: routes[2].match: matches the same requests as routes[0] ("orders"); make the host, path or methods differ',
-      'bad.yaml:36: routes[3].stripPrefix: must be whole literal segments at the start of match.path ("/api/*/items"); "/api/v1" is not',
-      'bad.yaml:38: routes[4].match.path: invalid pattern "/a/**/b": "**" may only be the last segment',
-      'bad.yaml:41: routes[5].match.path: invalid pattern "/a*": "a*": "*" must be a whole segment',
-      'bad.yaml:43: routes[6].service: is required',
-      'bad.yaml:44: routes[6].match.methods[1]: must be one of: "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"',
-      'bad.yaml:46: routes[7].match.unknown: unknown key (expected one of: host, path, methods)',
-      'bad.yaml:47: routes[7].service: names an unknown service "nope" (expected one of: orders, empty, bad name, _hidden)',
+      'bad.yaml:2:40: listen.tls: unknown key (expected one of: host, port)',
+      'bad.yaml:3:1: admin.token: is required when the admin port binds a non-loopback address (0.0.0.0)',
+      'bad.yaml:6:1: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
+      'bad.yaml:7:30: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
+      'bad.yaml:10:3: limits.headersTimeout: must be a duration from 100ms to 24 days, such as "250ms", "10s", "5m", "1h" or "1d", or a number of milliseconds',
+      'bad.yaml:11:12: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
+      'bad.yaml:12:1: colour: unknown key (expected one of: listen, admin, workers, configWatch, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing)',
+      'bad.yaml:17:30: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',
+      'bad.yaml:18:3: services.empty.targets: is required: list the targets, or find them with `discovery`',
+      'bad.yaml:20:3: services.bad name: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
+      'bad.yaml:21:3: services._hidden: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
+      'bad.yaml:27:5: routes[1].name: must be unique: "orders" is also the name of routes[0]',
+      'bad.yaml:29:5: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)',
+      'bad.yaml:31:5: routes[2].match: matches the same requests as routes[0] ("orders"); make the host, path or methods differ',
+      'bad.yaml:36:5: routes[3].stripPrefix: must be whole literal segments at the start of match.path ("/api/*/items"); "/api/v1" is not',
+      'bad.yaml:38:14: routes[4].match.path: invalid pattern "/a/**/b": "**" may only be the last segment',
+      'bad.yaml:41:14: routes[5].match.path: invalid pattern "/a*": "a*": "*" must be a whole segment',
+      'bad.yaml:43:5: routes[6].service: is required',
+      'bad.yaml:44:39: routes[6].match.methods[1]: must be one of: "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"',
+      'bad.yaml:46:24: routes[7].match.unknown: unknown key (expected one of: host, path, methods)',
+      'bad.yaml:47:5: routes[7].service: names an unknown service "nope" (expected one of: orders, empty, bad name, _hidden)',
     ]);
   });
 
   it('reports the line of the key, not of the value below it', () => {
-    expect(lines(loadText('\nroutes:\n  name: r\n'))).toEqual(['gw.yaml:2: routes: must be a list']);
+    expect(lines(loadText('\nroutes:\n  name: r\n'))).toEqual(['gw.yaml:2:1: routes: must be a list']);
     const result = loadText('listen:\n  host: 127.0.0.1\nroutes:\n  - name: r\n    match:\n      path: /x\n');
-    expect(lines(result)).toEqual(['gw.yaml:4: routes[0].service: is required']);
+    expect(lines(result)).toEqual(['gw.yaml:4:5: routes[0].service: is required']);
     expect(lines(loadText('\nlisten:\n  - 1\n'))).toEqual([
-      'gw.yaml:2: listen: must be a mapping (key: value)',
+      'gw.yaml:2:1: listen: must be a mapping (key: value)',
     ]);
   });
 
@@ -201,9 +201,9 @@ describe('reporting every problem at once', () => {
       'workers: 0\nadmin: { host: 10.0.0.1 }\nroutes:\n  - { name: r, match: { path: /x }, service: s }\n',
     );
     expect(lines(result)).toEqual([
-      'gw.yaml:1: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
-      'gw.yaml:2: admin.token: is required when the admin port binds a non-loopback address (10.0.0.1)',
-      'gw.yaml:4: routes[0].service: names an unknown service "s" (no services are defined)',
+      'gw.yaml:1:1: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
+      'gw.yaml:2:1: admin.token: is required when the admin port binds a non-loopback address (10.0.0.1)',
+      'gw.yaml:4:37: routes[0].service: names an unknown service "s" (no services are defined)',
     ]);
   });
 
@@ -213,10 +213,10 @@ describe('reporting every problem at once', () => {
         '      - http://:80\n      - http://user:pw@127.0.0.1:1\n      - http://127.0.0.1:99999\n      - http://ok:1\n',
     );
     expect(lines(result)).toEqual([
-      'gw.yaml:2: admin.port: must differ from listen.port (both are 9000)',
-      'gw.yaml:6: services.a.targets[0]: must be a valid URL such as "http://10.0.0.5:8080"; "http://:80" is not',
-      'gw.yaml:7: services.a.targets[1]: must not contain credentials ("user@"): they would not be sent upstream',
-      'gw.yaml:8: services.a.targets[2]: must be a valid URL such as "http://10.0.0.5:8080"; "http://127.0.0.1:99999" is not',
+      'gw.yaml:2:10: admin.port: must differ from listen.port (both are 9000)',
+      'gw.yaml:6:9: services.a.targets[0]: must be a valid URL such as "http://10.0.0.5:8080"; "http://:80" is not',
+      'gw.yaml:7:9: services.a.targets[1]: must not contain credentials ("user@"): they would not be sent upstream',
+      'gw.yaml:8:9: services.a.targets[2]: must be a valid URL such as "http://10.0.0.5:8080"; "http://127.0.0.1:99999" is not',
     ]);
   });
 
@@ -230,18 +230,18 @@ describe('reporting every problem at once', () => {
     expect(route('/api/**', '/api')).toEqual(['(ok)']);
     expect(route('/api/v1/*', '/api/v1/')).toEqual(['(ok)']);
     expect(route('/api/**', '/')).toEqual([
-      'gw.yaml:3: routes[0].stripPrefix: must not be "/", which strips nothing; remove it',
+      'gw.yaml:3:56: routes[0].stripPrefix: must not be "/", which strips nothing; remove it',
     ]);
     expect(route('/api/**', '/ap')).toEqual([
-      'gw.yaml:3: routes[0].stripPrefix: must be whole literal segments at the start of match.path ("/api/**"); "/ap" is not',
+      'gw.yaml:3:56: routes[0].stripPrefix: must be whole literal segments at the start of match.path ("/api/**"); "/ap" is not',
     ]);
     expect(route('/*/x', '/api')).toHaveLength(1);
     expect(route('/api/**', '/api/**')).toHaveLength(1);
     expect(route('/api//**', '/api')).toEqual([
-      'gw.yaml:3: routes[0].match.path: invalid pattern "/api//**": empty segment ("//")',
+      'gw.yaml:3:25: routes[0].match.path: invalid pattern "/api//**": empty segment ("//")',
     ]);
     expect(route('/api/x', '/api//')).toEqual([
-      'gw.yaml:3: routes[0].stripPrefix: "/api//" is not a valid path prefix: empty segment ("//")',
+      'gw.yaml:3:55: routes[0].stripPrefix: "/api//" is not a valid path prefix: empty segment ("//")',
     ]);
   });
 
@@ -251,8 +251,8 @@ describe('reporting every problem at once', () => {
     expect(
       lines(loadText('limits: { headersWithUnderscores: keep }\nauth: { forwardCredentials: "no" }\n')),
     ).toEqual([
-      'gw.yaml:1: limits.headersWithUnderscores: must be one of: "drop", "reject", "allow"',
-      'gw.yaml:2: auth.forwardCredentials: must be true or false',
+      'gw.yaml:1:11: limits.headersWithUnderscores: must be one of: "drop", "reject", "allow"',
+      'gw.yaml:2:9: auth.forwardCredentials: must be true or false',
     ]);
     const underscoreKey = (mode: string) =>
       lines(
@@ -262,7 +262,7 @@ describe('reporting every problem at once', () => {
       );
     expect(underscoreKey('drop')).toEqual(['(ok)']);
     expect(underscoreKey('reject')).toEqual([
-      'gw.yaml:3: auth.apiKey.header: "x_api_key" has "_", and limits.headersWithUnderscores: reject refuses every request carrying it; spell it with "-" or choose drop or allow',
+      'gw.yaml:3:13: auth.apiKey.header: "x_api_key" has "_", and limits.headersWithUnderscores: reject refuses every request carrying it; spell it with "-" or choose drop or allow',
     ]);
   });
 
@@ -279,17 +279,45 @@ describe('reporting every problem at once', () => {
     const gold = '{ tiers: { gold: { limits: [{ requests: 1, per: 1s }] } } }';
     // rateLimit absent on a route with auth: tier, so consumers without a tier get defaultTier
     expect(withRoute('auth: [apiKey]', gold)).toEqual([
-      'gw.yaml:4: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0], whose rateLimit is tier by default: it has auth; tiers: gold)',
+      'gw.yaml:4:1: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0], whose rateLimit is tier by default: it has auth; tiers: gold)',
     ]);
     expect(withRoute('auth: [apiKey]', `{ defaultTier: gold, ${gold.slice(2)}`)).toEqual(['(ok)']);
     expect(withRoute('auth: [apiKey], rateLimit: "off"', gold)).toEqual(['(ok)']);
     expect(withRoute('auth: [apiKey]', '{}')).toEqual(['(ok)']); // no tiers: off
     expect(withRoute('rateLimit: tier', gold)).toEqual([
-      'gw.yaml:4: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
-      'gw.yaml:4: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0]; tiers: gold)',
+      'gw.yaml:4:1: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
+      'gw.yaml:4:1: rateLimit.defaultTier: names an unknown tier "free" (used by routes[0]; tiers: gold)',
     ]);
     expect(withRoute('rateLimit: ip', gold)).toEqual([
-      'gw.yaml:4: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
+      'gw.yaml:4:1: rateLimit.anonymousTier: names an unknown tier "anonymous" (used by routes[0]; tiers: gold)',
+    ]);
+  });
+
+  it('checks the tiers: something to limit, one limit per window, windows of whole seconds', () => {
+    expect(lines(loadText('rateLimit:\n  tiers:\n    t: { limits: [] }\n'))).toEqual([
+      'gw.yaml:3:5: rateLimit.tiers.t: has neither limits nor a quota',
+    ]);
+    const limits = (...items: string[]) =>
+      lines(
+        loadText(
+          `rateLimit:\n  tiers:\n    t:\n      limits:\n${items.map((i) => `        - ${i}\n`).join('')}`,
+        ),
+      );
+    expect(
+      limits('{ requests: 1, per: 1.5s }', '{ requests: 2, per: 60s }', '{ requests: 3, per: " 1m" }'),
+    ).toEqual([
+      'gw.yaml:5:26: rateLimit.tiers.t.limits[0].per: must be a whole number of seconds, at least "1s" (got "1.5s")',
+      'gw.yaml:7:26: rateLimit.tiers.t.limits[2].per: repeats the window of limits[1]: use one limit per window',
+    ]);
+  });
+
+  it('decodes a window once: its name as written (keys, headers) and its length', () => {
+    const config = load(
+      'rateLimit:\n  tiers:\n    t: { limits: [{ requests: 1, per: 1m }, { requests: 5, per: " 1h " }] }\n',
+    );
+    expect(config.rateLimit.tiers.t?.limits).toEqual([
+      { requests: 1, per: { name: '1m', ms: 60_000 } },
+      { requests: 5, per: { name: '1h', ms: 3_600_000 } },
     ]);
   });
 
@@ -307,7 +335,30 @@ describe('reporting every problem at once', () => {
     expect(routes('{ path: /x }', '{ path: /x, host: a.example.com }')).toEqual(['(ok)']);
     expect(routes('{ path: /*/x }', '{ path: /y/x }')).toEqual(['(ok)']);
     expect(routes('{ path: /*/x }', '{ path: /*/x }')).toEqual([
-      'gw.yaml:4: routes[1].match: matches the same requests as routes[0] ("r0"); make the host, path or methods differ',
+      'gw.yaml:4:17: routes[1].match: matches the same requests as routes[0] ("r0"); make the host, path or methods differ',
+    ]);
+  });
+});
+
+describe('positions', () => {
+  it('gives the column of the key, counted in the file as written (a ${VAR} before it included)', () => {
+    const text = 'admin: { token: "${A_LONG_VARIABLE_NAME:-x}${B}", port: x, host: ${C} }\n';
+    expect(lines(loadText(text))).toEqual([
+      `gw.yaml:1:${text.indexOf('${C}') + 1}: admin.host: environment variable C is not set (use \${C:-default} for a default)`,
+      `gw.yaml:1:${text.indexOf('port') + 1}: admin.port: must be a port number from 0 to 65535 (0 = any free port)`,
+      `gw.yaml:1:${text.indexOf('"') + 1}: admin.token: environment variable B is not set (use \${B:-default} for a default)`,
+    ]);
+  });
+
+  it('puts a problem found at the end of the input at the end of the last line', () => {
+    expect(lines(loadText('admin: { port: 1\n\n'))).toEqual([
+      'gw.yaml:1:17: (yaml): Flow map in block collection must be sufficiently indented and end with a }',
+    ]);
+  });
+
+  it('counts columns from the start of the line in a file with CRLF line ends', () => {
+    expect(lines(loadText('listen:\r\n  port: x\r\n'))).toEqual([
+      'gw.yaml:2:3: listen.port: must be a port number from 0 to 65535 (0 = any free port)',
     ]);
   });
 });
@@ -315,19 +366,19 @@ describe('reporting every problem at once', () => {
 describe('YAML problems', () => {
   it('reports a syntax error with its line', () => {
     expect(lines(loadText('listen:\n  host: 127.0.0.1\nadmin: { port: 1\n'))).toEqual([
-      'gw.yaml:3: (yaml): Flow map in block collection must be sufficiently indented and end with a }',
+      'gw.yaml:3:17: (yaml): Flow map in block collection must be sufficiently indented and end with a }',
     ]);
     expect(lines(loadText('listen:\n  host: "127.0.0.1\n'))).toHaveLength(1);
   });
 
   it('reports a duplicate key with the line of the second one', () => {
     expect(lines(loadText('listen:\n  port: 1\n  host: x\n  port: 2\n'))).toEqual([
-      'gw.yaml:4: (yaml): Map keys must be unique',
+      'gw.yaml:4:3: (yaml): Map keys must be unique',
     ]);
   });
 
   it('refuses several documents in one file', () => {
-    expect(lines(loadText('listen: {}\n---\nadmin: {}\n'))[0]).toMatch(/^gw\.yaml:2: \(yaml\): /);
+    expect(lines(loadText('listen: {}\n---\nadmin: {}\n'))[0]).toMatch(/^gw\.yaml:2:1: \(yaml\): /);
   });
 
   it('refuses an alias bomb instead of expanding it', () => {
@@ -340,14 +391,14 @@ describe('YAML problems', () => {
       );
     const result = loadText(bomb.join('\n'));
     expect(result.ok).toBe(false);
-    expect(lines(result)[0]).toMatch(/^gw\.yaml:1: \(yaml\): .*alias/i);
+    expect(lines(result)[0]).toMatch(/^gw\.yaml:1:1: \(yaml\): .*alias/i);
   });
 
   it('refuses a root that is not a mapping', () => {
     const message = 'must be a mapping of settings (key: value), such as "listen: { port: 8080 }"';
-    expect(lines(loadText('- a\n- b\n'))).toEqual([`gw.yaml:1: (root): ${message}`]);
-    expect(lines(loadText('# header\n42\n'))).toEqual([`gw.yaml:2: (root): ${message}`]);
-    expect(lines(loadText('just a string'))).toEqual([`gw.yaml:1: (root): ${message}`]);
+    expect(lines(loadText('- a\n- b\n'))).toEqual([`gw.yaml:1:1: (root): ${message}`]);
+    expect(lines(loadText('# header\n42\n'))).toEqual([`gw.yaml:2:1: (root): ${message}`]);
+    expect(lines(loadText('just a string'))).toEqual([`gw.yaml:1:1: (root): ${message}`]);
   });
 });
 
@@ -360,6 +411,7 @@ describe('files', () => {
         {
           file: fixture('does-not-exist.yaml'),
           line: 0,
+          column: 0,
           path: '(file)',
           message: 'cannot read the config file: no such file',
         },
@@ -374,7 +426,7 @@ describe('files', () => {
     const error: unknown = await readConfig(fixture('bad.yaml'), { env: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems.length).toBeGreaterThan(10);
-    expect((error as ConfigError).message).toContain('bad.yaml:2: listen.tls: unknown key');
+    expect((error as ConfigError).message).toContain('bad.yaml:2:40: listen.tls: unknown key');
   });
 
   it('reads the JWT public key files: missing, a directory, not a key, a private key are problems of their entry', async () => {
@@ -405,11 +457,11 @@ ${extra}`;
     // every problem at once, the schema's included
     writeFileSync(file, yaml([good, missing, folder, garbage, secret], 'listen: { port: nope }\n'));
     expect(lines(await loadConfigFile(file, { env: {} }))).toEqual([
-      `${file}:8: auth.jwt.publicKeys[1]: cannot read "${missing}": no such file`,
-      `${file}:9: auth.jwt.publicKeys[2]: cannot read "${folder}": it is a directory`,
-      `${file}:10: auth.jwt.publicKeys[3]: "${garbage}" is not a PEM public key ("-----BEGIN PUBLIC KEY-----") or certificate`,
-      `${file}:11: auth.jwt.publicKeys[4]: "${secret}" holds a private key; give the public key only (the gateway only verifies)`,
-      expect.stringMatching(new RegExp(`^${file}:12: listen\\.port: `)),
+      `${file}:8:9: auth.jwt.publicKeys[1]: cannot read "${missing}": no such file`,
+      `${file}:9:9: auth.jwt.publicKeys[2]: cannot read "${folder}": it is a directory`,
+      `${file}:10:9: auth.jwt.publicKeys[3]: "${garbage}" is not a PEM public key ("-----BEGIN PUBLIC KEY-----") or certificate`,
+      `${file}:11:9: auth.jwt.publicKeys[4]: "${secret}" holds a private key; give the public key only (the gateway only verifies)`,
+      expect.stringMatching(new RegExp(`^${file}:12:11: listen\\.port: `)),
     ]);
 
     // loading text reads no other file (the gateway's start reads the keys itself)

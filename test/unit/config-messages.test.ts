@@ -86,25 +86,25 @@ describe('durations', () => {
 
   it('refuses the zero health checks and timeouts that passed before, naming field and file', () => {
     expect(lines(service('healthCheck: { interval: 0s, timeout: 0 }'))).toEqual([
-      'gw.yaml:4: services.a.healthCheck.interval: must be at least 100ms, not "0s": each check is a request to every target',
-      'gw.yaml:4: services.a.healthCheck.timeout: must be at least 1ms, not 0: at 0 a check would have no timeout',
+      'gw.yaml:4:20: services.a.healthCheck.interval: must be at least 100ms, not "0s": each check is a request to every target',
+      'gw.yaml:4:34: services.a.healthCheck.timeout: must be at least 1ms, not 0: at 0 a check would have no timeout',
     ]);
     expect(lines(service('timeouts: { connect: 0, response: 0ms }'))).toEqual([
-      'gw.yaml:4: services.a.timeouts.connect: must be at least 1ms, not 0: at 0 a connection attempt would have no timeout',
-      'gw.yaml:4: services.a.timeouts.response: must be at least 1ms, not "0ms": at 0 a response would have no timeout',
+      'gw.yaml:4:17: services.a.timeouts.connect: must be at least 1ms, not 0: at 0 a connection attempt would have no timeout',
+      'gw.yaml:4:29: services.a.timeouts.response: must be at least 1ms, not "0ms": at 0 a response would have no timeout',
     ]);
     expect(
       lines(
         'limits: { keepAliveTimeout: 0, headersTimeout: 50ms }\nredis: { url: redis://x, timeout: 0s }\n',
       ),
     ).toEqual([
-      'gw.yaml:1: limits.headersTimeout: must be at least 100ms, not "50ms": node enforces it at most every 100 ms, and at 0 a client could take forever to send its headers',
-      'gw.yaml:1: limits.keepAliveTimeout: must be at least 1ms, not 0: at 0 node never closes an idle keep-alive connection',
-      'gw.yaml:2: redis.timeout: must be at least 1ms, not "0s": 0 would mean no timeout at all',
+      'gw.yaml:1:32: limits.headersTimeout: must be at least 100ms, not "50ms": node enforces it at most every 100 ms, and at 0 a client could take forever to send its headers',
+      'gw.yaml:1:11: limits.keepAliveTimeout: must be at least 1ms, not 0: at 0 node never closes an idle keep-alive connection',
+      'gw.yaml:2:26: redis.timeout: must be at least 1ms, not "0s": 0 would mean no timeout at all',
     ]);
     // a health check timeout must leave room before the next check
     expect(lines(service('healthCheck: { interval: 1s, timeout: 1s }'))).toEqual([
-      'gw.yaml:4: services.a.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
+      'gw.yaml:4:34: services.a.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
     ]);
   });
 

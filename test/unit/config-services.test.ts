@@ -39,32 +39,32 @@ describe('services config', () => {
 
   it('needs targets or discovery, not both, and a port for A lookups, none for SRV', () => {
     expect(problems('  s: { balancer: random }')).toEqual([
-      'g.yaml:2: services.s.targets: is required: list the targets, or find them with `discovery`',
+      'g.yaml:2:3: services.s.targets: is required: list the targets, or find them with `discovery`',
     ]);
     expect(problems('  s: { targets: [http://127.0.0.1:1], discovery: { dns: a.b, port: 1 } }')).toEqual([
-      'g.yaml:2: services.s.discovery: cannot be used together with `targets`: choose one',
+      'g.yaml:2:39: services.s.discovery: cannot be used together with `targets`: choose one',
     ]);
     expect(problems('  s: { discovery: { dns: a.b } }')).toEqual([
-      'g.yaml:2: services.s.discovery.port: is required for an A/AAAA lookup of "a.b"',
+      'g.yaml:2:8: services.s.discovery.port: is required for an A/AAAA lookup of "a.b"',
     ]);
     expect(problems('  s: { discovery: { dns: _http._tcp.a.b, port: 80 } }')).toEqual([
-      'g.yaml:2: services.s.discovery.port: must not be set for an SRV lookup ("_http._tcp.a.b"): the records carry the port',
+      'g.yaml:2:42: services.s.discovery.port: must not be set for an SRV lookup ("_http._tcp.a.b"): the records carry the port',
     ]);
   });
 
   it('rejects contradicting resilience settings, naming the field', () => {
     const base = '  s:\n    targets: [http://127.0.0.1:1]\n';
     expect(problems(base + '    retry: { backoff: 2s, maxBackoff: 1s }')).toEqual([
-      'g.yaml:4: services.s.retry.backoff: must not be longer than retry.maxBackoff (1000 ms)',
+      'g.yaml:4:14: services.s.retry.backoff: must not be longer than retry.maxBackoff (1000 ms)',
     ]);
     expect(problems(base + '    healthCheck: { interval: 1s, timeout: 2s }')).toEqual([
-      'g.yaml:4: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
+      'g.yaml:4:34: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
     ]);
     expect(problems(base + '    healthCheck: { interval: 1s, timeout: 1000 }')).toEqual([
-      'g.yaml:4: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
+      'g.yaml:4:34: services.s.healthCheck.timeout: must be shorter than healthCheck.interval (1000 ms)',
     ]);
     expect(problems(base + '    passiveHealth: { ejectFor: 10m }')).toEqual([
-      'g.yaml:4: services.s.passiveHealth.ejectFor: must not be longer than passiveHealth.maxEjectFor (300000 ms)',
+      'g.yaml:4:22: services.s.passiveHealth.ejectFor: must not be longer than passiveHealth.maxEjectFor (300000 ms)',
     ]);
   });
 

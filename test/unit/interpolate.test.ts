@@ -65,7 +65,7 @@ describe('interpolation in a config file', () => {
     expect(load('listen:\n  port: ${P}\n', { P: '9000' }).listen.port).toBe(9000);
     const quoted = loadConfigText('listen: { port: "${P:-8081}" }\n', 'gw.yaml', { env: {} });
     expect(lines(quoted)).toEqual([
-      'gw.yaml:1: listen.port: must be a port number from 0 to 65535 (0 = any free port)',
+      'gw.yaml:1:11: listen.port: must be a port number from 0 to 65535 (0 = any free port)',
     ]);
   });
 
@@ -90,14 +90,14 @@ describe('interpolation in a config file', () => {
       },
     );
     expect(lines(result)).toEqual([
-      'gw.yaml:4: listen.port: environment variable NOPE is not set (use ${NOPE:-default} for a default)',
+      'gw.yaml:4:9: listen.port: environment variable NOPE is not set (use ${NOPE:-default} for a default)',
     ]);
   });
 
   it('reports a malformed reference with its line', () => {
     const result = loadConfigText('admin:\n  token: "a${1X}"\n', 'gw.yaml', { env: {} });
     expect(lines(result)).toEqual([
-      'gw.yaml:2: admin.token: invalid interpolation "${1X}" (use ${VAR}, ${VAR:-default}, or $${ for "${")',
+      'gw.yaml:2:10: admin.token: invalid interpolation "${1X}" (use ${VAR}, ${VAR:-default}, or $${ for "${")',
     ]);
   });
 
@@ -108,7 +108,7 @@ describe('interpolation in a config file', () => {
   it('keeps line numbers exact after a long default', () => {
     const yaml = `admin: { token: "\${T:-${'x'.repeat(200)}}" }\nlisten: { port: nope }\n`;
     expect(lines(loadConfigText(yaml, 'gw.yaml', { env: {} }))).toEqual([
-      'gw.yaml:2: listen.port: must be a port number from 0 to 65535 (0 = any free port)',
+      'gw.yaml:2:11: listen.port: must be a port number from 0 to 65535 (0 = any free port)',
     ]);
   });
 });
@@ -130,14 +130,14 @@ describe('environment overrides', () => {
       env: { PORT: 'http', LOG_LEVEL: 'loud' },
     });
     expect(lines(result)).toEqual([
-      'gw.yaml:1: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent" (the value "loud" comes from LOG_LEVEL)',
-      'gw.yaml:2: listen.port: must be a port number from 0 to 65535 (0 = any free port) (the value "http" comes from PORT)',
+      'gw.yaml:1:1: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent" (the value "loud" comes from LOG_LEVEL)',
+      'gw.yaml:2:3: listen.port: must be a port number from 0 to 65535 (0 = any free port) (the value "http" comes from PORT)',
     ]);
   });
 
   it('does not hide a wrong section', () => {
     const result = loadConfigText('listen: 5\n', 'gw.yaml', { env: { PORT: '3000' } });
-    expect(lines(result)).toEqual(['gw.yaml:1: listen: must be a mapping (key: value)']);
+    expect(lines(result)).toEqual(['gw.yaml:1:1: listen: must be a mapping (key: value)']);
   });
 
   it('reads process.env when no env is given', () => {

@@ -268,7 +268,7 @@ ${extra}`;
 
   it('refuses bad values with a message naming the field', () => {
     expect(() => configFrom(yaml('    maxTokenAge: soon\n'))).toThrow(
-      /test\.yaml:5: auth\.jwt\.maxTokenAge: must be a duration/,
+      /test\.yaml:5:5: auth\.jwt\.maxTokenAge: must be a duration/,
     );
     expect(() => configFrom(yaml('    types: ["at jwt"]\n'))).toThrow(
       /auth\.jwt\.types\[0\]: must be a media type/,

@@ -120,7 +120,7 @@ describe('shutdown.acceptGrace', () => {
     const r = loadConfigText('shutdown: { acceptGrace: soon }\n', 'gw.yaml', { env: {} });
     expect(r.ok).toBe(false);
     expect(r.ok ? [] : r.problems.map(formatProblem)).toEqual([
-      'gw.yaml:1: shutdown.acceptGrace: must be "auto" (5s in a Kubernetes pod, else 0), a duration such as "5s" or "500ms" (at most 24 days), or a number of milliseconds',
+      'gw.yaml:1:13: shutdown.acceptGrace: must be "auto" (5s in a Kubernetes pod, else 0), a duration such as "5s" or "500ms" (at most 24 days), or a number of milliseconds',
     ]);
   });
 });

@@ -1,0 +1,126 @@
+/**
+ * The server's config: its two listeners, the limits on what clients send, shutdown, processes,
+ * and which peers' X-Forwarded-* headers are believed; and the checks across those fields.
+ */
+import { BlockList } from 'node:net';
+import { Type } from '@sinclair/typebox';
+import {
+  AutoOrDuration,
+  Duration,
+  Port,
+  Section,
+  Size,
+  addAddressOrCidr,
+  isLoopbackHost,
+  type ConfigCheck,
+} from '../config/fields.js';
+
+export const ListenSchema = Section(
+  {
+    host: Type.String({ default: '0.0.0.0', description: 'address the proxy port binds' }),
+    port: Port(8080),
+  },
+  'The proxy (data-plane) listener. The PORT environment variable overrides `port`.',
+);
+
+export const AdminSchema = Section(
+  {
+    host: Type.String({ default: '127.0.0.1', description: 'address the admin port binds' }),
+    port: Port(9080),
+    token: Type.String({
+      default: '',
+      description: 'bearer token the admin API requires; required when `host` is not a loopback address',
+    }),
+  },
+  'The admin (control-plane) listener: probes, metrics, management API.',
+);
+
+export const WorkersSchema = Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('auto')], {
+  default: 1,
+  description:
+    'processes serving the proxy port; "auto" = one per CPU this process may use: the cgroup CPU limit (a container\'s limit) rounded up, else one per core',
+  errorMessage: 'must be a number of processes (1 or more) or "auto" (one per CPU core)',
+});
+
+export const ConfigWatchSchema = Type.Boolean({
+  default: true,
+  description:
+    'reload when the config file changes on disk (its directory is watched, so a Kubernetes ConfigMap update is seen); false: only SIGHUP and POST /reload reload',
+});
+
+export const TrustedProxiesSchema = Type.Array(Type.String(), {
+  default: [],
+  description: 'CIDRs or addresses whose X-Forwarded-* headers are believed',
+});
+
+export const LimitsSchema = Section(
+  {
+    bodySize: Size('10mb'),
+    headersTimeout: Duration('10s', {
+      min: '100ms',
+      why: 'node enforces it at most every 100 ms, and at 0 a client could take forever to send its headers',
+    }),
+    requestTimeout: Duration('60s', {
+      zero: 'no limit on the whole request (headersTimeout still applies)',
+    }),
+    keepAliveTimeout: Duration('5s', {
+      min: '1ms',
+      why: 'at 0 node never closes an idle keep-alive connection',
+    }),
+    maxHeaderSize: Size('16kb'),
+    maxUrlLength: Size('8kb'),
+    headersWithUnderscores: Type.Union(
+      [Type.Literal('drop'), Type.Literal('reject'), Type.Literal('allow')],
+      {
+        default: 'drop',
+        description:
+          'request headers whose name has "_" (CGI-style upstreams read X_Real_IP as X-Real-IP): drop them, reject the request (400), or allow them (spellings of the headers the gateway controls are dropped still)',
+      },
+    ),
+    sendTimeout: Duration('60s', {
+      zero: 'never: a client that stops reading keeps its upstream exchange as long as it stays connected',
+    }),
+  },
+  'Limits on what clients may send, and how slowly they send and read.',
+);
+
+export const ShutdownSchema = Section(
+  {
+    acceptGrace: AutoOrDuration(
+      'auto',
+      'after SIGTERM, how long the proxy port keeps accepting and serving (with /readyz 503 and Connection: close) before it closes, so that connections sent while the load balancer and Kubernetes endpoints catch up are not refused; "auto" = 5s when KUBERNETES_SERVICE_HOST is set (a Kubernetes pod), else 0',
+      '5s in a Kubernetes pod, else 0',
+    ),
+    drainTimeout: Duration('30s', { zero: 'cut the remaining connections at once, without waiting' }),
+  },
+  'Graceful shutdown: on SIGTERM, /readyz turns 503, the proxy port accepts for `acceptGrace` more, then closes; in-flight requests get `drainTimeout` to finish.',
+);
+
+/** The admin port's exposure, the two ports, the timeouts node:http takes, the trusted proxies. */
+export const checkServer: ConfigCheck = (config, report) => {
+  const listen = config.valid(ListenSchema, 'listen');
+  const admin = config.valid(AdminSchema, 'admin');
+  const limits = config.valid(LimitsSchema, 'limits');
+  if (admin && !isLoopbackHost(admin.host) && admin.token === '') {
+    report(
+      ['admin', 'token'],
+      `is required when the admin port binds a non-loopback address (${admin.host})`,
+    );
+  }
+  if (admin && listen && admin.port !== 0 && admin.port === listen.port) {
+    report(['admin', 'port'], `must differ from listen.port (both are ${listen.port})`);
+  }
+  if (limits && limits.requestTimeout !== 0 && limits.headersTimeout > limits.requestTimeout) {
+    // node:http refuses to start with such a pair
+    report(
+      ['limits', 'headersTimeout'],
+      `must not be longer than limits.requestTimeout (${limits.requestTimeout} ms)`,
+    );
+  }
+  for (let i = 0; i < config.length('trustedProxies'); i++) {
+    const entry = config.valid(TrustedProxiesSchema.items, 'trustedProxies', i);
+    if (entry === undefined) continue;
+    const err = addAddressOrCidr(new BlockList(), entry);
+    if (err) report(['trustedProxies', i], `must be an IP address or CIDR such as "10.0.0.0/8": ${err}`);
+  }
+};
