@@ -55,11 +55,11 @@ describe('admin API problems', () => {
     reloadResult = {
       ok: false,
       reason: 'invalid_config',
-      problems: [{ file: 'g.yaml', line: 3, path: 'routes[0]', message: 'bad' }],
+      problems: [{ file: 'g.yaml', line: 3, column: 5, path: 'routes[0]', message: 'bad' }],
     };
     const reply = await request(`${url}/reload`, { method: 'POST', headers: auth });
     const p = expectProblem(reply, 400, 'invalid_config') as { errors?: string[] };
-    expect(p.errors).toEqual(['g.yaml:3: routes[0]: bad']);
+    expect(p.errors).toEqual(['g.yaml:3:5: routes[0]: bad']);
   });
 
   it('500 internal_error when a handler fails', async () => {
