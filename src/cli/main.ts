@@ -9,6 +9,7 @@ import { loadConfigFile } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
 import { jsonSchema, type GatewayConfig } from '../config/schema.js';
 import { registerKeyCommands } from './keys.js';
+import { startupMark } from '../observability/startup-timing.js';
 
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -48,6 +49,7 @@ async function run(
   const { Primary, workerCount } = await import('../server/cluster.js');
   const { Gateway } = await import('../server/gateway.js');
   const { watchConfigFile } = await import('../server/config-watch.js');
+  startupMark('gateway modules loaded');
   const logger = createLogger(config.logging.level);
   const count = workerCount(config.workers);
   if (count > 1) {
@@ -110,7 +112,9 @@ export function buildCli(): Command {
     .action(async (opts: { config?: string }) => {
       if (cluster.isWorker) return runAsWorker();
       const file = configPath(opts.config);
-      await run(await loadOrExit(file), file);
+      const config = await loadOrExit(file);
+      startupMark('config loaded');
+      await run(config, file);
     });
 
   program
@@ -173,6 +177,7 @@ export function buildCli(): Command {
 }
 
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  startupMark('CLI loaded');
   await buildCli().parseAsync([...argv]);
 }
 

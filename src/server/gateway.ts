@@ -18,6 +18,7 @@ import { AccessLog } from '../observability/access-log/index.js';
 import { GatewayMetrics } from '../observability/metrics.js';
 import { PortEvents } from '../observability/port-events.js';
 import { RequestObserver } from '../observability/request-observer.js';
+import { startupMark } from '../observability/startup-timing.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
@@ -191,6 +192,7 @@ export class Gateway {
       options.cluster,
       options.env ?? process.env,
     );
+    startupMark('runtime compiled, ports created');
     // The watcher starts now, so that the content it compares changes with is the one just loaded
     // (read within milliseconds of the load); what it sees before the gateway is up waits for it.
     let started = (): void => undefined;
@@ -204,8 +206,10 @@ export class Gateway {
     try {
       // bounded: an unreachable Redis means starting degraded (by policy), not hanging
       await readyRuntime(gw.state.runtime);
+      startupMark('runtime ready');
       await listen(gw.data, config.listen.host, config.listen.port);
       await listen(gw.admin, config.admin.host, config.admin.port);
+      startupMark('listening');
     } catch (err) {
       await gw.abandon();
       throw err;

@@ -26,6 +26,7 @@ import {
   type LimitStore,
 } from '../ratelimit/limiter.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
+import { startupTimed } from '../observability/startup-timing.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { parsePattern } from '../router/pattern.js';
@@ -192,11 +193,13 @@ const DISCOVERY_READY_MS = 5000;
 export async function readyRuntime(rt: Runtime, previous: Runtime | null = null): Promise<void> {
   const held = previous ? holdings(previous) : new Set<Closable>();
   const waits: Array<Promise<unknown>> = [];
-  if (rt.limitStore && !held.has(rt.limitStore)) waits.push(rt.limitStore.ready());
-  for (const a of [rt.shared.authenticators.jwt, rt.shared.authenticators.apiKey]) {
-    if (a?.ready && !held.has(a)) waits.push(a.ready());
-  }
-  for (const s of rt.services.values()) if (!held.has(s)) waits.push(s.ready(DISCOVERY_READY_MS));
+  if (rt.limitStore && !held.has(rt.limitStore))
+    waits.push(startupTimed('rate-limit store ready', rt.limitStore.ready()));
+  const { jwt, apiKey } = rt.shared.authenticators;
+  if (jwt?.ready && !held.has(jwt)) waits.push(startupTimed('JWT keys ready', jwt.ready()));
+  if (apiKey?.ready && !held.has(apiKey)) waits.push(startupTimed('API keys ready', apiKey.ready()));
+  for (const s of rt.services.values())
+    if (!held.has(s)) waits.push(startupTimed(`service ${s.name} ready`, s.ready(DISCOVERY_READY_MS)));
   for (const result of await Promise.allSettled(waits)) {
     if (result.status === 'rejected') throw result.reason;
   }

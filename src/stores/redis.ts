@@ -1,5 +1,11 @@
-/** Connections to Redis: one node or a Cluster (ioredis), with fail-fast settings. */
-import { Cluster, Redis } from 'ioredis';
+/**
+ * Connections to Redis: one node or a Cluster (ioredis), with fail-fast settings. ioredis is
+ * loaded on the first connection: it is one of the costliest packages to load (~0.1–0.2 s of a
+ * start), and a gateway without `redis`, or a CLI command, does not need it.
+ */
+import { createRequire } from 'node:module';
+import type * as IORedis from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 export type RedisSettings = {
   /**
@@ -27,13 +33,32 @@ export function connectRedis(settings: RedisSettings): RedisClient {
   return client;
 }
 
+let ioredis: typeof IORedis | undefined;
+
+/** ioredis, loaded once (synchronously: it is CommonJS, and the store is built synchronously). */
+function loadIoredis(): typeof IORedis {
+  if (ioredis === undefined) {
+    try {
+      ioredis = createRequire(import.meta.url)('ioredis') as typeof IORedis;
+    } catch (err) {
+      throw new Error(
+        `redis: the ioredis package could not be loaded (${err instanceof Error ? err.message : String(err)}); ` +
+          'reinstall the dependencies, or remove `redis` to count rate limits in memory',
+        { cause: err },
+      );
+    }
+  }
+  return ioredis;
+}
+
 function connect(settings: RedisSettings): RedisClient {
+  const io = loadIoredis();
   if (settings.cluster !== undefined) {
     const nodes = settings.cluster.map((u) => {
       const url = new URL(u);
       return { host: url.hostname, port: Number(url.port || 6379) };
     });
-    const cluster = new Cluster(nodes, {
+    const cluster = new io.Cluster(nodes, {
       // On: the client's own readiness check (CLUSTER INFO) goes to a master it has just
       // learnt of, whose connection is still being made; with the queue off that check fails
       // ("Connection is closed") and the client reconnects from the seeds forever whenever the
@@ -70,7 +95,7 @@ function connect(settings: RedisSettings): RedisClient {
     });
     return cluster;
   }
-  return new Redis(settings.url, {
+  return new io.Redis(settings.url, {
     // A request never waits for a reconnect: while Redis is away, commands fail at once and the
     // rate limiter's failure policy applies.
     enableOfflineQueue: false,
