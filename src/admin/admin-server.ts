@@ -4,16 +4,21 @@
  * whose failures (a throw, a rejected promise) end at one boundary: a `500 internal_error`, counted
  * and logged; nothing a client sends can end the process.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { problem, problemBody, problems, type Problem } from '../pipeline/problems.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import type { ReloadResult } from '../server/gateway.js';
-import { formatProblem } from '../config/problems.js';
-import { requestIdFor } from '../stages/request-id/index.js';
+import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { KeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
 
+/** What a reload reports (the gateway's reload result is one). */
+export type AdminReloadResult =
+  | { readonly ok: true; readonly restartNeeded: readonly string[] }
+  | { readonly ok: false; readonly reason: 'invalid_config'; readonly problems: readonly ConfigProblem[] }
+  | { readonly ok: false; readonly reason: 'reload_failed'; readonly detail: string };
+
+/** What the admin port serves, handed over by the gateway (the admin port knows no server). */
 export type AdminState = {
   /** the admin bearer token; '' = none required (only allowed on loopback) */
   token(): string;
@@ -23,7 +28,7 @@ export type AdminState = {
   /** the Prometheus text exposition */
   metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
-  reload: (() => Promise<ReloadResult>) | null;
+  reload: (() => Promise<AdminReloadResult>) | null;
   /** what `GET /services` shows: each service's targets, health and breaker */
   services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
@@ -36,7 +41,7 @@ const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
 
 export function createAdminServer(state: AdminState): Server {
   return createServer((req, res) => {
-    const requestId = requestIdFor(undefined);
+    const requestId = randomUUID();
     res.setHeader('x-request-id', requestId);
     const failed = (err: unknown): void => {
       try {

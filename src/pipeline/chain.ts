@@ -1,7 +1,7 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import type { RequestContext } from './context.js';
+import type { RequestContext } from '../stages/context.js';
 import type { Problem } from './problems.js';
-import type { SharedResources, Stage, StageFactory, StageOutcome } from './stage.js';
+import type { SharedResources, Stage, StageFactory, StageOutcome } from '../stages/stage.js';
 
 /** The route's stages, in the fixed order of `factories`, skipping those it does not use. */
 export function compileChain(
@@ -18,20 +18,26 @@ export function compileChain(
   return stages;
 }
 
-export type ChainEnd = {
-  proceed(ctx: RequestContext): void;
-  reject(ctx: RequestContext, problem: Problem): void;
+/** Where a chain ends: `C` is the server's context (stages see it as a `RequestContext`). */
+export type ChainEnd<C extends RequestContext> = {
+  proceed(ctx: C): void;
+  reject(ctx: C, problem: Problem): void;
   /**
    * A stage threw or its promise rejected, or `proceed`/`reject` threw: a bug, to answer with
    * `500 internal_error` (or a closed connection) and to report. Once the chain has gone async no
    * caller could catch it (an unhandled rejection ends the process), so every failure after the
    * chain started comes here. Must not throw; if it does, the connection is destroyed.
    */
-  failed(ctx: RequestContext, err: unknown): void;
+  failed(ctx: C, err: unknown): void;
 };
 
 /** Runs stages synchronously until one returns a promise; only then goes async. */
-export function runChain(ctx: RequestContext, stages: readonly Stage[], from: number, end: ChainEnd): void {
+export function runChain<C extends RequestContext>(
+  ctx: C,
+  stages: readonly Stage[],
+  from: number,
+  end: ChainEnd<C>,
+): void {
   for (let i = from; i < stages.length; i++) {
     let outcome: StageOutcome | Promise<StageOutcome>;
     try {
@@ -62,7 +68,7 @@ export function runChain(ctx: RequestContext, stages: readonly Stage[], from: nu
   }
 }
 
-function settle(ctx: RequestContext, end: ChainEnd, p: Problem): void {
+function settle<C extends RequestContext>(ctx: C, end: ChainEnd<C>, p: Problem): void {
   try {
     end.reject(ctx, p);
   } catch (err) {
@@ -70,7 +76,7 @@ function settle(ctx: RequestContext, end: ChainEnd, p: Problem): void {
   }
 }
 
-function fail(ctx: RequestContext, end: ChainEnd, err: unknown): void {
+function fail<C extends RequestContext>(ctx: C, end: ChainEnd<C>, err: unknown): void {
   try {
     end.failed(ctx, err);
   } catch {

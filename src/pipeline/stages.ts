@@ -3,7 +3,7 @@ import { authenticate } from '../stages/authenticate/index.js';
 import { authorize } from '../stages/authorize/index.js';
 import { rateLimit } from '../stages/rate-limit/index.js';
 import { limitFailedAuthentication } from '../stages/rate-limit/unauthenticated.js';
-import type { StageFactory } from './stage.js';
+import type { StageFactory } from '../stages/stage.js';
 
 /**
  * Every per-route stage, in the order they run. Later capabilities add themselves here

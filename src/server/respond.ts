@@ -1,19 +1,16 @@
-import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { problemBody, type Problem } from '../pipeline/problems.js';
-import { GatewayResponse } from './response.js';
+import type { GatewayResponse } from './response.js';
 
 /** Writes a problem+json response. `close` ends the connection after it (unread body, draining). */
-export function sendProblem(res: ServerResponse, p: Problem, requestId: string, close: boolean): void {
+export function sendProblem(res: GatewayResponse, p: Problem, requestId: string, close: boolean): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   const body = problemBody(p, requestId);
-  if (res instanceof GatewayResponse) {
-    res.problemCode = p.code;
-    res.bytesOut = Buffer.byteLength(body);
-  }
+  res.problemCode = p.code;
+  res.bytesOut = Buffer.byteLength(body);
   const headers: string[] = [
     'content-type',
     'application/problem+json',

@@ -14,9 +14,9 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
 import { compileChain } from '../pipeline/chain.js';
-import type { CompiledRoute } from '../pipeline/route.js';
+import type { CompiledRoute } from '../stages/route.js';
 import { closeAuthenticators, createAuthenticators, type Authenticators } from '../auth/index.js';
-import type { SharedResources } from '../pipeline/stage.js';
+import type { SharedResources } from '../stages/stage.js';
 import { STAGES } from '../pipeline/stages.js';
 import {
   createLimitStore,
@@ -30,7 +30,7 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
-import { TrustedProxies } from '../stages/real-ip/index.js';
+import { TrustedProxies } from './client-address.js';
 import { createDiscovery } from '../upstream/discovery/index.js';
 import { Service } from '../upstream/service.js';
 

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { KeysAdmin } from '../../src/admin/keys.js';
-import type { Stage } from '../../src/pipeline/stage.js';
+import type { Stage } from '../../src/stages/stage.js';
 import type { DataPlaneState } from '../../src/server/data-plane.js';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';

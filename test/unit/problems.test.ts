@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { problemBody, problemInstance, problems } from '../../src/pipeline/problems.js';
-import { requestIdFor } from '../../src/stages/request-id/index.js';
+import { requestIdFor } from '../../src/server/request-id.js';
 
 describe('problem instance (RFC 9457 §3.1.5: a URI reference)', () => {
   it('is urn:uuid:<id> for a UUID, as generated or as sent', () => {

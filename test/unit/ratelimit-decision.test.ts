@@ -3,19 +3,17 @@
  * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly per SPEC.
  */
 import { NO_AUTHENTICATORS } from '../../src/auth/index.js';
-import type { IncomingMessage } from 'node:http';
-import type { GatewayResponse } from '../../src/server/response.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayConfig, RouteConfig } from '../../src/config/schema.js';
-import { RequestContext } from '../../src/pipeline/context.js';
+import type { RequestContext } from '../../src/stages/context.js';
 import { problemBody, type Problem } from '../../src/pipeline/problems.js';
-import type { CompiledRoute } from '../../src/pipeline/route.js';
 import { describe as describeDecision, type Decision, type Plan } from '../../src/ratelimit/decision.js';
 import type { GuardedDecision, GuardedStore } from '../../src/ratelimit/guarded-store.js';
 import { appendRateLimitHeaders, type HeaderMode } from '../../src/ratelimit/headers.js';
 import type { RateLimiter } from '../../src/ratelimit/limiter.js';
 import { MemoryStore } from '../../src/ratelimit/memory-store.js';
 import { rateLimit } from '../../src/stages/rate-limit/index.js';
+import { testContext } from '../helpers/stage-context.js';
 
 const at = (iso: string) => Date.parse(iso);
 const minute = (requests: number) => ({ requests, windowMs: 60_000, name: '1m' });
@@ -303,22 +301,8 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     return { rl, keys };
   }
 
-  const ctx = (consumer: RequestContext['consumer'] = null) => {
-    const c = new RequestContext(
-      {} as IncomingMessage,
-      {} as GatewayResponse,
-      'req-1',
-      {} as CompiledRoute,
-      '/x',
-      '',
-      '203.0.113.7',
-      [],
-      0,
-      0,
-    );
-    c.consumer = consumer;
-    return c;
-  };
+  const ctx = (consumer: RequestContext['consumer'] = null) =>
+    testContext({ url: '/x', clientIp: '203.0.113.7', consumer });
 
   async function run(rl: RateLimiter, c: RequestContext, mode: 'ip' | 'tier' = 'ip') {
     const stage = rateLimit.compile(route(mode), config, {

@@ -9,9 +9,9 @@
  */
 import { bearerToken } from '../../auth/jwt/bearer.js';
 import type { AuthAttempt, Authenticator } from '../../auth/types.js';
-import type { RequestContext } from '../../pipeline/context.js';
+import type { RequestContext } from '../context.js';
 import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { Stage, StageFactory, StageOutcome } from '../stage.js';
 import { forwardIdentity, type CredentialRules } from './upstream-identity.js';
 
 export const authenticate: StageFactory = {

@@ -4,7 +4,7 @@
  */
 import { compileRoles, granted } from '../../auth/permissions.js';
 import { problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory } from '../../pipeline/stage.js';
+import type { Stage, StageFactory } from '../stage.js';
 
 export const authorize: StageFactory = {
   name: 'authorize',

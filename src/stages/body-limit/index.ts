@@ -3,7 +3,7 @@
  * Chunked bodies are counted while they stream (see upstream/request-body.ts).
  */
 import { problems } from '../../pipeline/problems.js';
-import type { Stage, StageFactory } from '../../pipeline/stage.js';
+import type { Stage, StageFactory } from '../stage.js';
 
 export const bodyLimit: StageFactory = {
   name: 'body-limit',

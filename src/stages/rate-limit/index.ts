@@ -3,9 +3,9 @@
  * store call (one Redis round trip). Consumers are limited by id and tier; anonymous callers
  * and `rateLimit: ip` routes by client IP (through trustedProxies) with the anonymous tier.
  */
-import type { RequestContext } from '../../pipeline/context.js';
+import type { RequestContext } from '../context.js';
 import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { Stage, StageFactory, StageOutcome } from '../stage.js';
 import type { Decision } from '../../ratelimit/decision.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { appendRateLimitHeaders } from '../../ratelimit/headers.js';

@@ -12,9 +12,9 @@
  * round trip), valid credentials included, as a flood from that address must be refused
  * whatever it sends. A refused request counts nothing.
  */
-import type { RequestContext } from '../../pipeline/context.js';
+import type { RequestContext } from '../context.js';
 import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { Stage, StageFactory, StageOutcome } from '../stage.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { UNAUTHENTICATED_TIER, type RateLimiter } from '../../ratelimit/limiter.js';
 import { apply } from './index.js';

@@ -8,7 +8,7 @@ import type { Authenticators } from '../auth/index.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { RateLimiter } from '../ratelimit/limiter.js';
 import type { RequestContext } from './context.js';
-import type { Problem } from './problems.js';
+import type { Problem } from '../pipeline/problems.js';
 
 export type StageOutcome = Problem | undefined;
 
