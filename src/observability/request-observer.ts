@@ -4,9 +4,8 @@
  * metrics are in-memory counters, the access log only queues, and span export is batched.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Consumer } from '../auth/types.js';
 import type { AccessLog, AccessRecord } from './access-log/index.js';
-import type { DecisionResult, GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import type { TraceContext, Tracing } from './tracing/index.js';
 
 /** What the observer reads of a finished request: the server's response object is one. */
@@ -38,9 +37,8 @@ export interface ObservedContext {
   readonly attempts: number;
   readonly bodyLength: number;
   readonly bytesIn: number;
-  readonly consumer: Consumer | null;
-  readonly tier: string | null;
-  readonly rateLimit: DecisionResult | null;
+  /** the route's stages fill in their fields (consumer, tier, rate-limit decision) */
+  log(record: AccessRecord): void;
 }
 
 /** Status counted when the client left before any answer was sent (nginx's convention). */
@@ -85,7 +83,7 @@ export class RequestObserver {
 export function accessRecord(res: ObservedResponse, status: number, ms: number): AccessRecord {
   const ctx = res.ctx;
   const req = res.req;
-  return {
+  const record: AccessRecord = {
     time: new Date(performance.timeOrigin + res.startTime).toISOString(),
     requestId: res.requestId,
     traceId: res.trace?.traceId ?? null,
@@ -99,13 +97,15 @@ export function accessRecord(res: ObservedResponse, status: number, ms: number):
     upstreamDurationMs:
       ctx === null || ctx.upstreamDurationMs < 0 ? null : Math.round(ctx.upstreamDurationMs * 1000) / 1000,
     attempts: ctx?.attempts ?? 0,
-    consumerId: ctx?.consumer?.id ?? null,
-    tier: ctx === null ? null : (ctx.tier ?? ctx.consumer?.tier ?? null),
+    consumerId: null,
+    tier: null,
     bytesIn: ctx === null ? 0 : ctx.bodyLength > 0 ? ctx.bodyLength : ctx.bytesIn,
     bytesOut: res.bytesOut,
-    rateLimit: ctx?.rateLimit ?? null,
+    rateLimit: null,
     error: res.problemCode,
   };
+  ctx?.log(record);
+  return record;
 }
 
 /** The path of a request target that was not routed: no query (it may hold secrets), bounded. */

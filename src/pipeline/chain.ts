@@ -1,21 +1,38 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import type { RequestContext } from '../stages/context.js';
+import type {
+  RequestContext,
+  RequestStage,
+  Stage,
+  StageDeps,
+  StageInstance,
+  StageOutcome,
+} from '../stages/stage.js';
 import type { Problem } from './problems.js';
-import type { SharedResources, Stage, StageFactory, StageOutcome } from '../stages/stage.js';
 
-/** The route's stages, in the fixed order of `factories`, skipping those it does not use. */
-export function compileChain(
-  factories: readonly StageFactory[],
+export type RouteStages = {
+  readonly stages: RequestStage[];
+  readonly responseStages: StageInstance[];
+  readonly logStages: StageInstance[];
+  readonly instances: StageInstance[];
+};
+
+/** The route's stage instances, in the order of `stages`, skipping those it does not use. */
+export function compileStages(
+  stages: readonly Stage[],
   route: RouteConfig,
   config: GatewayConfig,
-  shared: SharedResources,
-): Stage[] {
-  const stages: Stage[] = [];
-  for (const f of factories) {
-    const stage = f.compile(route, config, shared);
-    if (stage) stages.push(stage);
+  deps: StageDeps,
+): RouteStages {
+  const out: RouteStages = { stages: [], responseStages: [], logStages: [], instances: [] };
+  for (const stage of stages) {
+    const instance = stage.build(route, config, deps);
+    if (instance === null) continue;
+    out.instances.push(instance);
+    if (instance.onRequest !== undefined) out.stages.push(instance as RequestStage);
+    if (instance.onResponseHeaders !== undefined) out.responseStages.push(instance);
+    if (instance.onLog !== undefined) out.logStages.push(instance);
   }
-  return stages;
+  return out;
 }
 
 /** Where a chain ends: `C` is the server's context (stages see it as a `RequestContext`). */
@@ -34,14 +51,14 @@ export type ChainEnd<C extends RequestContext> = {
 /** Runs stages synchronously until one returns a promise; only then goes async. */
 export function runChain<C extends RequestContext>(
   ctx: C,
-  stages: readonly Stage[],
+  stages: readonly RequestStage[],
   from: number,
   end: ChainEnd<C>,
 ): void {
   for (let i = from; i < stages.length; i++) {
     let outcome: StageOutcome | Promise<StageOutcome>;
     try {
-      outcome = (stages[i] as Stage).run(ctx);
+      outcome = (stages[i] as RequestStage).onRequest(ctx);
     } catch (err) {
       fail(ctx, end, err);
       return;

@@ -20,7 +20,7 @@ import { runChain, type ChainEnd } from '../pipeline/chain.js';
 import { problems, type Problem } from '../pipeline/problems.js';
 import { normaliseHost } from '../router/host.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import { RequestContext } from '../stages/context.js';
+import { RequestContext } from '../stages/stage.js';
 import { forward } from '../upstream/proxy.js';
 import { forwardUpgrade, type UpgradeEnv } from '../upstream/upgrade.js';
 import { appendForwarded, clientIpFor, plainAddress } from './client-address.js';

@@ -7,7 +7,7 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TraceContext } from '../observability/tracing/index.js';
-import type { RequestContext } from '../stages/context.js';
+import type { RequestContext } from '../stages/stage.js';
 
 export class GatewayResponse<
   Request extends IncomingMessage = IncomingMessage,

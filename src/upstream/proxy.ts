@@ -69,12 +69,12 @@ export interface ProxyRequest {
   readonly startTime: number;
   /** the client sent `Expect: 100-continue`: the 100 goes out only once the request is proxied */
   readonly expectContinue: boolean;
-  /** headers the stages add to the response, as a flat [name, value, ...] list */
-  readonly extraResponseHeaders: readonly string[] | null;
   bytesIn: number;
   attempts: number;
   upstream: string | null;
   upstreamDurationMs: number;
+  /** lets the stages add, remove or rewrite the upstream response's headers before they go out */
+  responseHeaders(headers: string[], status: number): void;
 }
 
 /** The path the upstream gets: the normalised path less `stripPrefix`, and the query. */
@@ -259,8 +259,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       }
     }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
-    const extra = this.ctx.extraResponseHeaders;
-    if (extra !== null) appendOwnHeaders(headers, extra);
+    this.ctx.responseHeaders(headers, statusCode);
     this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
@@ -556,21 +555,4 @@ function relayEarlyHints(res: ServerResponse, raw: readonly Buffer[]): void {
   } catch {
     // an invalid Link value: hints are optional, drop them
   }
-}
-
-/**
- * Adds the gateway's own response headers (e.g. RateLimit) in place of any the upstream sent
- * under the same names, so the client never sees two conflicting copies.
- */
-function appendOwnHeaders(headers: string[], own: readonly string[]): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) {
-    const name = (headers[i] as string).toLowerCase();
-    for (let j = 0; j < own.length; j += 2) {
-      if (own[j] === name) {
-        headers.splice(i, 2);
-        break;
-      }
-    }
-  }
-  for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }
