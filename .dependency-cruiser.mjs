@@ -3,12 +3,16 @@
 //   cli, demo                  the programs
 //   server                     listens, composes the request flow, hosts the admin API
 //   admin                      the admin API
-//   pipeline                   runs a route's stages (and declares the stage contract)
-//   stages                     one folder per stage
+//   pipeline                   the stage list, and the runner of a route's stages
+//   stages                     one folder per stage, and the stage contract (stages/stage.ts)
 //   auth, ratelimit,           the capabilities the stages and the server use
 //   upstream, observability
 //   router, config, stores,    the foundation: they know nothing of the layers above
-//   problem registry
+//   problem registry,
+//   config sections            each capability's config.ts (its section of the config file and
+//                              its cross-field checks): they live beside their owner but import
+//                              only config/fields.ts and their own folder, so they belong to the
+//                              foundation, below the code of the capability they configure
 //
 // A module imports from its own layer or below, never from above. Type-only imports count: a
 // type names the module it comes from as much as a value does, and a cycle through types is
@@ -21,10 +25,10 @@ const PIPELINE = '^src/pipeline/';
 const STAGES = '^src/stages/';
 const CAPABILITIES = '^src/(auth|ratelimit|upstream|observability)/';
 const FOUNDATION = '^src/(router|config|stores)/';
-/** every problem code and its writer-independent shape; `pipeline/problems.ts` re-exports it */
-const REGISTRY = '^src/(problems/|pipeline/problems[.]ts$)';
-/** what a stage implements and receives: the pipeline's declared interface for its stages */
-const STAGE_CONTRACT = '^src/pipeline/(stage|context)[.]ts$';
+/** every problem code, its problem+json shape and its one writer */
+const REGISTRY = '^src/problems/';
+/** a capability's (or the server's) section of the config file, beside its owner */
+const CONFIG_SECTIONS = '^src/(server|router|upstream|auth|ratelimit|observability|stores)/config[.]ts$';
 /** logging is every layer's concern; the logger depends on nothing of ours */
 const LOGGER = '^src/observability/logger[.]ts$';
 
@@ -70,17 +74,16 @@ export default {
         'problems back up; the server writes the response.',
       severity: 'error',
       from: { path: either(PIPELINE, STAGES, CAPABILITIES, FOUNDATION) },
-      to: { path: either(SERVER, ADMIN) },
+      to: { path: either(SERVER, ADMIN), pathNot: CONFIG_SECTIONS },
     },
     {
-      name: 'stages-implement-the-contract-only',
+      name: 'stages-below-pipeline',
       comment:
-        'A stage sees the pipeline only through the contract it implements (stage.ts, ' +
-        'context.ts): the runner and the stage list are the pipeline’s own business, and a ' +
-        'stage that reaches into them cannot be unit-tested alone.',
+        'A stage implements the contract in stages/stage.ts and knows nothing of the runner or ' +
+        'the stage list: that is what lets a stage be unit-tested alone, on a test context.',
       severity: 'error',
       from: { path: STAGES },
-      to: { path: PIPELINE, pathNot: either(STAGE_CONTRACT, REGISTRY) },
+      to: { path: PIPELINE },
     },
     {
       name: 'capabilities-below-pipeline',
@@ -90,7 +93,7 @@ export default {
         'be driven and tested without one. Problems it reports come from the registry.',
       severity: 'error',
       from: { path: either(CAPABILITIES, FOUNDATION) },
-      to: { path: PIPELINE, pathNot: REGISTRY },
+      to: { path: PIPELINE },
     },
     {
       name: 'capabilities-below-stages',
@@ -124,7 +127,17 @@ export default {
         'check that needs a capability belongs with the capability.',
       severity: 'error',
       from: { path: FOUNDATION },
-      to: { path: CAPABILITIES },
+      to: { path: CAPABILITIES, pathNot: CONFIG_SECTIONS },
+    },
+    {
+      name: 'config-sections-import-fields-only',
+      comment:
+        'A config section sits in the foundation although it lives in its owner’s folder: it ' +
+        'may use the shared field types and pure helpers of its own folder (a route pattern, ' +
+        'the permission grammar), never the running code of another layer.',
+      severity: 'error',
+      from: { path: '^src/([^/]+)/config[.]ts$' },
+      to: { path: '^src/', pathNot: either('^src/config/fields[.]ts$', '^src/$1/', REGISTRY) },
     },
     {
       name: 'registry-is-a-leaf',

@@ -6,7 +6,7 @@ import { lstatSync } from 'node:fs';
 import module from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { holdSignals } from '../dist/cli/early-signals.js';
+import { holdSignals } from '../dist/server/early-signals.js';
 
 holdSignals();
 enableCompileCache();

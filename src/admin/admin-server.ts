@@ -4,17 +4,22 @@
  * whose failures (a throw, a rejected promise) end at one boundary: a `500 internal_error`, counted
  * and logged; nothing a client sends can end the process.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { problem, problems } from '../problems/registry.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import { sendProblem } from '../server/respond.js';
-import type { ReloadResult } from '../server/gateway.js';
-import { formatProblem } from '../config/problems.js';
-import { requestIdFor } from '../stages/request-id/index.js';
+import { writeProblem } from '../problems/write.js';
+import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { KeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
 
+/** What a reload reports (the gateway's reload result is one). */
+export type AdminReloadResult =
+  | { readonly ok: true; readonly restartNeeded: readonly string[] }
+  | { readonly ok: false; readonly reason: 'invalid_config'; readonly problems: readonly ConfigProblem[] }
+  | { readonly ok: false; readonly reason: 'reload_failed'; readonly detail: string };
+
+/** What the admin port serves, handed over by the gateway (the admin port knows no server). */
 export type AdminState = {
   /** the admin bearer token; '' = none required (only allowed on loopback) */
   token(): string;
@@ -24,7 +29,7 @@ export type AdminState = {
   /** the Prometheus text exposition */
   metrics(): Promise<{ contentType: string; body: string }>;
   /** re-reads the config file; null when the gateway was not started from a file */
-  reload: (() => Promise<ReloadResult>) | null;
+  reload: (() => Promise<AdminReloadResult>) | null;
   /** what `GET /services` shows: each service's targets, health and breaker */
   services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
@@ -42,11 +47,11 @@ const UNAUTHORIZED = problem('unauthorized_admin', 'the admin API requires a val
 
 export function createAdminServer(state: AdminState): Server {
   return createServer((req, res) => {
-    const requestId = requestIdFor(undefined);
+    const requestId = randomUUID();
     res.setHeader('x-request-id', requestId);
     const failed = (err: unknown): void => {
       try {
-        sendProblem(res, problems.internal(), requestId, false);
+        writeProblem(res, problems.internal(), requestId, false);
       } catch {
         res.destroy();
       }
@@ -71,23 +76,23 @@ async function handle(
 ): Promise<void> {
   // the same reading of the target as on the proxy port (`new URL` would throw on `//a:99999/`)
   const target = parseRequestTarget(req.url ?? '/');
-  if (!target.ok) return sendProblem(res, problems.badRequest(target.reason), requestId, false);
+  if (!target.ok) return writeProblem(res, problems.badRequest(target.reason), requestId, false);
   const path = target.path;
   if (!OPEN_PATHS.has(path) && !authorized(req, state.token())) {
-    return sendProblem(res, UNAUTHORIZED, requestId, false);
+    return writeProblem(res, UNAUTHORIZED, requestId, false);
   }
   if (
     // the replies come later, from the keys module's promises: a throw there must end here too
     state.keys?.handle(req, res, path, {
       json: (status, body) => guard(failed, () => sendJson(res, status, body)),
-      problem: (p) => guard(failed, () => sendProblem(res, p, requestId, false)),
+      problem: (p) => guard(failed, () => writeProblem(res, p, requestId, false)),
     })
   ) {
     return;
   }
   if (path === '/reload' && req.method === 'POST') {
     if (state.reload === null) {
-      return sendProblem(
+      return writeProblem(
         res,
         problem('reload_unavailable', 'the gateway was not started from a config file'),
         requestId,
@@ -98,7 +103,7 @@ async function handle(
       (result) => {
         if (result.ok) return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
         if (result.reason === 'invalid_config')
-          return sendProblem(
+          return writeProblem(
             res,
             {
               ...problem('invalid_config', 'the config file is invalid; the running config is kept'),
@@ -108,18 +113,18 @@ async function handle(
             false,
           );
         // valid, but it could not be put to work (a key file gone since it was checked...)
-        return sendProblem(
+        return writeProblem(
           res,
           problem('reload_failed', `${result.detail}; the running config is kept`),
           requestId,
           false,
         );
       },
-      () => sendProblem(res, problem('internal_error', 'reload failed'), requestId, false),
+      () => writeProblem(res, problem('internal_error', 'reload failed'), requestId, false),
     );
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return sendProblem(
+    return writeProblem(
       res,
       problem('method_not_allowed', `${req.method} is not allowed here`),
       requestId,
@@ -146,14 +151,14 @@ async function handle(
           res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
           res.end(body);
         },
-        () => sendProblem(res, problem('internal_error', 'metrics collection failed'), requestId, false),
+        () => writeProblem(res, problem('internal_error', 'metrics collection failed'), requestId, false),
       );
     case '/services':
       return sendJson(res, 200, { services: state.services() });
     case '/openapi.json':
       return sendJson(res, 200, openApiDocument());
     default:
-      return sendProblem(res, problem('not_found', `no admin endpoint ${path}`), requestId, false);
+      return writeProblem(res, problem('not_found', `no admin endpoint ${path}`), requestId, false);
   }
 }
 

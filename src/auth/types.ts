@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { RouteConfig } from '../config/schema.js';
 
 /** Who is calling, as authentication established it. */
 export type Consumer = { readonly id: string; readonly tier: string; readonly roles: readonly string[] };
@@ -30,8 +31,10 @@ export interface Authenticator {
   authenticate(req: IncomingMessage): AuthAttempt | Promise<AuthAttempt>;
   /** waits (bounded) until keys are loaded */
   ready?(): Promise<void>;
-  /** false while no credential of this kind can be checked at all (no key set loaded yet) */
-  usable?(): boolean;
+  /** its `/readyz` checks, for a runtime serving `routes` (none when absent) */
+  readiness?(routes: readonly RouteConfig[]): Record<string, boolean | 'degraded'>;
+  /** forgets what it cached about one credential id (a key revoked through the admin API) */
+  invalidate?(id: string): void;
   close(): Promise<void>;
 }
 

@@ -3,10 +3,43 @@
  * server span, taken when the response closes (finished, or cut). Nothing here is awaited: the
  * metrics are in-memory counters, the access log only queues, and span export is batched.
  */
-import type { GatewayResponse } from '../server/response.js';
+import type { IncomingMessage } from 'node:http';
 import type { AccessLog, AccessRecord } from './access-log/index.js';
 import type { GatewayMetrics } from './metrics.js';
-import type { Tracing } from './tracing/index.js';
+import type { TraceContext, Tracing } from './tracing/index.js';
+
+/** What the observer reads of a finished request: the server's response object is one. */
+export interface ObservedResponse {
+  readonly req: IncomingMessage;
+  readonly headersSent: boolean;
+  readonly statusCode: number;
+  /** performance.now() when the request arrived */
+  readonly startTime: number;
+  readonly requestId: string;
+  readonly trace: TraceContext | null;
+  readonly problemCode: string | null;
+  readonly bytesOut: number;
+  /** null when the request was answered before it was routed */
+  readonly ctx: ObservedContext | null;
+}
+
+/** What the observer reads of a routed request (the pipeline's request context is one). */
+export interface ObservedContext {
+  readonly route: {
+    readonly name: string;
+    readonly config: { readonly match: { readonly path: string } };
+    readonly service: { readonly name: string };
+  };
+  readonly path: string;
+  readonly clientIp: string;
+  readonly upstream: string | null;
+  readonly upstreamDurationMs: number;
+  readonly attempts: number;
+  readonly bodyLength: number;
+  readonly bytesIn: number;
+  /** the route's stages fill in their fields (consumer, tier, rate-limit decision) */
+  log(record: AccessRecord): void;
+}
 
 /** Status counted when the client left before any answer was sent (nginx's convention). */
 export const CLIENT_CLOSED = 499;
@@ -22,12 +55,12 @@ export class RequestObserver {
   ) {}
 
   /** A response closed (finished or cut). */
-  record(res: GatewayResponse): void {
+  record(res: ObservedResponse): void {
     this.recordAs(res, res.headersSent ? res.statusCode : CLIENT_CLOSED);
   }
 
   /** A request whose answer went out another way (an upgrade's socket), with that status. */
-  recordAs(res: GatewayResponse, status: number): void {
+  recordAs(res: ObservedResponse, status: number): void {
     const ms = performance.now() - res.startTime;
     const ctx = res.ctx;
     const method = res.req.method ?? 'GET';
@@ -47,10 +80,10 @@ export class RequestObserver {
   }
 }
 
-export function accessRecord(res: GatewayResponse, status: number, ms: number): AccessRecord {
+export function accessRecord(res: ObservedResponse, status: number, ms: number): AccessRecord {
   const ctx = res.ctx;
   const req = res.req;
-  return {
+  const record: AccessRecord = {
     time: new Date(performance.timeOrigin + res.startTime).toISOString(),
     requestId: res.requestId,
     traceId: res.trace?.traceId ?? null,
@@ -64,13 +97,15 @@ export function accessRecord(res: GatewayResponse, status: number, ms: number): 
     upstreamDurationMs:
       ctx === null || ctx.upstreamDurationMs < 0 ? null : Math.round(ctx.upstreamDurationMs * 1000) / 1000,
     attempts: ctx?.attempts ?? 0,
-    consumerId: ctx?.consumer?.id ?? null,
-    tier: ctx === null ? null : (ctx.tier ?? ctx.consumer?.tier ?? null),
+    consumerId: null,
+    tier: null,
     bytesIn: ctx === null ? 0 : ctx.bodyLength > 0 ? ctx.bodyLength : ctx.bytesIn,
     bytesOut: res.bytesOut,
-    rateLimit: ctx?.rateLimit ?? null,
+    rateLimit: null,
     error: res.problemCode,
   };
+  ctx?.log(record);
+  return record;
 }
 
 /** The path of a request target that was not routed: no query (it may hold secrets), bounded. */

@@ -1,41 +1,64 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import type { RequestContext } from './context.js';
-import type { Problem } from './problems.js';
-import type { SharedResources, Stage, StageFactory, StageOutcome } from './stage.js';
+import type {
+  RequestContext,
+  RequestStage,
+  Stage,
+  StageDeps,
+  StageInstance,
+  StageOutcome,
+} from '../stages/stage.js';
+import type { Problem } from '../problems/registry.js';
 
-/** The route's stages, in the fixed order of `factories`, skipping those it does not use. */
-export function compileChain(
-  factories: readonly StageFactory[],
+export type RouteStages = {
+  readonly stages: RequestStage[];
+  readonly responseStages: StageInstance[];
+  readonly logStages: StageInstance[];
+  readonly instances: StageInstance[];
+};
+
+/** The route's stage instances, in the order of `stages`, skipping those it does not use. */
+export function compileStages(
+  stages: readonly Stage[],
   route: RouteConfig,
   config: GatewayConfig,
-  shared: SharedResources,
-): Stage[] {
-  const stages: Stage[] = [];
-  for (const f of factories) {
-    const stage = f.compile(route, config, shared);
-    if (stage) stages.push(stage);
+  deps: StageDeps,
+): RouteStages {
+  const out: RouteStages = { stages: [], responseStages: [], logStages: [], instances: [] };
+  for (const stage of stages) {
+    const instance = stage.build(route, config, deps);
+    if (instance === null) continue;
+    out.instances.push(instance);
+    if (instance.onRequest !== undefined) out.stages.push(instance as RequestStage);
+    if (instance.onResponseHeaders !== undefined) out.responseStages.push(instance);
+    if (instance.onLog !== undefined) out.logStages.push(instance);
   }
-  return stages;
+  return out;
 }
 
-export type ChainEnd = {
-  proceed(ctx: RequestContext): void;
-  reject(ctx: RequestContext, problem: Problem): void;
+/** Where a chain ends: `C` is the server's context (stages see it as a `RequestContext`). */
+export type ChainEnd<C extends RequestContext> = {
+  proceed(ctx: C): void;
+  reject(ctx: C, problem: Problem): void;
   /**
    * A stage threw or its promise rejected, or `proceed`/`reject` threw: a bug, to answer with
    * `500 internal_error` (or a closed connection) and to report. Once the chain has gone async no
    * caller could catch it (an unhandled rejection ends the process), so every failure after the
    * chain started comes here. Must not throw; if it does, the connection is destroyed.
    */
-  failed(ctx: RequestContext, err: unknown): void;
+  failed(ctx: C, err: unknown): void;
 };
 
 /** Runs stages synchronously until one returns a promise; only then goes async. */
-export function runChain(ctx: RequestContext, stages: readonly Stage[], from: number, end: ChainEnd): void {
+export function runChain<C extends RequestContext>(
+  ctx: C,
+  stages: readonly RequestStage[],
+  from: number,
+  end: ChainEnd<C>,
+): void {
   for (let i = from; i < stages.length; i++) {
     let outcome: StageOutcome | Promise<StageOutcome>;
     try {
-      outcome = (stages[i] as Stage).run(ctx);
+      outcome = (stages[i] as RequestStage).onRequest(ctx);
     } catch (err) {
       fail(ctx, end, err);
       return;
@@ -62,7 +85,7 @@ export function runChain(ctx: RequestContext, stages: readonly Stage[], from: nu
   }
 }
 
-function settle(ctx: RequestContext, end: ChainEnd, p: Problem): void {
+function settle<C extends RequestContext>(ctx: C, end: ChainEnd<C>, p: Problem): void {
   try {
     end.reject(ctx, p);
   } catch (err) {
@@ -70,7 +93,7 @@ function settle(ctx: RequestContext, end: ChainEnd, p: Problem): void {
   }
 }
 
-function fail(ctx: RequestContext, end: ChainEnd, err: unknown): void {
+function fail<C extends RequestContext>(ctx: C, end: ChainEnd<C>, err: unknown): void {
   try {
     end.failed(ctx, err);
   } catch {

@@ -162,7 +162,7 @@ export class GuardedStore {
 
   consume(key: string, plan: Plan): Promise<GuardedDecision> | GuardedDecision {
     // an in-process store cannot fail: decide synchronously, no promise, no timer
-    if (this.store instanceof MemoryStore) return this.store.consumeSync(key, plan);
+    if (this.store.consumeSync !== undefined) return this.store.consumeSync(key, plan);
     const b = this.breaker(this.store.shardOf?.(key) ?? '');
     let probe = false;
     if (b.degraded) {

@@ -39,6 +39,8 @@ export type LimitStore = {
   readonly guarded: GuardedStore;
   /** waits (bounded) for the shared store; false = starting degraded */
   ready(): Promise<boolean>;
+  /** `/readyz`: a degraded store is still ready, unless the policy is to refuse meanwhile */
+  readiness(): { rateLimitStore: boolean };
   close(): Promise<void>;
 };
 
@@ -165,6 +167,7 @@ export function createLimitStore(
       if (!ok) store.hint('unavailable', 'not reachable at start');
       return ok;
     },
+    readiness: () => ({ rateLimitStore: !store.isUnavailable || store.policy !== 'closed' }),
     close: () => store.close(),
   };
 }

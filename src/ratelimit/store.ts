@@ -8,6 +8,8 @@ import type { Decision, Plan } from './decision.js';
 export interface RateLimitStore {
   readonly kind: 'memory' | 'redis' | 'redis-cluster';
   consume(key: string, plan: Plan): Promise<Decision>;
+  /** the same, for a store that decides without I/O (in memory): no promise per request */
+  consumeSync?(key: string, plan: Plan): Decision;
   /** resolves once the store can answer, or after `timeoutMs` (then requests meet the failure policy) */
   ready(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;

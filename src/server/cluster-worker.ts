@@ -9,7 +9,7 @@
  * primary's (a SIGHUP to the group reaches it too). A worker that has drained sends its final
  * metrics to the primary, then exits 0.
  */
-import { releaseSignals } from '../cli/early-signals.js';
+import { releaseSignals } from './early-signals.js';
 import { deepFreeze } from '../config/defaults.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createLogger, type Logger } from '../observability/logger.js';

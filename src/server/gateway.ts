@@ -8,8 +8,6 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
-import { ApiKeyAuthenticator } from '../auth/api-keys/authenticator.js';
-import { authReadiness } from '../auth/index.js';
 import { loadConfigFile, type LoadResult } from '../config/load.js';
 import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -22,7 +20,7 @@ import { startupMark } from '../observability/startup-timing.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
-import { closeRuntime, compileRuntime, readyRuntime, type Runtime } from './runtime.js';
+import { closeRuntime, compileRuntime, readyRuntime, runtimeReadiness, type Runtime } from './runtime.js';
 
 export type GatewayOptions = {
   logger?: Logger;
@@ -139,10 +137,7 @@ export class Gateway {
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
       logger,
-      (id) => {
-        const a = this.state.runtime.shared.authenticators.apiKey;
-        if (a instanceof ApiKeyAuthenticator) a.invalidate(id);
-      },
+      (id) => this.state.runtime.authenticators.apiKey?.invalidate?.(id),
     );
     this.admin = createAdminServer({
       token: () => this.state.runtime.config.admin.token,
@@ -151,15 +146,10 @@ export class Gateway {
       draining: () => this.cluster === undefined && this.state.draining,
       metrics: this.metricsSource(),
       checks: () => {
-        const limiter = this.state.runtime.shared.rateLimiter;
         const checks: Record<string, boolean | 'degraded'> = { config: true };
         // every worker answers with the group's readiness: all N up, no stop begun
         if (this.cluster) checks.workers = this.cluster.ready();
-        // degraded is still ready unless the policy is to refuse
-        if (limiter)
-          checks.rateLimitStore = !limiter.store.isUnavailable || limiter.store.policy !== 'closed';
-        const { authenticators } = this.state.runtime.shared;
-        return Object.assign(checks, authReadiness(authenticators, this.state.runtime.config.routes));
+        return Object.assign(checks, runtimeReadiness(this.state.runtime));
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,

@@ -1,37 +1,22 @@
-import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { problemBody } from '../problems/body.js';
 import type { Problem } from '../problems/registry.js';
-import { GatewayResponse } from './response.js';
+import { writeProblem } from '../problems/write.js';
+import type { GatewayResponse } from './response.js';
 
 /**
- * Writes a problem+json response: the one writer of both ports (the admin API answers with it
- * too). `close` ends the connection after it (unread body, draining).
+ * Answers a data-plane request with a problem, recording its code and size for the access log
+ * and metrics. `close` ends the connection after it (unread body, draining).
  */
-export function sendProblem(res: ServerResponse, p: Problem, requestId: string, close: boolean): void {
+export function sendProblem(res: GatewayResponse, p: Problem, requestId: string, close: boolean): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
   const body = problemBody(p, requestId);
-  if (res instanceof GatewayResponse) {
-    res.problemCode = p.code;
-    res.bytesOut = Buffer.byteLength(body);
-  }
-  const headers: string[] = [
-    'content-type',
-    'application/problem+json',
-    'content-length',
-    String(Buffer.byteLength(body)),
-    'x-request-id',
-    requestId,
-    'cache-control',
-    'no-store',
-  ];
-  if (p.headers) headers.push(...p.headers);
-  if (close) headers.push('connection', 'close');
-  res.writeHead(p.status, p.title, headers);
-  res.end(body);
+  res.problemCode = p.code;
+  res.bytesOut = Buffer.byteLength(body);
+  writeProblem(res, p, requestId, close, body);
 }
 
 /** The same, written raw to a socket (for errors before or outside node's response object). */

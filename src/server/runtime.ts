@@ -13,17 +13,16 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
-import { compileChain } from '../pipeline/chain.js';
-import type { CompiledRoute } from '../pipeline/route.js';
-import { closeAuthenticators, createAuthenticators, type Authenticators } from '../auth/index.js';
-import type { SharedResources } from '../pipeline/stage.js';
+import { compileStages } from '../pipeline/chain.js';
 import { STAGES } from '../pipeline/stages.js';
+import { closeAuthenticators, createAuthenticators, type Authenticators } from '../auth/index.js';
 import {
   createLimitStore,
   createRateLimiter,
   rateLimitUsed,
   sameLimitStore,
   type LimitStore,
+  type RateLimiter,
 } from '../ratelimit/limiter.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { startupTimed } from '../observability/startup-timing.js';
@@ -31,7 +30,11 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import { Tracing } from '../observability/tracing/index.js';
 import { parsePattern } from '../router/pattern.js';
 import { Router } from '../router/router.js';
-import { TrustedProxies } from '../stages/real-ip/index.js';
+import { AUTHENTICATORS } from '../stages/authenticate/index.js';
+import { METRICS } from '../stages/metrics.js';
+import { RATE_LIMITER } from '../stages/rate-limit/index.js';
+import type { CompiledRoute, Dependency, StageDeps, StageInstance } from '../stages/stage.js';
+import { TrustedProxies } from './client-address.js';
 import { createDiscovery } from '../upstream/discovery/index.js';
 import { Service } from '../upstream/service.js';
 
@@ -40,15 +43,34 @@ export type Runtime = {
   readonly router: Router<CompiledRoute>;
   readonly services: ReadonlyMap<string, Service>;
   readonly trustedProxies: TrustedProxies;
-  readonly shared: SharedResources;
+  readonly authenticators: Authenticators;
+  /** the rate limiter (null when no route is rate limited) */
+  readonly rateLimiter: RateLimiter | null;
   /** the rate limiter's store (null when no route is rate limited) */
   readonly limitStore: LimitStore | null;
+  /** every route's stage instances (closed with the runtime) */
+  readonly stages: readonly StageInstance[];
   /** trace context for every request (the gateway's, kept across reloads) */
   readonly tracing: Tracing;
 };
 
 /** Something a runtime holds and must close once. */
 type Closable = { close(): Promise<void> };
+
+/** What the server hands the stages: each capability under the key its stage declares. */
+class Deps implements StageDeps {
+  private readonly provided = new Map<Dependency<unknown>, unknown>();
+
+  provide<T>(dep: Dependency<T>, value: T): this {
+    this.provided.set(dep, value);
+    return this;
+  }
+
+  get<T>(dep: Dependency<T>): T {
+    if (!this.provided.has(dep)) throw new Error(`no ${dep.name} is provided to the stages`);
+    return this.provided.get(dep) as T;
+  }
+}
 
 /**
  * Compiles `config`. With `previous` (a reload), takes over from it the rate-limit store, the
@@ -96,11 +118,12 @@ function compile(
   for (const a of [authenticators.jwt, authenticators.apiKey]) {
     if (a !== null && a !== reuse.jwt && a !== reuse.apiKey) fresh(a);
   }
-  const shared: SharedResources = {
-    rateLimiter: limitStore ? createRateLimiter(config, limitStore) : null,
-    authenticators,
-    metrics,
-  };
+  const rateLimiter = limitStore ? createRateLimiter(config, limitStore) : null;
+  const deps = new Deps()
+    .provide(AUTHENTICATORS, authenticators)
+    .provide(RATE_LIMITER, rateLimiter)
+    .provide(METRICS, metrics);
+  const instances: StageInstance[] = [];
   const services = new Map<string, Service>();
   for (const [name, svc] of Object.entries(config.services)) {
     const kept = previous?.services.get(name);
@@ -116,12 +139,14 @@ function compile(
     if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
     const service = services.get(route.service);
     if (!service) throw new Error(`routes "${route.name}": unknown service ${route.service}`);
+    const stages = compileStages(STAGES, route, config, deps);
+    instances.push(...stages.instances);
     const compiled: CompiledRoute = {
       name: route.name,
       config: route,
       service,
       stripLength: route.stripPrefix ? route.stripPrefix.replace(/\/$/, '').length : 0,
-      stages: compileChain(STAGES, route, config, shared),
+      ...stages,
     };
     return {
       host: route.match.host,
@@ -135,8 +160,10 @@ function compile(
     router: new Router(specs),
     services,
     trustedProxies: new TrustedProxies(config.trustedProxies),
-    shared,
+    authenticators,
+    rateLimiter,
     limitStore,
+    stages: instances,
     tracing,
   };
 }
@@ -161,7 +188,7 @@ function sameService(before: GatewayConfig, after: GatewayConfig, name: string):
  */
 function reusableAuthenticators(previous: Runtime, config: GatewayConfig): Partial<Authenticators> {
   const was = previous.config;
-  const { jwt, apiKey } = previous.shared.authenticators;
+  const { jwt, apiKey } = previous.authenticators;
   const reuse: { -readonly [K in keyof Authenticators]?: Authenticators[K] } = {};
   if (
     jwt !== null &&
@@ -195,7 +222,7 @@ export async function readyRuntime(rt: Runtime, previous: Runtime | null = null)
   const waits: Array<Promise<unknown>> = [];
   if (rt.limitStore && !held.has(rt.limitStore))
     waits.push(startupTimed('rate-limit store ready', rt.limitStore.ready()));
-  const { jwt, apiKey } = rt.shared.authenticators;
+  const { jwt, apiKey } = rt.authenticators;
   if (jwt?.ready && !held.has(jwt)) waits.push(startupTimed('JWT keys ready', jwt.ready()));
   if (apiKey?.ready && !held.has(apiKey)) waits.push(startupTimed('API keys ready', apiKey.ready()));
   for (const s of rt.services.values())
@@ -209,7 +236,7 @@ export async function readyRuntime(rt: Runtime, previous: Runtime | null = null)
 function holdings(rt: Runtime): Set<Closable> {
   const held = new Set<Closable>(rt.services.values());
   if (rt.limitStore) held.add(rt.limitStore);
-  const { jwt, apiKey } = rt.shared.authenticators;
+  const { jwt, apiKey } = rt.authenticators;
   if (jwt) held.add(jwt);
   if (apiKey) held.add(apiKey);
   return held;
@@ -224,6 +251,21 @@ export async function closeRuntime(rt: Runtime, keep: Runtime | null = null): Pr
   const drop = <T extends Closable>(r: T | null): r is T => r !== null && !kept.has(r);
   await Promise.all([...rt.services.values()].filter(drop).map((s) => s.close()));
   if (drop(rt.limitStore)) await rt.limitStore.close();
-  const { jwt, apiKey } = rt.shared.authenticators;
+  const { jwt, apiKey } = rt.authenticators;
   await closeAuthenticators({ jwt: drop(jwt) ? jwt : null, apiKey: drop(apiKey) ? apiKey : null });
+  // stage instances belong to one runtime: never taken over
+  await Promise.all(rt.stages.map((s) => s.close?.()));
+}
+
+/**
+ * The `/readyz` checks of what `rt` uses, each reported by its capability: the rate-limit
+ * store, then the authenticators (in that order: the verbose answer lists them so).
+ */
+export function runtimeReadiness(rt: Runtime): Record<string, boolean | 'degraded'> {
+  const checks: Record<string, boolean | 'degraded'> = {};
+  if (rt.limitStore !== null) Object.assign(checks, rt.limitStore.readiness());
+  for (const a of [rt.authenticators.jwt, rt.authenticators.apiKey]) {
+    if (a?.readiness !== undefined) Object.assign(checks, a.readiness(rt.config.routes));
+  }
+  return checks;
 }

@@ -12,12 +12,10 @@
  * One Exchange object serves all attempts: an attempt starts only after the previous one's final
  * callback (onComplete or onError), so callbacks never interleave.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { RequestContext } from '../pipeline/context.js';
-import { problems } from '../pipeline/problems.js';
-import { sendProblem } from '../server/respond.js';
+import { problems, type Problem } from '../problems/registry.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor, type UpstreamFailure } from './errors.js';
 import { dropUnsolicitedContinue } from './interim-responses.js';
@@ -36,10 +34,51 @@ export type ProxyEnv = {
   readonly sendTimeout: number;
   /** true while draining: responses then close their connections */
   isDraining(): boolean;
+  /**
+   * The request ends with `problem` instead of an upstream answer: the proxy never writes an
+   * error answer itself, the server does (and decides whether the connection closes after it).
+   * Called with the request `forward` was given.
+   */
+  fail(request: ProxyRequest, problem: Problem): void;
 };
 
+/** What the proxy uses of the client's response (the server's response object is one). */
+export interface ProxyResponse extends ServerResponse {
+  /** response body bytes written (for the access log) */
+  bytesOut: number;
+  /** the upstream exchange in progress: the server tells it when the response closes */
+  exchange: { onClientClose(): void } | null;
+}
+
+/**
+ * A request as the proxy sees it, once the stages let it through (the pipeline's request
+ * context is one): what to send, and where the proxy records the attempts it made.
+ */
+export interface ProxyRequest {
+  readonly req: IncomingMessage;
+  readonly res: ProxyResponse;
+  readonly requestId: string;
+  readonly route: { readonly service: Service; readonly stripLength: number };
+  /** normalised path and query, as routed */
+  readonly path: string;
+  readonly query: string;
+  /** request headers to send upstream: a flat [name, value, ...] list, already cleaned */
+  readonly upstreamHeaders: string[];
+  /** declared body length; -1 = chunked; 0 = no body */
+  readonly bodyLength: number;
+  readonly startTime: number;
+  /** the client sent `Expect: 100-continue`: the 100 goes out only once the request is proxied */
+  readonly expectContinue: boolean;
+  bytesIn: number;
+  attempts: number;
+  upstream: string | null;
+  upstreamDurationMs: number;
+  /** lets the stages add, remove or rewrite the upstream response's headers before they go out */
+  responseHeaders(headers: string[], status: number): void;
+}
+
 /** The path the upstream gets: the normalised path less `stripPrefix`, and the query. */
-export function upstreamPath(ctx: RequestContext): string {
+export function upstreamPath(ctx: ProxyRequest): string {
   const strip = ctx.route.stripLength;
   let path = ctx.path;
   if (strip > 0) {
@@ -49,20 +88,43 @@ export function upstreamPath(ctx: RequestContext): string {
   return ctx.query === '' ? path : path + '?' + ctx.query;
 }
 
-export function forward(ctx: RequestContext, env: ProxyEnv): void {
+/**
+ * The service's circuit breaker admits a new request (its generation), or refuses it with
+ * `503 circuit_open` (REJECTED). Plain requests and upgrades start the same way.
+ */
+export function admit(ctx: ProxyRequest, env: ProxyEnv): number {
+  const breaker = ctx.route.service.breaker;
+  const generation = breaker.admit();
+  if (generation === REJECTED)
+    env.fail(ctx, problems.circuitOpen(ctx.route.service.name, breaker.retryAfterMs()));
+  return generation;
+}
+
+/**
+ * A target for an attempt admitted as `generation` (avoiding `tried`), or null after the
+ * request was failed with `503 no_healthy_target` (the admission is given back).
+ */
+export function pickTarget(
+  ctx: ProxyRequest,
+  env: ProxyEnv,
+  generation: number,
+  tried: readonly Target[] | null,
+): Target | null {
+  const service = ctx.route.service;
+  const target = service.pick(tried);
+  if (target === null) {
+    service.breaker.record(generation, 'cancelled');
+    env.fail(ctx, problems.noHealthyTarget(service.name));
+  }
+  return target;
+}
+
+export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   // the client left while a stage waited (a slow key lookup): nothing is sent for nobody
   if (ctx.res.destroyed) return;
   const service = ctx.route.service;
-  const generation = service.breaker.admit();
-  if (generation === REJECTED) {
-    sendProblem(
-      ctx.res,
-      problems.circuitOpen(service.name, service.breaker.retryAfterMs()),
-      ctx.requestId,
-      ctx.bodyLength !== 0 || env.isDraining(),
-    );
-    return;
-  }
+  const generation = admit(ctx, env);
+  if (generation === REJECTED) return;
   if (ctx.expectContinue) ctx.res.writeContinue();
   if (service.retry.attempts > 1) service.retry.countRequest(); // the budget's base
   const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
@@ -91,7 +153,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
   private nextDelay = 0;
 
   constructor(
-    private readonly ctx: RequestContext,
+    private readonly ctx: ProxyRequest,
     private readonly env: ProxyEnv,
     private readonly service: Service,
     private readonly path: string,
@@ -105,16 +167,9 @@ class Exchange implements Dispatcher.DispatchHandlers {
   /** Starts one attempt, admitted by the breaker as `generation`. */
   attempt(generation: number): void {
     const ctx = this.ctx;
-    const target = this.service.pick(this.tried);
+    const target = pickTarget(ctx, this.env, generation, this.tried);
     if (target === null) {
-      this.service.breaker.record(generation, 'cancelled');
       this.done = true;
-      sendProblem(
-        ctx.res,
-        problems.noHealthyTarget(this.service.name),
-        ctx.requestId,
-        this.ctx.bodyLength !== 0 || this.env.isDraining(),
-      );
       return;
     }
     this.target = target;
@@ -177,13 +232,9 @@ class Exchange implements Dispatcher.DispatchHandlers {
     // No retry: the queued dispatch is still undici's and may yet call this handler.
     this.done = true;
     this.finishAttempt('timeout', 0);
-    const res = this.ctx.res;
-    const close = this.ctx.bodyLength !== 0 || this.env.isDraining();
-    sendProblem(
-      res,
+    this.env.fail(
+      this.ctx,
       problems.upstreamTimeout(`service "${this.service.name}" had no free connection in time`),
-      this.ctx.requestId,
-      close,
     );
   };
 
@@ -208,8 +259,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       }
     }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
-    const extra = this.ctx.extraResponseHeaders;
-    if (extra !== null) appendOwnHeaders(headers, extra);
+    this.ctx.responseHeaders(headers, statusCode);
     this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
@@ -367,8 +417,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       return;
     }
     this.done = true;
-    const close = this.ctx.bodyLength !== 0 || this.env.isDraining();
-    sendProblem(res, problemFor(failure, this.service.name, this.env.bodyLimit), this.ctx.requestId, close);
+    this.env.fail(this.ctx, problemFor(failure, this.service.name, this.env.bodyLimit));
   }
 
   /** Reports the current attempt's end to the service (once). */
@@ -506,21 +555,4 @@ function relayEarlyHints(res: ServerResponse, raw: readonly Buffer[]): void {
   } catch {
     // an invalid Link value: hints are optional, drop them
   }
-}
-
-/**
- * Adds the gateway's own response headers (e.g. RateLimit) in place of any the upstream sent
- * under the same names, so the client never sees two conflicting copies.
- */
-function appendOwnHeaders(headers: string[], own: readonly string[]): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) {
-    const name = (headers[i] as string).toLowerCase();
-    for (let j = 0; j < own.length; j += 2) {
-      if (own[j] === name) {
-        headers.splice(i, 2);
-        break;
-      }
-    }
-  }
-  for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }

@@ -1,78 +1,45 @@
 /**
- * Connection upgrades (WebSocket): routed and checked like any request, then the upstream's
- * 101 is relayed and the two sockets are piped together. Any other answer is relayed as is.
+ * Connection upgrades (WebSocket), the upstream side: once the server has routed and checked the
+ * request like any other, the breaker admits it and a target is picked as for a plain request;
+ * the upstream's 101 is relayed and the two sockets are piped together. Any other answer is
+ * relayed as is. Failures go back to the server (`env.fail`), which writes them to the socket.
  */
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { runChain } from '../pipeline/chain.js';
-import { problems, type Problem } from '../pipeline/problems.js';
-import { endAndLinger, writeRawProblem } from '../server/respond.js';
-import { resolveRequest } from '../server/resolve.js';
-import type { GatewayResponse } from '../server/response.js';
-import type { Runtime } from '../server/runtime.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor } from './errors.js';
-import { upstreamPath } from './proxy.js';
+import { admit, pickTarget, upstreamPath, type ProxyEnv, type ProxyRequest } from './proxy.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
 
-export function handleUpgrade(
-  rt: Runtime,
-  req: IncomingMessage,
-  socket: Socket,
+export interface UpgradeEnv extends ProxyEnv {
+  /** the upstream answered (101, or a refusal relayed as is): the request's status, once */
+  answered(request: ProxyRequest, status: number): void;
+  /** ends a raw socket after its last bytes (lingering for the client to read them) */
+  endSocket(socket: Socket): void;
+}
+
+/**
+ * Sends the upgrade request upstream; `head`: the bytes the client sent after its request
+ * (already the upgraded protocol's).
+ */
+export function forwardUpgrade(
+  ctx: ProxyRequest,
+  client: Socket,
   head: Buffer,
-  draining: boolean,
-  /** open upgraded connections, so a drain that times out can close them */
-  upgraded: Set<Socket>,
-  /** stands for the response in metrics and the access log (never written: answers go to the socket) */
-  res: GatewayResponse,
-  /** records the request once its answer is known (101, a refusal, or a problem) */
-  answered: (status: number) => void,
-  /** a stage or the dispatch threw (a bug): reported here, answered with 500 */
-  failed: (err: unknown) => void,
+  protocol: string,
+  env: UpgradeEnv,
 ): void {
-  upgraded.add(socket);
-  socket.once('close', () => upgraded.delete(socket));
-  socket.on('error', () => socket.destroy());
-  const r = resolveRequest(rt, req, res);
-  const requestId = r.ok ? r.ctx.requestId : r.requestId;
-  const fail = (p: Problem) => {
-    res.problemCode = p.code;
-    answered(p.status);
-    writeRawProblem(socket, p, requestId);
-  };
-  if (draining) return fail(problems.shuttingDown());
-  if (!r.ok) return fail(r.problem);
-  const upgrade = req.headers.upgrade;
-  if (upgrade === undefined)
-    return fail(problems.badRequest('Connection: upgrade without an Upgrade header'));
-  const ctx = r.ctx;
-  const route = ctx.route;
-  runChain(ctx, route.stages, 0, {
-    reject: (_ctx, p) => fail(p),
-    failed: (_ctx, err) => {
-      failed(err);
-      fail(problems.internal());
-    },
-    proceed: () => {
-      const service = route.service;
-      const generation = service.breaker.admit();
-      if (generation === REJECTED)
-        return fail(problems.circuitOpen(service.name, service.breaker.retryAfterMs()));
-      const target = service.pick(null);
-      if (target === null) {
-        service.breaker.record(generation, 'cancelled');
-        return fail(problems.noHealthyTarget(service.name));
-      }
-      target.inflight++;
-      target.pool.dispatch(
-        { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade },
-        new UpgradeRelay(socket, head, requestId, service, target, generation, res, answered),
-      );
-    },
-  });
+  const generation = admit(ctx, env);
+  if (generation === REJECTED) return;
+  const target = pickTarget(ctx, env, generation, null);
+  if (target === null) return;
+  target.inflight++;
+  target.pool.dispatch(
+    { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade: protocol },
+    new UpgradeRelay(ctx, env, client, head, ctx.route.service, target, generation),
+  );
 }
 
 function rawHeaderLines(raw: readonly (Buffer | string)[] | null): string {
@@ -84,35 +51,32 @@ function rawHeaderLines(raw: readonly (Buffer | string)[] | null): string {
 
 class UpgradeRelay implements Dispatcher.DispatchHandlers {
   constructor(
+    private readonly ctx: ProxyRequest,
+    private readonly env: UpgradeEnv,
     private readonly client: Socket,
     private readonly head: Buffer,
-    private readonly requestId: string,
     private readonly service: Service,
     private readonly target: Target,
     private readonly generation: number,
-    private readonly res: GatewayResponse,
-    private readonly answered: (status: number) => void,
   ) {}
 
   private readonly started = performance.now();
   private finished = false;
 
   /**
-   * Reports the upgrade's outcome once: to the service (breaker, passive health), and as the
-   * request's answer (`answer`: the status the client got) to metrics and the access log.
+   * Reports the upgrade's outcome once, to the request (its attempt) and to the service (breaker,
+   * passive health). False when it was reported already.
    */
-  private finish(failure: ReturnType<typeof classify> | null, status: number, answer: number): void {
-    if (this.finished) return;
+  private finish(failure: ReturnType<typeof classify> | null, status: number): boolean {
+    if (this.finished) return false;
     this.finished = true;
     const ms = performance.now() - this.started;
-    const ctx = this.res.ctx;
-    if (ctx !== null) {
-      ctx.attempts = 1;
-      ctx.upstream = this.target.address;
-      ctx.upstreamDurationMs = ms;
-    }
-    this.answered(answer);
+    const ctx = this.ctx;
+    ctx.attempts = 1;
+    ctx.upstream = this.target.address;
+    ctx.upstreamDurationMs = ms;
     this.service.finish(this.target, this.generation, failure, status, ms / 1000);
+    return true;
   }
 
   onConnect(abort: () => void): void {
@@ -121,10 +85,10 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
-    this.finish(null, statusCode, statusCode);
+    if (this.finish(null, statusCode)) this.env.answered(this.ctx, statusCode);
     const client = this.client;
     client.write(
-      `HTTP/1.1 ${statusCode} Switching Protocols\r\n${rawHeaderLines(rawHeaders)}x-request-id: ${this.requestId}\r\n\r\n`,
+      `HTTP/1.1 ${statusCode} Switching Protocols\r\n${rawHeaderLines(rawHeaders)}x-request-id: ${this.ctx.requestId}\r\n\r\n`,
     );
     if (this.head.length > 0) upstream.write(this.head);
     upstream.on('error', () => client.destroy());
@@ -135,7 +99,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
-    this.finish(null, statusCode, statusCode);
+    if (this.finish(null, statusCode)) this.env.answered(this.ctx, statusCode);
     // The upstream refused the upgrade: relay its answer, then close.
     const kept: Buffer[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -146,7 +110,7 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
     }
     const lines = rawHeaderLines(kept);
     this.client.write(
-      `HTTP/1.1 ${statusCode} Upgrade Refused\r\n${lines}x-request-id: ${this.requestId}\r\nconnection: close\r\n\r\n`,
+      `HTTP/1.1 ${statusCode} Upgrade Refused\r\n${lines}x-request-id: ${this.ctx.requestId}\r\nconnection: close\r\n\r\n`,
     );
     return true;
   }
@@ -156,14 +120,12 @@ class UpgradeRelay implements Dispatcher.DispatchHandlers {
   }
 
   onComplete(): void {
-    endAndLinger(this.client);
+    this.env.endSocket(this.client);
   }
 
   onError(err: Error): void {
     const failure = classify(err);
-    const p = problemFor(failure, this.service.name, 0);
-    if (!this.finished) this.res.problemCode = p.code;
-    this.finish(failure, 0, p.status);
-    writeRawProblem(this.client, p, this.requestId);
+    this.finish(failure, 0);
+    this.env.fail(this.ctx, problemFor(failure, this.service.name, 0));
   }
 }

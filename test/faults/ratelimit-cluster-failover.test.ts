@@ -147,8 +147,7 @@ routes:
 type Log = { level: number; msg: string; [k: string]: unknown };
 
 function guardOf(gateway: Gateway): GuardedStore {
-  const store = (gateway as unknown as { state: { runtime: Runtime } }).state.runtime.shared.rateLimiter
-    ?.store;
+  const store = (gateway as unknown as { state: { runtime: Runtime } }).state.runtime.rateLimiter?.store;
   if (store === undefined) throw new Error('no rate limiter');
   return store;
 }

@@ -64,8 +64,7 @@ routes:
 
 /** The rate limiter's breaker inside a running gateway (not part of its public surface). */
 function guardOf(gateway: Gateway): GuardedStore {
-  const store = (gateway as unknown as { state: { runtime: Runtime } }).state.runtime.shared.rateLimiter
-    ?.store;
+  const store = (gateway as unknown as { state: { runtime: Runtime } }).state.runtime.rateLimiter?.store;
   if (store === undefined) throw new Error('no rate limiter');
   return store;
 }

@@ -73,7 +73,7 @@ const readyz = async (gw: TestGateway) => {
 
 type JwtAuthenticator = ReturnType<typeof createJwtAuthenticator>;
 const jwtOf = (gw: TestGateway) =>
-  (gw.gateway as unknown as { state: { runtime: Runtime } }).state.runtime.shared.authenticators
+  (gw.gateway as unknown as { state: { runtime: Runtime } }).state.runtime.authenticators
     .jwt as JwtAuthenticator;
 
 const bearer = (token: string, extra: Record<string, string> = {}) => ({

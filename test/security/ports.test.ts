@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { KeysAdmin } from '../../src/admin/keys.js';
-import type { Stage } from '../../src/pipeline/stage.js';
+import type { RequestStage } from '../../src/stages/stage.js';
 import type { DataPlaneState } from '../../src/server/data-plane.js';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
@@ -154,8 +154,8 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
     if (r === undefined) throw new Error('no route');
     return r;
   };
-  function withStage(stage: Stage): void {
-    const stages = route().stages as Stage[];
+  function withStage(stage: RequestStage): void {
+    const stages = route().stages as RequestStage[];
     stages.unshift(stage);
     restore.push(() => stages.splice(stages.indexOf(stage), 1));
   }
@@ -179,7 +179,7 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
 
   it('proxy: a throw after a stage went async (an unhandled rejection before)', async () => {
     const before = await failures('proxy');
-    withStage({ name: 'later', run: () => Promise.resolve(undefined) });
+    withStage({ onRequest: () => Promise.resolve(undefined) });
     inject(route().service.breaker, 'admit', boom('forward'));
     expectProblem(await request(`${gw.url}/x`), 500, 'internal_error');
     expect(await failures('proxy')).toBe(before + 1);
@@ -187,10 +187,10 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
 
   it('proxy: a stage that throws or rejects is a handler failure too', async () => {
     const before = await failures('proxy');
-    withStage({ name: 'throws', run: boom('a stage') });
+    withStage({ onRequest: boom('a stage') });
     expectProblem(await request(`${gw.url}/x`), 500, 'internal_error');
     for (const undo of restore.splice(0)) undo();
-    withStage({ name: 'rejects', run: () => Promise.reject(new Error('injected rejection')) });
+    withStage({ onRequest: () => Promise.reject(new Error('injected rejection')) });
     expectProblem(await request(`${gw.url}/x`), 500, 'internal_error');
     expect(await failures('proxy')).toBe(before + 2);
   });
@@ -225,8 +225,8 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
   it("proxy: a write after a response's end (an unheard 'error' event before)", async () => {
     const before = await failures('proxy');
     withStage({
-      name: 'late-write',
-      run: (ctx) => {
+      // late-write
+      onRequest: (ctx) => {
         // the answer's own end() is followed by one write too many
         const res = ctx.res;
         const end = res.end.bind(res) as (body: string) => void;

@@ -8,7 +8,7 @@ import { StoreUnavailableError } from '../../src/ratelimit/store.js';
 import { SchemaError } from '../../src/stores/migrations.js';
 import { classify } from '../../src/upstream/errors.js';
 import { BodyTooLargeError } from '../../src/upstream/request-body.js';
-import { requestIdFor } from '../../src/stages/request-id/index.js';
+import { requestIdFor } from '../../src/server/request-id.js';
 
 describe('problem instance (RFC 9457 §3.1.5: a URI reference)', () => {
   it('is urn:uuid:<id> for a UUID, as generated or as sent', () => {

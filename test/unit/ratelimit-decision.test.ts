@@ -2,20 +2,20 @@
  * From counts to what the client sees: decisions (decision.ts), the RateLimit / X-RateLimit
  * headers (headers.ts) and the 429 / 503 problems of the rate-limit stage, exactly as docs/rate-limiting.md shows them.
  */
-import { NO_AUTHENTICATORS } from '../../src/auth/index.js';
-import type { IncomingMessage } from 'node:http';
-import type { GatewayResponse } from '../../src/server/response.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayConfig, RouteConfig } from '../../src/config/schema.js';
-import { RequestContext } from '../../src/pipeline/context.js';
-import { problemBody, type Problem } from '../../src/pipeline/problems.js';
-import type { CompiledRoute } from '../../src/pipeline/route.js';
+import type { RequestContext } from '../../src/stages/stage.js';
+import { problemBody } from '../../src/problems/body.js';
+import type { Problem } from '../../src/problems/registry.js';
 import { describe as describeDecision, type Decision, type Plan } from '../../src/ratelimit/decision.js';
 import type { GuardedDecision, GuardedStore } from '../../src/ratelimit/guarded-store.js';
 import { appendRateLimitHeaders, type HeaderMode } from '../../src/ratelimit/headers.js';
 import type { RateLimiter } from '../../src/ratelimit/limiter.js';
 import { MemoryStore } from '../../src/ratelimit/memory-store.js';
-import { rateLimit } from '../../src/stages/rate-limit/index.js';
+import { RATE_LIMITER, rateLimit } from '../../src/stages/rate-limit/index.js';
+import { METRICS } from '../../src/stages/metrics.js';
+import type { StageInstance } from '../../src/stages/stage.js';
+import { testContext, testDeps } from '../helpers/stage-context.js';
 
 const at = (iso: string) => Date.parse(iso);
 const minute = (requests: number) => ({ requests, windowMs: 60_000, name: '1m' });
@@ -303,32 +303,26 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     return { rl, keys };
   }
 
-  const ctx = (consumer: RequestContext['consumer'] = null) => {
-    const c = new RequestContext(
-      {} as IncomingMessage,
-      {} as GatewayResponse,
-      'req-1',
-      {} as CompiledRoute,
-      '/x',
-      '',
-      '203.0.113.7',
-      [],
-      0,
-      0,
-    );
-    c.consumer = consumer;
-    return c;
-  };
+  const ctx = (consumer: RequestContext['consumer'] = null) =>
+    testContext({ url: '/x', clientIp: '203.0.113.7', consumer });
 
+  const build = (rl: RateLimiter | null, mode: 'ip' | 'tier' | 'off') =>
+    rateLimit.build(route(mode), config, testDeps([RATE_LIMITER, rl], [METRICS, null]));
+
+  /** the stage that ran last: its response headers are read through it */
+  let current: StageInstance | null = null;
   async function run(rl: RateLimiter, c: RequestContext, mode: 'ip' | 'tier' = 'ip') {
-    const stage = rateLimit.compile(route(mode), config, {
-      rateLimiter: rl,
-      metrics: null,
-      authenticators: NO_AUTHENTICATORS,
-    });
-    if (stage === null) throw new Error('no stage');
-    return (await stage.run(c)) as Problem | undefined;
+    current = build(rl, mode);
+    if (current?.onRequest === undefined) throw new Error('no stage');
+    return (await current.onRequest(c)) as Problem | undefined;
   }
+
+  /** the headers the stage adds to an upstream response with none */
+  const added = (c: RequestContext): string[] => {
+    const headers: string[] = [];
+    current?.onResponseHeaders?.(c, headers, 200);
+    return headers;
+  };
 
   const headerMap = (list: readonly string[] | undefined) => {
     const map: Record<string, string> = {};
@@ -338,20 +332,8 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
 
   it('is not compiled for `rateLimit: off` or without a limiter', () => {
     const { rl } = limiter(() => 'open');
-    expect(
-      rateLimit.compile(route('off'), config, {
-        rateLimiter: rl,
-        metrics: null,
-        authenticators: NO_AUTHENTICATORS,
-      }),
-    ).toBeNull();
-    expect(
-      rateLimit.compile(route('ip'), config, {
-        rateLimiter: null,
-        metrics: null,
-        authenticators: NO_AUTHENTICATORS,
-      }),
-    ).toBeNull();
+    expect(build(rl, 'off')).toBeNull();
+    expect(build(null, 'ip')).toBeNull();
   });
 
   it('allowed: continues, with the headers on the response', async () => {
@@ -361,7 +343,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     const c = ctx();
     expect(await run(rl, c)).toBeUndefined();
     expect(keys).toEqual(['gh:{rl:anonymous:ip:203.0.113.7}']);
-    expect(headerMap(c.extraResponseHeaders ?? [])).toEqual({
+    expect(headerMap(added(c))).toEqual({
       'ratelimit-policy': '"1m";q=2;w=60',
       ratelimit: '"1m";r=1;t=120',
       'x-ratelimit-limit': '2',
@@ -414,7 +396,7 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     const { rl } = limiter((k, p) => s.consumeSync(k, p), 'none');
     const c = ctx();
     await run(rl, c);
-    expect(c.extraResponseHeaders).toBeNull();
+    expect(added(c)).toEqual([]);
     await run(rl, ctx());
     const p = await run(rl, ctx());
     expect(p?.headers).toEqual(['retry-after', '90']);
@@ -443,19 +425,14 @@ describe('the rate-limit stage: 429 and 503 problems', () => {
     const open = limiter(() => 'open').rl;
     const c = ctx();
     expect(await run(open, c)).toBeUndefined();
-    expect(c.extraResponseHeaders).toBeNull();
+    expect(added(c)).toEqual([]);
   });
 
   it('waits for an asynchronous store', async () => {
     const clock = { t: at('2027-01-10T08:00:00.000Z') };
     const s = store(clock);
     const { rl } = limiter((k, p) => s.consume(k, p) as unknown as GuardedDecision);
-    const stage = rateLimit.compile(route('ip'), config, {
-      rateLimiter: rl,
-      metrics: null,
-      authenticators: NO_AUTHENTICATORS,
-    });
-    const result = stage?.run(ctx());
+    const result = build(rl, 'ip')?.onRequest?.(ctx());
     expect(result).toBeInstanceOf(Promise);
     expect(await result).toBeUndefined();
   });

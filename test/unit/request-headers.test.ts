@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { isValidHost, normaliseHost } from '../../src/router/host.js';
 import { forwardIdentity } from '../../src/stages/authenticate/upstream-identity.js';
-import { forwardedElement, isValidForwarded, tokenOrQuoted } from '../../src/stages/real-ip/forwarded.js';
+import { forwardedElement, isValidForwarded, tokenOrQuoted } from '../../src/server/forwarded.js';
 import {
   appendForwarded,
   clientIpFor,
   TrustedProxies,
   type ForwardedFrom,
-} from '../../src/stages/real-ip/index.js';
-import { requestIdFor } from '../../src/stages/request-id/index.js';
-import { MAX_RAW_HEADER_ENTRIES, scanRequestHeaders } from '../../src/upstream/request-headers.js';
+} from '../../src/server/client-address.js';
+import { requestIdFor } from '../../src/server/request-id.js';
+import { MAX_RAW_HEADER_ENTRIES, scanRequestHeaders } from '../../src/server/request-headers.js';
 
 /** headers as [name, value] pairs */
 const scan = (...pairs: Array<[string, string]>) => scanRequestHeaders(pairs.flat());

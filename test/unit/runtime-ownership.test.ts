@@ -58,8 +58,8 @@ describe('runtime ownership across reloads', () => {
     expect(rt2.services.get('x')).toBe(rt1.services.get('x'));
     expect(rt2.services.get('y')).not.toBe(rt1.services.get('y'));
     expect(rt2.limitStore).toBe(rt1.limitStore);
-    expect(rt2.shared.rateLimiter?.store).toBe(rt1.shared.rateLimiter?.store);
-    expect(rt2.shared.rateLimiter?.plans.get('anonymous')?.limits[0]?.requests).toBe(10);
+    expect(rt2.rateLimiter?.store).toBe(rt1.rateLimiter?.store);
+    expect(rt2.rateLimiter?.plans.get('anonymous')?.limits[0]?.requests).toBe(10);
 
     await closeRuntime(rt1, rt2); // the swap: only the old y goes
     expect([...closes.values()]).toEqual([0, 1, 0, 0]);

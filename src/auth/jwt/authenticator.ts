@@ -6,7 +6,7 @@
  * a token that was there but bad says `error="invalid_token"` (RFC 6750 §3); one for no token at
  * all is the bare challenge (§3.1: no error code when no credential was sent).
  */
-import type { GatewayConfig, JwtConfig } from '../../config/schema.js';
+import type { GatewayConfig, JwtConfig, RouteConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
 import { ABSENT, type AuthAttempt, type Authenticator } from '../types.js';
 import { bearerToken } from './bearer.js';
@@ -67,11 +67,30 @@ export function createJwtAuthenticator(
       });
     },
     ready: () => keys.ready(),
-    usable: () => keys.loaded,
+    readiness: (routes) => jwtReadiness(keys.loaded, routes),
     close() {
       keys.close();
       verifier.cache.clear();
       return Promise.resolve();
     },
   };
+}
+
+/**
+ * The `/readyz` check of JWT authentication: `jwtKeys`, while no key set was ever loaded (a
+ * JWKS endpoint that has not answered yet; every bearer token gets 503):
+ * - `false` (not ready) when every route needs JWT (`auth: [jwt]`): this instance can serve
+ *   nothing, and another one that has keys should get the traffic;
+ * - `'degraded'` (still ready) otherwise: public routes and API keys still work here, and taking
+ *   the instance out would refuse them too.
+ */
+export function jwtReadiness(
+  loaded: boolean,
+  routes: readonly RouteConfig[],
+): Record<string, boolean | 'degraded'> {
+  if (loaded) return { jwtKeys: true };
+  const jwtOnly =
+    routes.length > 0 &&
+    routes.every((r) => (r.auth ?? []).length > 0 && (r.auth ?? []).every((m) => m === 'jwt'));
+  return { jwtKeys: jwtOnly ? false : 'degraded' };
 }

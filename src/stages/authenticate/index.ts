@@ -5,31 +5,47 @@
  * refused it); a method whose store is down and no valid
  * credential otherwise: 503 `store_unavailable` (a cached key still works meanwhile).
  * An authenticated request's upstream headers then carry the consumer and only the credential
- * the gateway verified (upstream-identity.ts); upgrades run this stage too.
+ * the gateway verified, and the `X-Consumer-*` headers (upstream-identity.ts); upgrades run
+ * this stage too. The consumer's id (and tier) go to the access log.
  */
+import type { Authenticators } from '../../auth/index.js';
 import { bearerToken } from '../../auth/jwt/bearer.js';
-import type { AuthAttempt, Authenticator } from '../../auth/types.js';
-import type { RequestContext } from '../../pipeline/context.js';
-import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { AuthAttempt, AuthMethod, Authenticator } from '../../auth/types.js';
+import { problem, type Problem } from '../../problems/registry.js';
+import { METRICS } from '../metrics.js';
+import { defineStage, Dependency, type RequestContext, type StageOutcome } from '../stage.js';
 import { forwardIdentity, type CredentialRules } from './upstream-identity.js';
 
-export const authenticate: StageFactory = {
+/** The authenticators of the runtime, one per configured method. */
+export const AUTHENTICATORS = new Dependency<Authenticators>('authenticators');
+
+type Section = { readonly methods: readonly AuthMethod[]; readonly rules: CredentialRules };
+
+export const authenticate = defineStage<Section>({
   name: 'authenticate',
-  compile(route, config, shared): Stage | null {
+  order: 200,
+  section(route, config) {
     const methods = route.auth ?? [];
     if (methods.length === 0) return null;
+    // The API key is a credential for the gateway, not for the upstream: never forwarded on a
+    // route with auth, whichever method authenticated the request.
+    const keyHeader = config.auth?.apiKey?.header.toLowerCase().replaceAll('_', '-') ?? null;
+    return { methods, rules: { keyHeader, forwardJwt: config.auth?.forwardCredentials ?? true } };
+  },
+  create({ methods, rules }, deps, route) {
+    const configured = deps.get(AUTHENTICATORS);
+    const metrics = deps.get(METRICS);
     const authenticators = methods.map((m) => {
-      const a = shared.authenticators[m];
+      const a = configured[m];
       if (a === null) throw new Error(`route "${route.name}": auth method ${m} is not configured`); // refused by checks
       return a;
     });
     // counted per method and outcome kind: a small, fixed label set (never the token or key)
     const noop = { inc: () => undefined };
     const failures = authenticators.map((a) => ({
-      absent: shared.metrics?.authFailures.labels(a.method, 'absent') ?? noop,
-      invalid: shared.metrics?.authFailures.labels(a.method, 'invalid') ?? noop,
-      unavailable: shared.metrics?.authFailures.labels(a.method, 'unavailable') ?? noop,
+      absent: metrics?.authFailures.labels(a.method, 'absent') ?? noop,
+      invalid: metrics?.authFailures.labels(a.method, 'invalid') ?? noop,
+      unavailable: metrics?.authFailures.labels(a.method, 'unavailable') ?? noop,
     }));
     // one 401 per set of methods whose credential was there but invalid (bit i: method i), built
     // once: such a method answers with its `invalidChallenge` (RFC 6750 §3 `error="invalid_token"`)
@@ -83,10 +99,14 @@ export const authenticate: StageFactory = {
       forwardIdentity(ctx.upstreamHeaders, a.consumer, verified, rules);
       return undefined;
     };
-    // The API key is a credential for the gateway, not for the upstream: never forwarded on a
-    // route with auth, whichever method authenticated the request.
-    const keyHeader = config.auth?.apiKey?.header.toLowerCase().replaceAll('_', '-') ?? null;
-    const rules: CredentialRules = { keyHeader, forwardJwt: config.auth?.forwardCredentials ?? true };
-    return { name: 'authenticate', run: (ctx) => run(ctx, 0, false, 0) };
+    return {
+      onRequest: (ctx) => run(ctx, 0, false, 0),
+      onLog(ctx, record) {
+        const consumer = ctx.consumer;
+        if (consumer === null) return;
+        record.consumerId = consumer.id;
+        record.tier ??= consumer.tier; // rate limiting, when it counted the request, says which
+      },
+    };
   },
-};
+});

@@ -3,18 +3,23 @@
  * 403 `forbidden` when one is missing (the credentials were fine; 401 is authentication's).
  */
 import { compileRoles, granted } from '../../auth/permissions.js';
-import { problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory } from '../../pipeline/stage.js';
+import type { GatewayConfig } from '../../config/schema.js';
+import { problem } from '../../problems/registry.js';
+import { defineStage } from '../stage.js';
 
-export const authorize: StageFactory = {
+type Section = { readonly needed: readonly string[]; readonly roles: GatewayConfig['rbac']['roles'] };
+
+export const authorize = defineStage<Section>({
   name: 'authorize',
-  compile(route, config): Stage | null {
-    const needed = route.permissions ?? [];
-    if (needed.length === 0) return null;
-    const table = compileRoles(config.rbac.roles);
+  order: 300,
+  section: (route, config) =>
+    (route.permissions ?? []).length === 0
+      ? null
+      : { needed: route.permissions ?? [], roles: config.rbac.roles },
+  create({ needed, roles }) {
+    const table = compileRoles(roles);
     return {
-      name: 'authorize',
-      run(ctx) {
+      onRequest(ctx) {
         const consumer = ctx.consumer;
         if (consumer === null) {
           // only reachable through a config the checks refuse (permissions without auth)
@@ -28,4 +33,4 @@ export const authorize: StageFactory = {
       },
     };
   },
-};
+});

@@ -2,17 +2,15 @@
  * Refuses a body whose declared Content-Length is over `limits.bodySize` before reading it.
  * Chunked bodies are counted while they stream (see upstream/request-body.ts).
  */
-import { problems } from '../../pipeline/problems.js';
-import type { Stage, StageFactory } from '../../pipeline/stage.js';
+import { problems } from '../../problems/registry.js';
+import { defineStage } from '../stage.js';
 
-export const bodyLimit: StageFactory = {
+export const bodyLimit = defineStage<number>({
   name: 'body-limit',
-  compile(_route, config): Stage {
-    const limit = config.limits.bodySize;
+  order: 100,
+  section: (_route, config) => config.limits.bodySize,
+  create(limit) {
     const tooLarge = problems.bodyTooLarge(limit);
-    return {
-      name: 'body-limit',
-      run: (ctx) => (ctx.bodyLength > limit ? tooLarge : undefined),
-    };
+    return { onRequest: (ctx) => (ctx.bodyLength > limit ? tooLarge : undefined) };
   },
-};
+});

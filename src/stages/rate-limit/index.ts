@@ -3,14 +3,32 @@
  * store call (one Redis round trip). Consumers are limited by id and tier; anonymous callers
  * and `rateLimit: ip` routes by client IP (through trustedProxies) with the anonymous tier.
  */
-import type { RequestContext } from '../../pipeline/context.js';
-import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import type { AccessRecord } from '../../observability/access-log/index.js';
+import type { DecisionResult } from '../../observability/metrics.js';
+import { problem, type Problem } from '../../problems/registry.js';
 import type { Decision } from '../../ratelimit/decision.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
 import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js';
-import type { DecisionResult } from '../../observability/metrics.js';
+import { METRICS } from '../metrics.js';
+import { defineStage, Dependency, ScratchKey, type RequestContext, type StageOutcome } from '../stage.js';
+
+/** The runtime's rate limiter (null when no route is rate limited). */
+export const RATE_LIMITER = new Dependency<RateLimiter | null>('rateLimiter');
+
+/** the tier the request was counted under, and the decision (access log) */
+export const TIER = new ScratchKey<string>('rate-limit.tier');
+export const DECISION = new ScratchKey<DecisionResult>('rate-limit.decision');
+/** the RateLimit headers of an admitted request, for its response */
+const HEADERS = new ScratchKey<readonly string[]>('rate-limit.headers');
+
+/** The access-log fields of a request the limiter counted (or refused). */
+export function logRateLimit(ctx: RequestContext, record: AccessRecord): void {
+  const tier = ctx.get(TIER);
+  if (tier === undefined) return;
+  record.tier = tier;
+  record.rateLimit = ctx.get(DECISION) ?? null;
+}
 
 export const storeUnavailable = problem(
   'store_unavailable',
@@ -18,19 +36,25 @@ export const storeUnavailable = problem(
   ['retry-after', '1'],
 );
 
-export const rateLimit: StageFactory = {
+export const rateLimit = defineStage<'ip' | 'tier'>({
   name: 'rate-limit',
-  compile(route, config, shared): Stage | null {
+  order: 400,
+  section(route, config) {
     const mode = effectiveRateLimit(route, config);
-    const limiter = shared.rateLimiter;
-    if (mode === 'off' || limiter === null) return null;
+    return mode === 'off' ? null : mode;
+  },
+  create(mode, deps) {
+    const limiter = deps.get(RATE_LIMITER);
+    const metrics = deps.get(METRICS);
+    if (limiter === null) return null; // built whenever a route is rate limited
+
     const byConsumer = mode === 'tier';
     const noop = { inc: () => undefined };
     const counters = new Map<string, Record<DecisionResult, { inc(): void }>>();
     for (const tier of limiter.plans.keys()) {
       counters.set(
         tier,
-        shared.metrics?.decisionCounter(tier) ?? {
+        metrics?.decisionCounter(tier) ?? {
           allowed: noop,
           rate_limited: noop,
           quota_exceeded: noop,
@@ -41,24 +65,23 @@ export const rateLimit: StageFactory = {
     }
     const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome => {
       const count = counters.get(tier);
-      ctx.tier = tier;
+      ctx.set(TIER, tier);
       if (d === 'open') {
         count?.fail_open.inc();
-        ctx.rateLimit = 'fail_open';
+        ctx.set(DECISION, 'fail_open');
         return undefined;
       }
       if (d === 'closed') {
         count?.fail_closed.inc();
-        ctx.rateLimit = 'fail_closed';
+        ctx.set(DECISION, 'fail_closed');
         return storeUnavailable;
       }
       count?.[d.outcome].inc();
-      ctx.rateLimit = d.outcome;
+      ctx.set(DECISION, d.outcome);
       return apply(ctx, d, limiter);
     };
     return {
-      name: 'rate-limit',
-      run(ctx) {
+      onRequest(ctx) {
         const consumer = byConsumer ? ctx.consumer : null;
         let tier = limiter.anonymousTier;
         let subject: string;
@@ -74,15 +97,20 @@ export const rateLimit: StageFactory = {
           ? result.then((d) => settle(ctx, tier, d))
           : settle(ctx, tier, result);
       },
+      onResponseHeaders(ctx, headers) {
+        const own = ctx.get(HEADERS);
+        if (own !== undefined) replaceHeaders(headers, own);
+      },
+      onLog: logRateLimit,
     };
   },
-};
+});
 
 export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem | undefined {
   const headers: string[] = [];
   appendRateLimitHeaders(headers, d, limiter.headers);
   if (d.outcome === 'allowed') {
-    if (headers.length > 0) (ctx.extraResponseHeaders ??= []).push(...headers);
+    if (headers.length > 0) ctx.set(HEADERS, headers);
     return undefined;
   }
   headers.unshift('retry-after', String(d.retryAfterSec));
@@ -95,4 +123,21 @@ export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): P
     );
   }
   return problem('rate_limited', `too many requests; retry in ${d.retryAfterSec} s`, headers);
+}
+
+/**
+ * Adds the gateway's own response headers (the RateLimit ones) in place of any the upstream sent
+ * under the same names, so the client never sees two conflicting copies.
+ */
+function replaceHeaders(headers: string[], own: readonly string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = (headers[i] as string).toLowerCase();
+    for (let j = 0; j < own.length; j += 2) {
+      if (own[j] === name) {
+        headers.splice(i, 2);
+        break;
+      }
+    }
+  }
+  for (let i = 0; i < own.length; i++) headers.push(own[i] as string);
 }

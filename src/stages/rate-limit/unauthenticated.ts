@@ -12,12 +12,11 @@
  * round trip), valid credentials included, as a flood from that address must be refused
  * whatever it sends. A refused request counts nothing.
  */
-import type { RequestContext } from '../../pipeline/context.js';
-import { problem, type Problem } from '../../pipeline/problems.js';
-import type { Stage, StageFactory, StageOutcome } from '../../pipeline/stage.js';
+import { problem, type Problem } from '../../problems/registry.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { UNAUTHENTICATED_TIER, type RateLimiter } from '../../ratelimit/limiter.js';
-import { apply } from './index.js';
+import type { RequestContext, RequestStage, Stage, StageInstance, StageOutcome } from '../stage.js';
+import { apply, DECISION, logRateLimit, RATE_LIMITER, TIER } from './index.js';
 
 /** addresses remembered as refused, per process; the oldest is forgotten beyond this */
 export const MAX_REFUSED_ADDRESSES = 10_000;
@@ -60,14 +59,16 @@ export class RefusedAddresses {
 const refusedByStore = new WeakMap<RateLimiter['store'], RefusedAddresses>();
 
 /** The authenticate stage, with failed authentications limited per address. */
-export function limitFailedAuthentication(authenticate: StageFactory): StageFactory {
+export function limitFailedAuthentication(authenticate: Stage): Stage {
   return {
     name: authenticate.name,
-    compile(route, config, shared): Stage | null {
-      const inner = authenticate.compile(route, config, shared);
-      const limiter = shared.rateLimiter;
+    order: authenticate.order,
+    build(route, config, deps): StageInstance | null {
+      const inner = authenticate.build(route, config, deps);
+      const limiter = deps.get(RATE_LIMITER);
       const plan = limiter?.unauthenticated ?? null;
-      if (inner === null || limiter === null || plan === null) return inner;
+      if (inner?.onRequest === undefined || limiter === null || plan === null) return inner;
+      const authenticated = inner as RequestStage;
       let refused = refusedByStore.get(limiter.store);
       if (refused === undefined) {
         refused = new RefusedAddresses();
@@ -84,8 +85,8 @@ export function limitFailedAuthentication(authenticate: StageFactory): StageFact
         if (d === 'open' || d === 'closed') return failure;
         if (d.outcome === 'allowed') return failure;
         addresses.refuse(subject, d.retryAfterSec * 1000);
-        ctx.tier = UNAUTHENTICATED_TIER;
-        ctx.rateLimit = d.outcome;
+        ctx.set(TIER, UNAUTHENTICATED_TIER);
+        ctx.set(DECISION, d.outcome);
         return apply(ctx, d, limiter);
       };
       const counted = (ctx: RequestContext, subject: string, outcome: StageOutcome) => {
@@ -96,26 +97,31 @@ export function limitFailedAuthentication(authenticate: StageFactory): StageFact
           ? d.then((x) => settle(ctx, subject, outcome, x))
           : settle(ctx, subject, outcome, d);
       };
+      // (authentication writes no response headers: only its request and log halves are wrapped)
       return {
-        name: inner.name,
-        run(ctx) {
+        onRequest(ctx) {
           const subject = limiter.ipSubject(ctx.clientIp);
           const waitMs = addresses.remainingMs(subject);
           if (waitMs > 0) {
             const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
-            ctx.tier = UNAUTHENTICATED_TIER;
-            ctx.rateLimit = 'rate_limited';
+            ctx.set(TIER, UNAUTHENTICATED_TIER);
+            ctx.set(DECISION, 'rate_limited');
             return problem(
               'rate_limited',
               `too many failed authentications from this address; retry in ${retryAfter} s`,
               ['retry-after', retryAfter],
             );
           }
-          const outcome = inner.run(ctx);
+          const outcome = authenticated.onRequest(ctx);
           return outcome instanceof Promise
             ? outcome.then((o) => counted(ctx, subject, o))
             : counted(ctx, subject, outcome);
         },
+        onLog(ctx, record) {
+          inner.onLog?.(ctx, record);
+          logRateLimit(ctx, record);
+        },
+        close: () => inner.close?.(),
       };
     },
   };

@@ -6,7 +6,7 @@
  * a 10 kB string) ends the walk: the address is then the last hop we could trust.
  */
 import { BlockList, isIP, isIPv4 } from 'node:net';
-import { addAddressOrCidr } from '../../config/fields.js';
+import { addAddressOrCidr } from '../config/fields.js';
 import { forwardedElement, isValidForwarded } from './forwarded.js';
 
 export class TrustedProxies {
