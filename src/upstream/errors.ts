@@ -1,3 +1,4 @@
+import { errors } from 'undici';
 import { problems, type Problem } from '../pipeline/problems.js';
 import { BodyTooLargeError } from './request-body.js';
 
@@ -8,6 +9,9 @@ export type UpstreamFailure =
 export function classify(err: unknown): UpstreamFailure {
   if (err instanceof BodyTooLargeError) return 'body-too-large';
   const code = (err as { code?: string } | null)?.code;
+  // undici 7 leaves some parser errors without their HPE_ code (an invalid chunk size): the
+  // class still says what they are
+  if (code === undefined && err instanceof errors.HTTPParserError) return 'protocol';
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connect-timeout';

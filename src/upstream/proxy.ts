@@ -10,9 +10,9 @@
  * target when the retry policy allows it (retry-policy.ts): only before anything was sent to the
  * client, only for requests the upstream may see twice, within the budget and the deadline.
  * One Exchange object serves all attempts: an attempt starts only after the previous one's final
- * callback (onComplete or onError), so callbacks never interleave.
+ * callback (onResponseEnd or onResponseError), so callbacks never interleave.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../pipeline/context.js';
@@ -70,8 +70,9 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   exchange.attempt(generation);
 }
 
-class Exchange implements Dispatcher.DispatchHandlers {
-  private abort: ((err?: Error) => void) | null = null;
+class Exchange implements Dispatcher.DispatchHandler {
+  /** this attempt's undici controller (pause, resume, abort); null until it is on a connection */
+  private controller: Dispatcher.DispatchController | null = null;
   /** the response is finished (or the exchange given up): late callbacks do nothing */
   private done = false;
   private readonly method: Dispatcher.HttpMethod;
@@ -124,7 +125,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     ctx.attempts++;
     ctx.upstream = target.address;
     this.attemptStart = performance.now();
-    this.abort = null;
+    this.controller = null;
     this.discarding = false;
     this.contentLength = -1;
     this.head = null;
@@ -148,14 +149,14 @@ class Exchange implements Dispatcher.DispatchHandlers {
     );
   }
 
-  onConnect(abort: (err?: Error) => void): void {
+  onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
     }
-    this.abort = abort;
+    this.controller = controller;
     // answered already (the wait for a connection timed out): the request must not go now
-    if (this.done) abort(new ClientGoneError());
+    if (this.done) controller.abort(new ClientGoneError());
   }
 
   private queueTimer: NodeJS.Timeout | null = null;
@@ -187,14 +188,22 @@ class Exchange implements Dispatcher.DispatchHandlers {
     );
   };
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    parsed: IncomingHttpHeaders,
+  ): void {
     const res = this.ctx.res;
-    if (res.destroyed || this.done) return false;
+    if (res.destroyed || this.done) {
+      controller.pause();
+      return;
+    }
+    const rawHeaders = rawHeadersOf(controller, parsed);
     if (statusCode < 200) {
       // Informational (1xx) answer before the final one: relay 103 Early Hints, drop the rest.
       // (Passing a 1xx to writeHead would commit the status line and break the final response.)
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
-      return true;
+      return;
     }
     if (this.service.retry.retriesStatus(statusCode)) {
       // the outcome goes to the breaker first, so a breaker this answer opens refuses the retry
@@ -204,13 +213,12 @@ class Exchange implements Dispatcher.DispatchHandlers {
         // Retried: read this answer to its end (keeping the connection) and throw it away.
         this.discarding = true;
         this.nextDelay = delay;
-        return true;
+        return;
       }
     }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     const extra = this.ctx.extraResponseHeaders;
     if (extra !== null) appendOwnHeaders(headers, extra);
-    this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
       // A 304 may carry the Content-Length of the representation, but never a body. undici's
@@ -220,18 +228,16 @@ class Exchange implements Dispatcher.DispatchHandlers {
       res.end();
       this.done = true;
       this.finishAttempt(null, statusCode);
-      this.abort?.(new ClientGoneError());
-      return false;
+      controller.abort(new ClientGoneError());
+      return;
     }
     // The status line waits for the first body byte or the end (node would not send it sooner:
     // writeHead only stores it). Until then `headersSent` stays false, so a body that breaks
     // before its first byte (an invalid chunk size, a reset, a body timeout) still gets a clean
     // problem answer, or a retry, instead of a cut connection.
     this.head = headers;
-    return true;
   }
 
-  private resume: (() => void) | null = null;
   private status = 0;
   /** the response headers, until the first body byte (or the end) sends them with the status */
   private head: string[] | null = null;
@@ -243,8 +249,8 @@ class Exchange implements Dispatcher.DispatchHandlers {
   /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
   contentLength = -1;
 
-  onData(chunk: Buffer): boolean {
-    if (this.discarding) return true;
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.discarding) return;
     const res = this.ctx.res;
     if (this.head !== null) this.writeHead(res, this.head);
     res.bytesOut += chunk.length;
@@ -255,23 +261,23 @@ class Exchange implements Dispatcher.DispatchHandlers {
       this.contentLength = 0;
       res.end(chunk);
       if (res.writableLength > 0) this.watchSend(res); // the client has not taken it all yet
-      return true;
+      return;
     }
     if (this.contentLength > 0) this.contentLength -= chunk.length;
-    if (res.write(chunk)) return true;
-    if (res.destroyed) return false;
+    if (res.write(chunk)) return;
+    controller.pause();
+    if (res.destroyed) return;
     // Back-pressure: the upstream socket pauses until the client has taken what is buffered.
     res.once('drain', (this.onDrain ??= () => this.drained()));
     this.watchSend(res);
-    return false;
   }
 
-  /** undici's resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
+  /** resumes the upstream and ends a send wait, on 'drain' (made on the first back-pressure) */
   private onDrain: (() => void) | null = null;
 
   private drained(): void {
     this.sendWaiting = false;
-    this.resume?.();
+    this.controller?.resume();
   }
 
   /**
@@ -318,7 +324,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     res.destroy(); // 'close' → onClientClose: the upstream exchange stops and its connection is freed
   }
 
-  onComplete(): void {
+  onResponseEnd(): void {
     if (this.discarding) {
       this.scheduleRetry(this.nextDelay);
       return;
@@ -333,7 +339,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     }
   }
 
-  onError(err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const res = this.ctx.res;
     const failure = classify(err);
     if (this.discarding) {
@@ -460,7 +466,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
       this.service.breaker.record(this.pendingGeneration, 'cancelled');
       return;
     }
-    this.abort?.(new ClientGoneError());
+    this.controller?.abort(new ClientGoneError());
   };
 }
 
@@ -469,6 +475,24 @@ class ClientGoneError extends Error {
   constructor() {
     super('client closed the connection');
   }
+}
+
+/**
+ * The response head as the upstream sent it (names in its case, values as latin1 bytes, repeats in
+ * order), which undici's HTTP/1 client leaves on the controller beside the parsed object. A
+ * dispatcher that gives only the parsed object gets it flattened back.
+ */
+function rawHeadersOf(controller: Dispatcher.DispatchController, parsed: IncomingHttpHeaders): Buffer[] {
+  const raw = controller.rawHeaders;
+  if (Array.isArray(raw) && (raw.length === 0 || Buffer.isBuffer(raw[0]))) return raw as Buffer[];
+  const out: Buffer[] = [];
+  for (const name of Object.keys(parsed)) {
+    const value = parsed[name];
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value])
+      out.push(Buffer.from(name, 'latin1'), Buffer.from(v, 'latin1'));
+  }
+  return out;
 }
 
 /** The Retry-After of an upstream answer, in milliseconds (null when absent or unreadable). */

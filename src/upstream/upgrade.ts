@@ -82,7 +82,7 @@ function rawHeaderLines(raw: readonly (Buffer | string)[] | null): string {
   return out;
 }
 
-class UpgradeRelay implements Dispatcher.DispatchHandlers {
+class UpgradeRelay implements Dispatcher.DispatchHandler {
   constructor(
     private readonly client: Socket,
     private readonly head: Buffer,
