@@ -53,6 +53,13 @@ export class CircuitBreaker {
     return this.generation;
   }
 
+  /** Would `admit` let a request through now? (Nothing is taken: no probe slot, no transition.) */
+  wouldAdmit(): boolean {
+    if (!this.config.enabled || this.current === 'closed') return true;
+    if (this.current === 'open') return this.clock() - this.openedAt >= this.config.openFor;
+    return this.probesInFlight + this.probeSuccesses < this.config.probes;
+  }
+
   record(generation: number, outcome: Outcome): void {
     if (!this.config.enabled || generation !== this.generation) return;
     if (this.current === 'closed') {

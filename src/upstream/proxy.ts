@@ -6,11 +6,12 @@
  *
  * Resilience sits around each attempt: the service's circuit breaker admits it (or the request
  * fails fast with 503 circuit_open), the balancer picks an available target, and the outcome is
- * reported back (breaker, passive health, metrics). A failed attempt is retried on another
- * target when the retry policy allows it (retry-policy.ts): only before anything was sent to the
- * client, only for requests the upstream may see twice, within the budget and the deadline.
- * One Exchange object serves all attempts: an attempt starts only after the previous one's final
- * callback (onResponseEnd or onResponseError), so callbacks never interleave.
+ * reported back (breaker, passive health, metrics: attempts.ts). A failed attempt is retried on
+ * another target when the retry policy's `decide` allows it (retry-policy.ts): only before
+ * anything was sent to the client, only for requests the upstream may see twice, within the
+ * budget and the deadline. One Exchange object serves all attempts: an attempt starts only after
+ * the previous one's final callback (onResponseEnd or onResponseError), so callbacks never
+ * interleave.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
@@ -18,14 +19,15 @@ import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../pipeline/context.js';
 import { problems } from '../pipeline/problems.js';
 import { sendProblem } from '../server/respond.js';
+import { Attempts } from './attempts.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor, type UpstreamFailure } from './errors.js';
 import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
-import { isIdempotent, parseRetryAfter, retryReasonOf, type RetryReason } from './retry-policy.js';
+import { isIdempotent, retryAfterOf, retryReasonOf, type RetryReason } from './retry-policy.js';
+import { SendWatch } from './send-watch.js';
 import type { Service } from './service.js';
-import type { Target } from './target.js';
 
 // undici refuses an upstream's unsolicited 100 Continue; the filter drops it first (once per process)
 dropUnsolicitedContinue();
@@ -70,26 +72,35 @@ export function forward(ctx: RequestContext, env: ProxyEnv): void {
   exchange.attempt(generation);
 }
 
+/**
+ * One request's way to the upstream and its response's way back. The fields are the streaming
+ * state of the attempt running now; the attempts' bookkeeping (targets, breaker admissions,
+ * retry decisions) is `attempts`, the client's send timeout is `sendWatch`.
+ */
 class Exchange implements Dispatcher.DispatchHandler {
   /** this attempt's undici controller (pause, resume, abort); null until it is on a connection */
   private controller: Dispatcher.DispatchController | null = null;
   /** the response is finished (or the exchange given up): late callbacks do nothing */
   private done = false;
   private readonly method: Dispatcher.HttpMethod;
-  /** the request may reach an upstream more than once (method, Idempotency-Key, retry.attempts) */
-  private readonly retryable: boolean;
-  /** performance.now() after which no attempt starts or waits for headers */
-  private readonly deadlineAt: number;
+  private readonly attempts: Attempts;
+  /** what this attempt sends: the request itself, a counting wrapper around it, or nothing */
   private body: Readable | null = null;
-  private target: Target | null = null;
-  private generation = 0;
-  private attemptStart = 0;
-  /** targets already tried (only allocated once a retry happens) */
-  private tried: Target[] | null = null;
   /** an upstream answer to be retried is being read and thrown away */
   private discarding = false;
-  private retryTimer: NodeJS.Timeout | null = null;
+  /** the wait before the retry decided while `discarding` */
   private nextDelay = 0;
+  private status = 0;
+  /** the response headers, until the first body byte (or the end) sends them with the status */
+  private head: string[] | null = null;
+  /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
+  contentLength = -1;
+  /** controller.resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
+  private onDrain: (() => void) | null = null;
+  private sendWatch: SendWatch | null = null;
+  /** the wait in the pool's queue (see startQueueTimer) */
+  private queueTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: RequestContext,
@@ -99,16 +110,15 @@ class Exchange implements Dispatcher.DispatchHandler {
   ) {
     const method = ctx.req.method as Dispatcher.HttpMethod;
     this.method = method;
-    this.retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
-    this.deadlineAt = ctx.startTime + service.config.retry.deadline;
+    const retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
+    this.attempts = new Attempts(service, retryable, ctx.startTime + service.config.retry.deadline);
   }
 
   /** Starts one attempt, admitted by the breaker as `generation`. */
   attempt(generation: number): void {
     const ctx = this.ctx;
-    const target = this.service.pick(this.tried);
+    const target = this.attempts.begin(generation);
     if (target === null) {
-      this.service.breaker.record(generation, 'cancelled');
       this.done = true;
       sendProblem(
         ctx.res,
@@ -118,13 +128,9 @@ class Exchange implements Dispatcher.DispatchHandler {
       );
       return;
     }
-    this.target = target;
-    this.generation = generation;
-    target.inflight++;
     if (target.inflight > target.connections) this.startQueueTimer();
     ctx.attempts++;
     ctx.upstream = target.address;
-    this.attemptStart = performance.now();
     this.controller = null;
     this.discarding = false;
     this.contentLength = -1;
@@ -134,7 +140,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (ctx.bodyLength > 0) this.body = req;
     else if (ctx.bodyLength < 0)
       this.body = Readable.from(limitedBody(req, this.env.bodyLimit, ctx), { objectMode: false });
-    const remaining = this.deadlineAt - performance.now();
+    const remaining = this.attempts.remaining();
     const response = this.service.config.timeouts.response;
     target.pool.dispatch(
       {
@@ -159,16 +165,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.done) controller.abort(new ClientGoneError());
   }
 
-  private queueTimer: NodeJS.Timeout | null = null;
-
   /**
    * Every connection to the target is busy, so the request waits in the pool's queue, where
    * undici's timeouts do not run yet: bound the wait by the response timeout (or the deadline),
    * or a hung upstream would hold queued requests forever.
    */
   private startQueueTimer(): void {
-    const remaining = this.deadlineAt - performance.now();
-    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, remaining));
+    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, this.attempts.remaining()));
     this.queueTimer = setTimeout(this.onQueueTimeout, wait);
   }
 
@@ -238,16 +241,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.head = headers;
   }
 
-  private status = 0;
-  /** the response headers, until the first body byte (or the end) sends them with the status */
-  private head: string[] | null = null;
-
   private writeHead(res: ServerResponse, head: string[]): void {
     this.head = null;
     res.writeHead(this.status, head);
   }
-  /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
-  contentLength = -1;
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.discarding) return;
@@ -272,56 +269,15 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.watchSend(res);
   }
 
-  /** resumes the upstream and ends a send wait, on 'drain' (made on the first back-pressure) */
-  private onDrain: (() => void) | null = null;
-
   private drained(): void {
-    this.sendWaiting = false;
+    this.sendWatch?.drained();
     this.controller?.resume();
   }
 
-  /**
-   * `limits.sendTimeout`: a client that takes no byte for that long is cut, which aborts the
-   * upstream exchange (the response 'close' listener) and frees its pooled connection. Without
-   * it, a client that stops reading holds the connection for as long as it stays connected: the
-   * paused upstream socket is not subject to undici's body timeout. One timer per exchange,
-   * armed only when back-pressure starts and refreshed, never one per chunk. The clock measures
-   * time without progress, not the whole response: when it fires, a backlog that shrank meanwhile
-   * (the client took at least one whole buffered write) starts it again.
-   */
   private watchSend(res: ServerResponse): void {
     const limit = this.env.sendTimeout;
     if (limit <= 0 || res.destroyed) return;
-    this.sendWaiting = true;
-    this.sendBacklog = res.writableLength;
-    if (this.sendTimer === null) this.sendTimer = setTimeout(Exchange.onSendTimer, limit, this);
-    else this.sendTimer.refresh();
-  }
-
-  private sendTimer: NodeJS.Timeout | null = null;
-  /** back-pressure is on (no 'drain' since it started) */
-  private sendWaiting = false;
-  /** bytes the client had yet to take when the clock last (re)started */
-  private sendBacklog = 0;
-
-  /**
-   * Timers run before the loop polls for I/O: after this process stalled (GC, a busy host), the
-   * writes the client completed meanwhile are not counted yet. The verdict waits for the poll.
-   */
-  private static onSendTimer(this: void, exchange: Exchange): void {
-    setImmediate(Exchange.judgeSend, exchange);
-  }
-
-  private static judgeSend(this: void, exchange: Exchange): void {
-    const res = exchange.ctx.res;
-    if (!exchange.sendWaiting || res.destroyed) return;
-    const backlog = res.writableLength;
-    if (backlog < exchange.sendBacklog) {
-      exchange.sendBacklog = backlog;
-      exchange.sendTimer?.refresh();
-      return;
-    }
-    res.destroy(); // 'close' → onClientClose: the upstream exchange stops and its connection is freed
+    (this.sendWatch ??= new SendWatch(res, limit)).watch();
   }
 
   onResponseEnd(): void {
@@ -348,10 +304,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       // probe slot would otherwise stay taken, and the breaker refuse everything for good)
       this.discarding = false;
       if (!this.done) this.scheduleRetry(this.nextDelay);
-      else this.service.breaker.record(this.pendingGeneration, 'cancelled');
+      else this.attempts.release();
       return;
     }
-    if (this.target !== null) this.finishAttempt(failure, 0);
+    this.finishAttempt(failure, 0);
     if (this.done && res.writableEnded) return; // we ended the response ourselves (bodyless 304)
     if (failure === 'client-gone' || res.destroyed) {
       this.done = true;
@@ -379,72 +335,38 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** Reports the current attempt's end to the service (once). */
   private finishAttempt(failure: UpstreamFailure | null, status: number): void {
-    const target = this.target;
-    if (target === null) return;
-    this.target = null;
-    const ms = performance.now() - this.attemptStart;
-    this.ctx.upstreamDurationMs = ms;
-    this.service.finish(target, this.generation, failure, status, ms / 1000);
-    if (this.retryable) (this.tried ??= []).push(target);
+    const ms = this.attempts.end(failure, status);
+    if (ms >= 0) this.ctx.upstreamDurationMs = ms;
   }
 
-  /**
-   * Milliseconds to wait before retrying after `reason`, or -1 when it must not be retried:
-   * not retryable, no attempts left, `retry.on` does not name it, the body was streamed already,
-   * the upstream asks to wait longer than `maxRetryAfter`, the deadline would pass, the budget
-   * is spent, or the breaker refuses. On success the breaker's admission is kept for the retry.
-   */
+  /** ms to wait before retrying after `reason`, or -1 when it is not retried (retry-policy.ts). */
   private retryDelay(reason: RetryReason, retryAfterMs: number | null): number {
-    const service = this.service;
-    const policy = service.retry;
-    if (!this.retryable || this.ctx.attempts >= policy.attempts || !policy.retriesOn(reason)) return -1;
-    if (this.ctx.res.destroyed || !this.bodyReplayable()) return -1;
-    if (retryAfterMs !== null && retryAfterMs > policy.config.maxRetryAfter) {
-      service.metrics.retrySkipped('retry_after');
-      return -1;
-    }
-    let delay = policy.backoff(this.ctx.attempts);
-    if (retryAfterMs !== null && retryAfterMs > delay) delay = retryAfterMs;
-    if (performance.now() + delay >= this.deadlineAt) {
-      service.metrics.retrySkipped('deadline');
-      return -1;
-    }
-    if (!policy.takeRetry()) {
-      service.metrics.retrySkipped('budget');
-      return -1;
-    }
-    const generation = service.breaker.admit();
-    if (generation === REJECTED) {
-      service.metrics.retrySkipped('breaker');
-      return -1;
-    }
-    this.pendingGeneration = generation;
-    service.metrics.retry(String(reason));
+    const ctx = this.ctx;
+    const delay = this.attempts.retryDelay(
+      ctx.attempts,
+      reason,
+      retryAfterMs,
+      ctx.res.destroyed,
+      this.bodyRead(),
+    );
+    // an unread wrapper around the request cannot be sent twice: the retry makes a fresh one
+    if (delay >= 0 && this.body !== null && this.body !== ctx.req) this.body.destroy();
     return delay;
   }
 
-  private pendingGeneration = 0;
-
-  /** A request body can be sent again only if no byte of it was read yet. */
-  private bodyReplayable(): boolean {
+  /** Some of the request body was read already (by undici, or a wrapper): it cannot be sent again. */
+  private bodyRead(): boolean {
     const body = this.body;
-    if (body === null) return true;
-    if (body === this.ctx.req) return !this.ctx.req.readableDidRead;
-    if (body.readableDidRead || this.ctx.req.readableDidRead) return false;
-    body.destroy(); // an unread wrapper around the request: a fresh one is made for the retry
-    return true;
+    if (body === null) return false;
+    return body.readableDidRead || this.ctx.req.readableDidRead;
   }
 
   private scheduleRetry(delay: number): void {
     this.discarding = false;
-    const generation = this.pendingGeneration;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      if (this.done) {
-        this.service.breaker.record(generation, 'cancelled');
-        return;
-      }
-      this.attempt(generation);
+      if (this.done) this.attempts.release();
+      else this.attempt(this.attempts.takeHeld());
     }, delay);
   }
 
@@ -454,16 +376,13 @@ class Exchange implements Dispatcher.DispatchHandler {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
     }
-    if (this.sendTimer !== null) {
-      clearTimeout(this.sendTimer);
-      this.sendTimer = null;
-    }
+    this.sendWatch?.stop();
     if (this.done) return;
     this.done = true;
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
-      this.service.breaker.record(this.pendingGeneration, 'cancelled');
+      this.attempts.release();
       return;
     }
     this.controller?.abort(new ClientGoneError());
@@ -493,17 +412,6 @@ function rawHeadersOf(controller: Dispatcher.DispatchController, parsed: Incomin
       out.push(Buffer.from(name, 'latin1'), Buffer.from(v, 'latin1'));
   }
   return out;
-}
-
-/** The Retry-After of an upstream answer, in milliseconds (null when absent or unreadable). */
-function retryAfterOf(raw: readonly Buffer[]): number | null {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer;
-    if (name.length === 11 && name.toString('latin1').toLowerCase() === 'retry-after') {
-      return parseRetryAfter((raw[i + 1] as Buffer).toString('latin1'));
-    }
-  }
-  return null;
 }
 
 /** true when a Content-Length other than 0 is among the raw headers */

@@ -66,7 +66,7 @@ export class Service {
   private readonly source: TargetSource;
   readonly metrics: ServiceMetrics;
   private readonly logger: Logger;
-  private readonly clock: () => number;
+  readonly clock: () => number;
 
   constructor(
     readonly name: string,
