@@ -37,7 +37,7 @@ export class Attempts {
 
   /** ms left before the deadline */
   remaining(): number {
-    return this.deadline - this.service.clock();
+    return this.deadline - this.service.clock.now();
   }
 
   /**
@@ -52,7 +52,7 @@ export class Attempts {
     }
     this.target = target;
     this.generation = generation;
-    this.startedAt = this.service.clock();
+    this.startedAt = this.service.clock.now();
     target.inflight++;
     return target;
   }
@@ -62,7 +62,7 @@ export class Attempts {
     const target = this.target;
     if (target === null) return -1;
     this.target = null;
-    const ms = this.service.clock() - this.startedAt;
+    const ms = this.service.clock.now() - this.startedAt;
     this.service.finish(target, this.generation, failure, status, ms / 1000);
     if (this.retryable) (this.tried ??= []).push(target);
     return ms;
@@ -85,7 +85,7 @@ export class Attempts {
       attempt,
       reason,
       retryAfter,
-      now: this.service.clock(),
+      now: this.service.clock.now(),
       deadline: this.deadline,
       idempotent: this.retryable,
       clientGone,

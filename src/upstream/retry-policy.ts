@@ -6,6 +6,7 @@
  * safe only for requests the upstream may see twice: idempotent methods or an `Idempotency-Key`,
  * and a body that was not streamed yet.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RetryConfig } from '../config/schema.js';
 import type { UpstreamFailure } from './errors.js';
@@ -146,7 +147,7 @@ export class RetryPolicy implements RetryRules {
   constructor(
     readonly config: RetryConfig,
     /** monotonic by default: the budget's window is a duration */
-    private readonly clock: () => number = () => performance.now(),
+    private readonly clock: Clock = systemClock,
     /** the jitter's source */
     readonly random: () => number = Math.random,
   ) {
@@ -166,7 +167,7 @@ export class RetryPolicy implements RetryRules {
 
   /** Counts a first attempt toward the budget's base. */
   countRequest(): void {
-    this.budget.record(this.clock(), false);
+    this.budget.record(this.clock.now(), false);
   }
 
   /**
@@ -181,14 +182,14 @@ export class RetryPolicy implements RetryRules {
 
   /** the budget has one more retry now (nothing is taken) */
   budgetLeft(): boolean {
-    const { total, failed: retries } = this.budget.counts(this.clock());
+    const { total, failed: retries } = this.budget.counts(this.clock.now());
     const requests = total - retries;
     return retries < Math.max(this.config.minRetries, this.config.budget * requests);
   }
 
   /** Counts a retry against the budget (once `decide` said yes). */
   recordRetry(): void {
-    this.budget.record(this.clock(), true);
+    this.budget.record(this.clock.now(), true);
   }
 
   /** the backoff before retry number `retry`, with `random` as the jitter (the policy's own by default) */

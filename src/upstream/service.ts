@@ -4,6 +4,7 @@
  * circuit breaker and the retry policy. The proxy asks it for a target and reports each
  * attempt's outcome back; everything the admin API and metrics show about a service is here.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { ServiceConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { ActiveHealthCheck } from './active-health.js';
@@ -13,8 +14,6 @@ import type { UpstreamFailure } from './errors.js';
 import { mayEject, nextEjection } from './passive-health.js';
 import { RetryPolicy } from './retry-policy.js';
 import { Target } from './target.js';
-
-const monotonicNow = (): number => performance.now();
 
 /** Where a service's targets come from (static list or DNS; see discovery). */
 export interface TargetSource {
@@ -49,7 +48,7 @@ export type ServiceOptions = {
   metrics?: ServiceMetrics | undefined;
   logger?: Logger | undefined;
   /** injectable for tests of the breaker and ejection timing */
-  clock?: () => number;
+  clock?: Clock;
 };
 
 export class Service {
@@ -66,7 +65,7 @@ export class Service {
   private readonly source: TargetSource;
   readonly metrics: ServiceMetrics;
   private readonly logger: Logger;
-  readonly clock: () => number;
+  readonly clock: Clock;
 
   constructor(
     readonly name: string,
@@ -78,7 +77,7 @@ export class Service {
     this.logger = options.logger ?? silentLogger();
     // monotonic: ejections, the breaker's open period and the retry budget are durations, which a
     // wall-clock step (NTP, a VM resumed) must neither stretch nor cut
-    const clock = (this.clock = options.clock ?? monotonicNow);
+    const clock = (this.clock = options.clock ?? systemClock);
     this.balancer = createBalancer(config.balancer);
     this.breaker = new CircuitBreaker(config.circuitBreaker, (state) => this.breakerChanged(state), clock);
     this.retry = new RetryPolicy(config.retry, clock);
@@ -149,7 +148,7 @@ export class Service {
       return;
     if (++target.consecutiveFailures < passive.consecutiveErrors) return;
     if (!mayEject(passive, this.ejected, this.targets.length)) return;
-    const now = this.clock();
+    const now = this.clock.now();
     const duration = nextEjection(passive, target, now);
     target.ejectedUntil = now + duration;
     target.consecutiveFailures = 0;
@@ -167,7 +166,7 @@ export class Service {
     target.ejectionTimer = null;
     if (target.ejectedUntil === 0) return;
     target.ejectedUntil = 0;
-    target.backAt = this.clock();
+    target.backAt = this.clock.now();
     this.ejected--;
     this.healthChanged();
   }
@@ -206,7 +205,7 @@ export class Service {
   }
 
   snapshot() {
-    const now = this.clock();
+    const now = this.clock.now();
     const counts = this.breaker.counts();
     return {
       name: this.name,

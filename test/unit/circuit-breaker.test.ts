@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CircuitBreakerConfig } from '../../src/config/schema.js';
 import { CircuitBreaker, REJECTED, type BreakerState } from '../../src/upstream/circuit-breaker.js';
+import { clockAt } from '../helpers/clock.js';
 
 const config: CircuitBreakerConfig = {
   enabled: true,
@@ -17,7 +18,7 @@ function breaker(overrides: Partial<CircuitBreakerConfig> = {}) {
   const b = new CircuitBreaker(
     { ...config, ...overrides },
     (s) => changes.push(s),
-    () => now,
+    clockAt(() => now),
   );
   return {
     b,

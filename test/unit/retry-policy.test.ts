@@ -9,6 +9,7 @@ import {
   retryReasonOf,
   type RetryInput,
 } from '../../src/upstream/retry-policy.js';
+import { clockAt } from '../helpers/clock.js';
 
 const config: RetryConfig = {
   attempts: 3,
@@ -73,13 +74,19 @@ describe('backoff', () => {
 
 describe('retry budget', () => {
   it('allows minRetries whatever the traffic', () => {
-    const p = new RetryPolicy({ ...config, minRetries: 3 }, () => 0);
+    const p = new RetryPolicy(
+      { ...config, minRetries: 3 },
+      clockAt(() => 0),
+    );
     expect([p.takeRetry(), p.takeRetry(), p.takeRetry(), p.takeRetry()]).toEqual([true, true, true, false]);
   });
 
   it('keeps retries at or under budget × requests over the last 10 s', () => {
     let now = 0;
-    const p = new RetryPolicy({ ...config, minRetries: 0 }, () => now);
+    const p = new RetryPolicy(
+      { ...config, minRetries: 0 },
+      clockAt(() => now),
+    );
     for (let i = 0; i < 100; i++) p.countRequest();
     let granted = 0;
     for (let i = 0; i < 100; i++) if (p.takeRetry()) granted++;
@@ -186,7 +193,10 @@ describe('decide: retry or not, and after how long (no socket, no sleep)', () =>
 
 describe('the retry budget, read apart from taken', () => {
   it('budgetLeft reads without taking; recordRetry takes', () => {
-    const p = new RetryPolicy({ ...config, minRetries: 1 }, () => 0);
+    const p = new RetryPolicy(
+      { ...config, minRetries: 1 },
+      clockAt(() => 0),
+    );
     expect(p.budgetLeft()).toBe(true);
     expect(p.budgetLeft()).toBe(true);
     p.recordRetry();
@@ -197,7 +207,7 @@ describe('the retry budget, read apart from taken', () => {
   it("the policy's backoff uses its injected jitter source", () => {
     const p = new RetryPolicy(
       config,
-      () => 0,
+      clockAt(() => 0),
       () => 1,
     );
     expect(p.backoff(2)).toBe(200);
