@@ -8,6 +8,7 @@
 //   auth, ratelimit,           the capabilities the stages and the server use
 //   upstream, observability
 //   router, config, stores,    the foundation: they know nothing of the layers above
+//   clock,
 //   problem registry,
 //   config sections            each capability's config.ts (its section of the config file and
 //                              its cross-field checks): they live beside their owner but import
@@ -24,7 +25,7 @@ const ADMIN = '^src/admin/';
 const PIPELINE = '^src/pipeline/';
 const STAGES = '^src/stages/';
 const CAPABILITIES = '^src/(auth|ratelimit|upstream|observability)/';
-const FOUNDATION = '^src/(router|config|stores)/';
+const FOUNDATION = '^src/((router|config|stores)/|clock[.]ts$)';
 /** every problem code, its problem+json shape and its one writer */
 const REGISTRY = '^src/problems/';
 /** a capability's (or the server's) section of the config file, beside its owner */

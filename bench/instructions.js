@@ -7,7 +7,7 @@
 // difference of the two totals over LARGE − SMALL requests is the cost of one warm request,
 // without start-up. Takes several minutes: node runs about 50 times slower under valgrind.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,9 @@ const SMALL = envNumber('BENCH_SMALL', 500, { integer: true });
 const LARGE = envNumber('BENCH_LARGE', 2500, { integer: true });
 
 /**
- * Checks out `rev` into a temporary worktree and builds it with this checkout's node_modules.
+ * Checks out `rev` into a temporary worktree and builds it: with this checkout's node_modules when
+ * both have the same package-lock.json, else with its own (`npm ci`, from npm's cache when it can),
+ * so a revision before a dependency upgrade is measured with the dependencies it was written for.
  * @param {string} rev
  */
 function buildRevision(rev) {
@@ -33,10 +35,33 @@ function buildRevision(rev) {
   });
   if (git.status !== 0) fail(`git worktree add ${rev}: ${git.stderr}`);
   process.on('exit', () => spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: REPO_DIR }));
-  symlinkSync(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'));
+  const lock = 'package-lock.json';
+  const sameDeps =
+    readFileSync(path.join(dir, lock), 'utf8') === readFileSync(path.join(REPO_DIR, lock), 'utf8');
+  if (sameDeps) {
+    symlinkSync(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'));
+  } else {
+    console.log(`${rev} has other dependencies: npm ci in its worktree`);
+    const npm = spawnSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    if (npm.status !== 0) fail(`npm ci for ${rev} failed:\n${npm.stdout}${npm.stderr}`);
+    // install scripts were skipped (prepare would build): the native addon is ours when it is the
+    // same version, else built
+    const addon = 'node_modules/better-sqlite3';
+    const version = (/** @type {string} */ root) =>
+      JSON.parse(readFileSync(path.join(root, addon, 'package.json'), 'utf8')).version;
+    if (version(dir) === version(REPO_DIR)) {
+      cpSync(path.join(REPO_DIR, addon, 'build'), path.join(dir, addon, 'build'), { recursive: true });
+    } else {
+      const rebuild = spawnSync('npm', ['rebuild', 'better-sqlite3'], { cwd: dir, encoding: 'utf8' });
+      if (rebuild.status !== 0) fail(`npm rebuild for ${rev} failed:\n${rebuild.stdout}${rebuild.stderr}`);
+    }
+  }
   const tsc = spawnSync(
     process.execPath,
-    [path.join(REPO_DIR, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    [path.join(dir, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
     {
       cwd: dir,
       encoding: 'utf8',

@@ -7,6 +7,7 @@
  * before the breaker opened cannot be mistaken for a probe. The clock is injected: the state
  * machine is tested without sleeping.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { CircuitBreakerConfig } from '../config/schema.js';
 import { RollingWindow } from './rolling-window.js';
 
@@ -28,13 +29,14 @@ export class CircuitBreaker {
     private readonly config: CircuitBreakerConfig,
     private readonly onChange: (state: BreakerState) => void = () => undefined,
     /** monotonic by default: the open period is a duration */
-    private readonly clock: () => number = () => performance.now(),
+    private readonly clock: Clock = systemClock,
   ) {
     this.window = new RollingWindow(config.window);
   }
 
   get state(): BreakerState {
-    if (this.current === 'open' && this.clock() - this.openedAt >= this.config.openFor) return 'half-open';
+    if (this.current === 'open' && this.clock.now() - this.openedAt >= this.config.openFor)
+      return 'half-open';
     return this.current;
   }
 
@@ -45,7 +47,7 @@ export class CircuitBreaker {
   admit(): number {
     if (!this.config.enabled || this.current === 'closed') return this.generation;
     if (this.current === 'open') {
-      if (this.clock() - this.openedAt < this.config.openFor) return REJECTED;
+      if (this.clock.now() - this.openedAt < this.config.openFor) return REJECTED;
       this.transition('half-open');
     }
     if (this.probesInFlight + this.probeSuccesses >= this.config.probes) return REJECTED;
@@ -53,11 +55,18 @@ export class CircuitBreaker {
     return this.generation;
   }
 
+  /** Would `admit` let a request through now? (Nothing is taken: no probe slot, no transition.) */
+  wouldAdmit(): boolean {
+    if (!this.config.enabled || this.current === 'closed') return true;
+    if (this.current === 'open') return this.clock.now() - this.openedAt >= this.config.openFor;
+    return this.probesInFlight + this.probeSuccesses < this.config.probes;
+  }
+
   record(generation: number, outcome: Outcome): void {
     if (!this.config.enabled || generation !== this.generation) return;
     if (this.current === 'closed') {
       if (outcome === 'cancelled') return;
-      const now = this.clock();
+      const now = this.clock.now();
       this.window.record(now, outcome === 'failure');
       if (outcome === 'failure') {
         const { total, failed } = this.window.counts(now);
@@ -67,7 +76,7 @@ export class CircuitBreaker {
     }
     if (this.current !== 'half-open') return;
     this.probesInFlight--;
-    if (outcome === 'failure') this.open(this.clock());
+    if (outcome === 'failure') this.open(this.clock.now());
     else if (outcome === 'success' && ++this.probeSuccesses >= this.config.probes) {
       this.window.reset();
       this.transition('closed');
@@ -76,13 +85,13 @@ export class CircuitBreaker {
 
   /** how long until a probe may go through (0 unless open) */
   retryAfterMs(): number {
-    if (this.current === 'open') return Math.max(0, this.openedAt + this.config.openFor - this.clock());
+    if (this.current === 'open') return Math.max(0, this.openedAt + this.config.openFor - this.clock.now());
     return 0;
   }
 
   /** the window's counts, for the admin API */
   counts(): { total: number; failed: number } {
-    return this.window.counts(this.clock());
+    return this.window.counts(this.clock.now());
   }
 
   private open(now: number): void {

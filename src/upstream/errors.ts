@@ -1,3 +1,4 @@
+import { errors } from 'undici';
 import { ErrorCodes, errorCode } from '../problems/error-codes.js';
 import { problems, type Problem } from '../problems/registry.js';
 
@@ -7,6 +8,9 @@ export type UpstreamFailure =
 
 export function classify(err: unknown): UpstreamFailure {
   const code = errorCode(err);
+  // undici 7 leaves some parser errors without their HPE_ code (an invalid chunk size): its
+  // error class still says what they are
+  if (code === undefined && err instanceof errors.HTTPParserError) return 'protocol';
   switch (code) {
     case ErrorCodes.BODY_TOO_LARGE:
       return 'body-too-large';

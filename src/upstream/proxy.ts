@@ -6,22 +6,25 @@
  *
  * Resilience sits around each attempt: the service's circuit breaker admits it (or the request
  * fails fast with 503 circuit_open), the balancer picks an available target, and the outcome is
- * reported back (breaker, passive health, metrics). A failed attempt is retried on another
- * target when the retry policy allows it (retry-policy.ts): only before anything was sent to the
- * client, only for requests the upstream may see twice, within the budget and the deadline.
- * One Exchange object serves all attempts: an attempt starts only after the previous one's final
- * callback (onComplete or onError), so callbacks never interleave.
+ * reported back (breaker, passive health, metrics: attempts.ts). A failed attempt is retried on
+ * another target when the retry policy's `decide` allows it (retry-policy.ts): only before
+ * anything was sent to the client, only for requests the upstream may see twice, within the
+ * budget and the deadline. One Exchange object serves all attempts: an attempt starts only after
+ * the previous one's final callback (onResponseEnd or onResponseError), so callbacks never
+ * interleave.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { problems, type Problem } from '../problems/registry.js';
+import { Attempts } from './attempts.js';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor, type UpstreamFailure } from './errors.js';
 import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
-import { isIdempotent, parseRetryAfter, retryReasonOf, type RetryReason } from './retry-policy.js';
+import { isIdempotent, retryAfterOf, retryReasonOf, type RetryReason } from './retry-policy.js';
+import { SendWatch } from './send-watch.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
 
@@ -132,25 +135,35 @@ export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   exchange.attempt(generation);
 }
 
-class Exchange implements Dispatcher.DispatchHandlers {
-  private abort: ((err?: Error) => void) | null = null;
+/**
+ * One request's way to the upstream and its response's way back. The fields are the streaming
+ * state of the attempt running now; the attempts' bookkeeping (targets, breaker admissions,
+ * retry decisions) is `attempts`, the client's send timeout is `sendWatch`.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  /** this attempt's undici controller (pause, resume, abort); null until it is on a connection */
+  private controller: Dispatcher.DispatchController | null = null;
   /** the response is finished (or the exchange given up): late callbacks do nothing */
   private done = false;
   private readonly method: Dispatcher.HttpMethod;
-  /** the request may reach an upstream more than once (method, Idempotency-Key, retry.attempts) */
-  private readonly retryable: boolean;
-  /** performance.now() after which no attempt starts or waits for headers */
-  private readonly deadlineAt: number;
+  private readonly attempts: Attempts;
+  /** what this attempt sends: the request itself, a counting wrapper around it, or nothing */
   private body: Readable | null = null;
-  private target: Target | null = null;
-  private generation = 0;
-  private attemptStart = 0;
-  /** targets already tried (only allocated once a retry happens) */
-  private tried: Target[] | null = null;
   /** an upstream answer to be retried is being read and thrown away */
   private discarding = false;
-  private retryTimer: NodeJS.Timeout | null = null;
+  /** the wait before the retry decided while `discarding` */
   private nextDelay = 0;
+  private status = 0;
+  /** the response headers, until the first body byte (or the end) sends them with the status */
+  private head: string[] | null = null;
+  /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
+  contentLength = -1;
+  /** controller.resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
+  private onDrain: (() => void) | null = null;
+  private sendWatch: SendWatch | null = null;
+  /** the wait in the pool's queue (see startQueueTimer) */
+  private queueTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: ProxyRequest,
@@ -160,26 +173,24 @@ class Exchange implements Dispatcher.DispatchHandlers {
   ) {
     const method = ctx.req.method as Dispatcher.HttpMethod;
     this.method = method;
-    this.retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
-    this.deadlineAt = ctx.startTime + service.config.retry.deadline;
+    const retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
+    this.attempts = new Attempts(service, retryable, ctx.startTime + service.config.retry.deadline);
   }
 
   /** Starts one attempt, admitted by the breaker as `generation`. */
   attempt(generation: number): void {
     const ctx = this.ctx;
-    const target = pickTarget(ctx, this.env, generation, this.tried);
+    const target = this.attempts.begin(generation);
     if (target === null) {
+      // the admission was given back; no attempt runs (a retry avoided every target)
       this.done = true;
+      this.env.fail(ctx, problems.noHealthyTarget(this.service.name));
       return;
     }
-    this.target = target;
-    this.generation = generation;
-    target.inflight++;
     if (target.inflight > target.connections) this.startQueueTimer();
     ctx.attempts++;
     ctx.upstream = target.address;
-    this.attemptStart = performance.now();
-    this.abort = null;
+    this.controller = null;
     this.discarding = false;
     this.contentLength = -1;
     this.head = null;
@@ -188,7 +199,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     if (ctx.bodyLength > 0) this.body = req;
     else if (ctx.bodyLength < 0)
       this.body = Readable.from(limitedBody(req, this.env.bodyLimit, ctx), { objectMode: false });
-    const remaining = this.deadlineAt - performance.now();
+    const remaining = this.attempts.remaining();
     const response = this.service.config.timeouts.response;
     target.pool.dispatch(
       {
@@ -203,17 +214,15 @@ class Exchange implements Dispatcher.DispatchHandlers {
     );
   }
 
-  onConnect(abort: (err?: Error) => void): void {
+  onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
     }
-    this.abort = abort;
+    this.controller = controller;
     // answered already (the wait for a connection timed out): the request must not go now
-    if (this.done) abort(new ClientGoneError());
+    if (this.done) controller.abort(new ClientGoneError());
   }
-
-  private queueTimer: NodeJS.Timeout | null = null;
 
   /**
    * Every connection to the target is busy, so the request waits in the pool's queue, where
@@ -221,8 +230,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
    * or a hung upstream would hold queued requests forever.
    */
   private startQueueTimer(): void {
-    const remaining = this.deadlineAt - performance.now();
-    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, remaining));
+    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, this.attempts.remaining()));
     this.queueTimer = setTimeout(this.onQueueTimeout, wait);
   }
 
@@ -238,14 +246,22 @@ class Exchange implements Dispatcher.DispatchHandlers {
     );
   };
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    parsed: IncomingHttpHeaders,
+  ): void {
     const res = this.ctx.res;
-    if (res.destroyed || this.done) return false;
+    if (res.destroyed || this.done) {
+      controller.pause();
+      return;
+    }
+    const rawHeaders = rawHeadersOf(controller, parsed);
     if (statusCode < 200) {
       // Informational (1xx) answer before the final one: relay 103 Early Hints, drop the rest.
       // (Passing a 1xx to writeHead would commit the status line and break the final response.)
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
-      return true;
+      return;
     }
     if (this.service.retry.retriesStatus(statusCode)) {
       // the outcome goes to the breaker first, so a breaker this answer opens refuses the retry
@@ -255,12 +271,11 @@ class Exchange implements Dispatcher.DispatchHandlers {
         // Retried: read this answer to its end (keeping the connection) and throw it away.
         this.discarding = true;
         this.nextDelay = delay;
-        return true;
+        return;
       }
     }
     const headers = responseHeaders(rawHeaders, this.ctx.requestId, this.env.isDraining(), this);
     this.ctx.responseHeaders(headers, statusCode);
-    this.resume = resume;
     this.status = statusCode;
     if ((statusCode === 204 || statusCode === 304) && this.method !== 'HEAD' && declaresBody(rawHeaders)) {
       // A 304 may carry the Content-Length of the representation, but never a body. undici's
@@ -270,31 +285,23 @@ class Exchange implements Dispatcher.DispatchHandlers {
       res.end();
       this.done = true;
       this.finishAttempt(null, statusCode);
-      this.abort?.(new ClientGoneError());
-      return false;
+      controller.abort(new ClientGoneError());
+      return;
     }
     // The status line waits for the first body byte or the end (node would not send it sooner:
     // writeHead only stores it). Until then `headersSent` stays false, so a body that breaks
     // before its first byte (an invalid chunk size, a reset, a body timeout) still gets a clean
     // problem answer, or a retry, instead of a cut connection.
     this.head = headers;
-    return true;
   }
-
-  private resume: (() => void) | null = null;
-  private status = 0;
-  /** the response headers, until the first body byte (or the end) sends them with the status */
-  private head: string[] | null = null;
 
   private writeHead(res: ServerResponse, head: string[]): void {
     this.head = null;
     res.writeHead(this.status, head);
   }
-  /** the upstream's Content-Length, counted down as the body arrives; -1 = unknown (chunked) */
-  contentLength = -1;
 
-  onData(chunk: Buffer): boolean {
-    if (this.discarding) return true;
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.discarding) return;
     const res = this.ctx.res;
     if (this.head !== null) this.writeHead(res, this.head);
     res.bytesOut += chunk.length;
@@ -305,70 +312,29 @@ class Exchange implements Dispatcher.DispatchHandlers {
       this.contentLength = 0;
       res.end(chunk);
       if (res.writableLength > 0) this.watchSend(res); // the client has not taken it all yet
-      return true;
+      return;
     }
     if (this.contentLength > 0) this.contentLength -= chunk.length;
-    if (res.write(chunk)) return true;
-    if (res.destroyed) return false;
+    if (res.write(chunk)) return;
+    controller.pause();
+    if (res.destroyed) return;
     // Back-pressure: the upstream socket pauses until the client has taken what is buffered.
     res.once('drain', (this.onDrain ??= () => this.drained()));
     this.watchSend(res);
-    return false;
   }
-
-  /** undici's resume and the end of a send wait, for 'drain' (made on the first back-pressure) */
-  private onDrain: (() => void) | null = null;
 
   private drained(): void {
-    this.sendWaiting = false;
-    this.resume?.();
+    this.sendWatch?.drained();
+    this.controller?.resume();
   }
 
-  /**
-   * `limits.sendTimeout`: a client that takes no byte for that long is cut, which aborts the
-   * upstream exchange (the response 'close' listener) and frees its pooled connection. Without
-   * it, a client that stops reading holds the connection for as long as it stays connected: the
-   * paused upstream socket is not subject to undici's body timeout. One timer per exchange,
-   * armed only when back-pressure starts and refreshed, never one per chunk. The clock measures
-   * time without progress, not the whole response: when it fires, a backlog that shrank meanwhile
-   * (the client took at least one whole buffered write) starts it again.
-   */
   private watchSend(res: ServerResponse): void {
     const limit = this.env.sendTimeout;
     if (limit <= 0 || res.destroyed) return;
-    this.sendWaiting = true;
-    this.sendBacklog = res.writableLength;
-    if (this.sendTimer === null) this.sendTimer = setTimeout(Exchange.onSendTimer, limit, this);
-    else this.sendTimer.refresh();
+    (this.sendWatch ??= new SendWatch(res, limit)).watch();
   }
 
-  private sendTimer: NodeJS.Timeout | null = null;
-  /** back-pressure is on (no 'drain' since it started) */
-  private sendWaiting = false;
-  /** bytes the client had yet to take when the clock last (re)started */
-  private sendBacklog = 0;
-
-  /**
-   * Timers run before the loop polls for I/O: after this process stalled (GC, a busy host), the
-   * writes the client completed meanwhile are not counted yet. The verdict waits for the poll.
-   */
-  private static onSendTimer(this: void, exchange: Exchange): void {
-    setImmediate(Exchange.judgeSend, exchange);
-  }
-
-  private static judgeSend(this: void, exchange: Exchange): void {
-    const res = exchange.ctx.res;
-    if (!exchange.sendWaiting || res.destroyed) return;
-    const backlog = res.writableLength;
-    if (backlog < exchange.sendBacklog) {
-      exchange.sendBacklog = backlog;
-      exchange.sendTimer?.refresh();
-      return;
-    }
-    res.destroy(); // 'close' → onClientClose: the upstream exchange stops and its connection is freed
-  }
-
-  onComplete(): void {
+  onResponseEnd(): void {
     if (this.discarding) {
       this.scheduleRetry(this.nextDelay);
       return;
@@ -383,7 +349,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
     }
   }
 
-  onError(err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const res = this.ctx.res;
     const failure = classify(err);
     if (this.discarding) {
@@ -392,10 +358,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
       // probe slot would otherwise stay taken, and the breaker refuse everything for good)
       this.discarding = false;
       if (!this.done) this.scheduleRetry(this.nextDelay);
-      else this.service.breaker.record(this.pendingGeneration, 'cancelled');
+      else this.attempts.release();
       return;
     }
-    if (this.target !== null) this.finishAttempt(failure, 0);
+    this.finishAttempt(failure, 0);
     if (this.done && res.writableEnded) return; // we ended the response ourselves (bodyless 304)
     if (failure === 'client-gone' || res.destroyed) {
       this.done = true;
@@ -422,72 +388,38 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   /** Reports the current attempt's end to the service (once). */
   private finishAttempt(failure: UpstreamFailure | null, status: number): void {
-    const target = this.target;
-    if (target === null) return;
-    this.target = null;
-    const ms = performance.now() - this.attemptStart;
-    this.ctx.upstreamDurationMs = ms;
-    this.service.finish(target, this.generation, failure, status, ms / 1000);
-    if (this.retryable) (this.tried ??= []).push(target);
+    const ms = this.attempts.end(failure, status);
+    if (ms >= 0) this.ctx.upstreamDurationMs = ms;
   }
 
-  /**
-   * Milliseconds to wait before retrying after `reason`, or -1 when it must not be retried:
-   * not retryable, no attempts left, `retry.on` does not name it, the body was streamed already,
-   * the upstream asks to wait longer than `maxRetryAfter`, the deadline would pass, the budget
-   * is spent, or the breaker refuses. On success the breaker's admission is kept for the retry.
-   */
+  /** ms to wait before retrying after `reason`, or -1 when it is not retried (retry-policy.ts). */
   private retryDelay(reason: RetryReason, retryAfterMs: number | null): number {
-    const service = this.service;
-    const policy = service.retry;
-    if (!this.retryable || this.ctx.attempts >= policy.attempts || !policy.retriesOn(reason)) return -1;
-    if (this.ctx.res.destroyed || !this.bodyReplayable()) return -1;
-    if (retryAfterMs !== null && retryAfterMs > policy.config.maxRetryAfter) {
-      service.metrics.retrySkipped('retry_after');
-      return -1;
-    }
-    let delay = policy.backoff(this.ctx.attempts);
-    if (retryAfterMs !== null && retryAfterMs > delay) delay = retryAfterMs;
-    if (performance.now() + delay >= this.deadlineAt) {
-      service.metrics.retrySkipped('deadline');
-      return -1;
-    }
-    if (!policy.takeRetry()) {
-      service.metrics.retrySkipped('budget');
-      return -1;
-    }
-    const generation = service.breaker.admit();
-    if (generation === REJECTED) {
-      service.metrics.retrySkipped('breaker');
-      return -1;
-    }
-    this.pendingGeneration = generation;
-    service.metrics.retry(String(reason));
+    const ctx = this.ctx;
+    const delay = this.attempts.retryDelay(
+      ctx.attempts,
+      reason,
+      retryAfterMs,
+      ctx.res.destroyed,
+      this.bodyRead(),
+    );
+    // an unread wrapper around the request cannot be sent twice: the retry makes a fresh one
+    if (delay >= 0 && this.body !== null && this.body !== ctx.req) this.body.destroy();
     return delay;
   }
 
-  private pendingGeneration = 0;
-
-  /** A request body can be sent again only if no byte of it was read yet. */
-  private bodyReplayable(): boolean {
+  /** Some of the request body was read already (by undici, or a wrapper): it cannot be sent again. */
+  private bodyRead(): boolean {
     const body = this.body;
-    if (body === null) return true;
-    if (body === this.ctx.req) return !this.ctx.req.readableDidRead;
-    if (body.readableDidRead || this.ctx.req.readableDidRead) return false;
-    body.destroy(); // an unread wrapper around the request: a fresh one is made for the retry
-    return true;
+    if (body === null) return false;
+    return body.readableDidRead || this.ctx.req.readableDidRead;
   }
 
   private scheduleRetry(delay: number): void {
     this.discarding = false;
-    const generation = this.pendingGeneration;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      if (this.done) {
-        this.service.breaker.record(generation, 'cancelled');
-        return;
-      }
-      this.attempt(generation);
+      if (this.done) this.attempts.release();
+      else this.attempt(this.attempts.takeHeld());
     }, delay);
   }
 
@@ -497,19 +429,16 @@ class Exchange implements Dispatcher.DispatchHandlers {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
     }
-    if (this.sendTimer !== null) {
-      clearTimeout(this.sendTimer);
-      this.sendTimer = null;
-    }
+    this.sendWatch?.stop();
     if (this.done) return;
     this.done = true;
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
-      this.service.breaker.record(this.pendingGeneration, 'cancelled');
+      this.attempts.release();
       return;
     }
-    this.abort?.(new ClientGoneError());
+    this.controller?.abort(new ClientGoneError());
   };
 }
 
@@ -520,15 +449,22 @@ class ClientGoneError extends Error {
   }
 }
 
-/** The Retry-After of an upstream answer, in milliseconds (null when absent or unreadable). */
-function retryAfterOf(raw: readonly Buffer[]): number | null {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer;
-    if (name.length === 11 && name.toString('latin1').toLowerCase() === 'retry-after') {
-      return parseRetryAfter((raw[i + 1] as Buffer).toString('latin1'));
-    }
+/**
+ * The response head as the upstream sent it (names in its case, values as latin1 bytes, repeats in
+ * order), which undici's HTTP/1 client leaves on the controller beside the parsed object. A
+ * dispatcher that gives only the parsed object gets it flattened back.
+ */
+function rawHeadersOf(controller: Dispatcher.DispatchController, parsed: IncomingHttpHeaders): Buffer[] {
+  const raw = controller.rawHeaders;
+  if (Array.isArray(raw) && (raw.length === 0 || Buffer.isBuffer(raw[0]))) return raw as Buffer[];
+  const out: Buffer[] = [];
+  for (const name of Object.keys(parsed)) {
+    const value = parsed[name];
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value])
+      out.push(Buffer.from(name, 'latin1'), Buffer.from(v, 'latin1'));
   }
-  return null;
+  return out;
 }
 
 /** true when a Content-Length other than 0 is among the raw headers */

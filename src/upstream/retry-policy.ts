@@ -1,9 +1,12 @@
 /**
- * When a failed upstream attempt may be tried again, and after how long. Pure functions plus a
- * retry budget; the proxy (proxy.ts) applies them. Retries are safe only for requests the
- * upstream may see twice: idempotent methods or an `Idempotency-Key`, and a body that was not
- * streamed yet (the proxy knows that).
+ * When a failed upstream attempt may be tried again, and after how long: `decide`, a pure
+ * function of the attempt and of everything it depends on (the time, the deadline, the budget's
+ * and the breaker's answers, the jitter), so every branch is tested without a socket or a sleep.
+ * The budget itself is the one piece of state here; attempts.ts applies the decision. Retries are
+ * safe only for requests the upstream may see twice: idempotent methods or an `Idempotency-Key`,
+ * and a body that was not streamed yet.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RetryConfig } from '../config/schema.js';
 import type { UpstreamFailure } from './errors.js';
@@ -40,8 +43,103 @@ export function retryReasonOf(failure: UpstreamFailure): RetryReason | null {
   }
 }
 
-/** The compiled `retry` section of one service. */
-export class RetryPolicy {
+/** Why a failed attempt is not tried again. */
+export type SkipReason =
+  | 'not_idempotent'
+  | 'attempts'
+  | 'not_on'
+  | 'client_gone'
+  | 'body_read'
+  // the four counted in gatehouse_retries_skipped_total{reason}
+  | 'retry_after'
+  | 'deadline'
+  | 'budget'
+  | 'breaker';
+
+export type RetryDecision = { readonly delayMs: number } | { readonly skip: SkipReason };
+
+/** What `decide` reads of a service's retry settings (a RetryPolicy). */
+export interface RetryRules {
+  readonly attempts: number;
+  readonly config: Pick<RetryConfig, 'backoff' | 'maxBackoff' | 'maxRetryAfter'>;
+  retriesOn(reason: RetryReason): boolean;
+}
+
+/** One failed attempt, and what a retry of it would depend on. */
+export type RetryInput = {
+  /** attempts made so far (1 after the first) */
+  readonly attempt: number;
+  readonly reason: RetryReason;
+  /** the upstream's Retry-After in ms; null when it sent none */
+  readonly retryAfter: number | null;
+  /** monotonic ms */
+  readonly now: number;
+  /** monotonic ms after which no attempt starts */
+  readonly deadline: number;
+  /** the upstream may see the request twice: an idempotent method or an Idempotency-Key */
+  readonly idempotent: boolean;
+  readonly clientGone: boolean;
+  /** some of the request body was read already: it cannot be sent again */
+  readonly bodyRead: boolean;
+  /** the retry budget has one more retry now */
+  readonly budgetLeft: boolean;
+  /** the circuit breaker would admit one more attempt now */
+  readonly breakerAdmits: boolean;
+  /** the jitter's source, uniform in [0, 1); called only when a backoff is computed */
+  readonly random: () => number;
+};
+
+const skip = (reason: SkipReason): RetryDecision => Object.freeze({ skip: reason });
+const SKIP = {
+  not_idempotent: skip('not_idempotent'),
+  attempts: skip('attempts'),
+  not_on: skip('not_on'),
+  client_gone: skip('client_gone'),
+  body_read: skip('body_read'),
+  retry_after: skip('retry_after'),
+  deadline: skip('deadline'),
+  budget: skip('budget'),
+  breaker: skip('breaker'),
+} as const;
+
+/**
+ * Whether to retry, and after how many ms. The checks run in this order, and the first that fails
+ * names the skip: the request may be repeated, attempts are left, `retry.on` names the reason, the
+ * client is still there, no byte of the body was read, the upstream's Retry-After is within
+ * `maxRetryAfter`, the wait (the backoff, or the Retry-After when longer) ends before the
+ * deadline, the budget has a retry, and the breaker admits one.
+ */
+export function decide(rules: RetryRules, input: RetryInput): RetryDecision {
+  if (!input.idempotent) return SKIP.not_idempotent;
+  if (input.attempt >= rules.attempts) return SKIP.attempts;
+  if (!rules.retriesOn(input.reason)) return SKIP.not_on;
+  if (input.clientGone) return SKIP.client_gone;
+  if (input.bodyRead) return SKIP.body_read;
+  const retryAfter = input.retryAfter;
+  if (retryAfter !== null && retryAfter > rules.config.maxRetryAfter) return SKIP.retry_after;
+  let delayMs = backoff(rules.config, input.attempt, input.random());
+  if (retryAfter !== null && retryAfter > delayMs) delayMs = retryAfter;
+  if (input.now + delayMs >= input.deadline) return SKIP.deadline;
+  if (!input.budgetLeft) return SKIP.budget;
+  if (!input.breakerAdmits) return SKIP.breaker;
+  return { delayMs };
+}
+
+/**
+ * Full-jitter exponential backoff before retry number `retry` (1 = the first retry): uniform
+ * between `backoff` and min(maxBackoff, backoff × 2^retry).
+ */
+export function backoff(
+  config: Pick<RetryConfig, 'backoff' | 'maxBackoff'>,
+  retry: number,
+  random: number,
+): number {
+  const cap = Math.min(config.maxBackoff, config.backoff * 2 ** retry);
+  return Math.round(config.backoff + random * Math.max(0, cap - config.backoff));
+}
+
+/** The compiled `retry` section of one service, with its budget. */
+export class RetryPolicy implements RetryRules {
   readonly attempts: number;
   private readonly on: ReadonlySet<RetryReason>;
   private readonly budget: RollingWindow;
@@ -49,7 +147,9 @@ export class RetryPolicy {
   constructor(
     readonly config: RetryConfig,
     /** monotonic by default: the budget's window is a duration */
-    private readonly clock: () => number = () => performance.now(),
+    private readonly clock: Clock = systemClock,
+    /** the jitter's source */
+    readonly random: () => number = Math.random,
   ) {
     this.attempts = config.attempts;
     this.on = new Set(config.on);
@@ -67,7 +167,7 @@ export class RetryPolicy {
 
   /** Counts a first attempt toward the budget's base. */
   countRequest(): void {
-    this.budget.record(this.clock(), false);
+    this.budget.record(this.clock.now(), false);
   }
 
   /**
@@ -75,22 +175,26 @@ export class RetryPolicy {
    * (and may always reach `minRetries`), so retries cannot multiply the load of an outage.
    */
   takeRetry(): boolean {
-    const now = this.clock();
-    const { total, failed: retries } = this.budget.counts(now);
-    const requests = total - retries;
-    if (retries >= Math.max(this.config.minRetries, this.config.budget * requests)) return false;
-    this.budget.record(now, true);
+    if (!this.budgetLeft()) return false;
+    this.recordRetry();
     return true;
   }
 
-  /**
-   * Full-jitter exponential backoff before retry number `retry` (1 = the first retry): uniform
-   * between `backoff` and min(maxBackoff, backoff × 2^retry).
-   */
-  backoff(retry: number, random: number = Math.random()): number {
-    const { backoff, maxBackoff } = this.config;
-    const cap = Math.min(maxBackoff, backoff * 2 ** retry);
-    return Math.round(backoff + random * Math.max(0, cap - backoff));
+  /** the budget has one more retry now (nothing is taken) */
+  budgetLeft(): boolean {
+    const { total, failed: retries } = this.budget.counts(this.clock.now());
+    const requests = total - retries;
+    return retries < Math.max(this.config.minRetries, this.config.budget * requests);
+  }
+
+  /** Counts a retry against the budget (once `decide` said yes). */
+  recordRetry(): void {
+    this.budget.record(this.clock.now(), true);
+  }
+
+  /** the backoff before retry number `retry`, with `random` as the jitter (the policy's own by default) */
+  backoff(retry: number, random: number = this.random()): number {
+    return backoff(this.config, retry, random);
   }
 }
 
@@ -107,4 +211,15 @@ export function parseRetryAfter(value: string | undefined, now: number = Date.no
   const date = Date.parse(v);
   if (Number.isNaN(date)) return null;
   return Math.max(0, date - now);
+}
+
+/** The Retry-After of an upstream answer's raw head, in milliseconds (null when absent or unreadable). */
+export function retryAfterOf(raw: readonly Buffer[]): number | null {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    if (name.length === 11 && name.toString('latin1').toLowerCase() === 'retry-after') {
+      return parseRetryAfter((raw[i + 1] as Buffer).toString('latin1'));
+    }
+  }
+  return null;
 }

@@ -4,6 +4,7 @@
  * circuit breaker and the retry policy. The proxy asks it for a target and reports each
  * attempt's outcome back; everything the admin API and metrics show about a service is here.
  */
+import { systemClock, type Clock } from '../clock.js';
 import type { ServiceConfig } from '../config/schema.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { ActiveHealthCheck } from './active-health.js';
@@ -14,8 +15,6 @@ import type { UpstreamFailure } from './errors.js';
 import { mayEject, nextEjection } from './passive-health.js';
 import { RetryPolicy } from './retry-policy.js';
 import { Target } from './target.js';
-
-const monotonicNow = (): number => performance.now();
 
 /**
  * What a service counts in metrics; the gateway's registry implements it (no-ops otherwise).
@@ -43,7 +42,7 @@ export type ServiceOptions = {
   metrics?: ServiceMetrics | undefined;
   logger?: Logger | undefined;
   /** injectable for tests of the breaker and ejection timing */
-  clock?: () => number;
+  clock?: Clock;
 };
 
 export class Service {
@@ -60,7 +59,7 @@ export class Service {
   private readonly source: Discovery;
   readonly metrics: ServiceMetrics;
   private readonly logger: Logger;
-  private readonly clock: () => number;
+  readonly clock: Clock;
 
   constructor(
     readonly name: string,
@@ -72,7 +71,7 @@ export class Service {
     this.logger = options.logger ?? silentLogger();
     // monotonic: ejections, the breaker's open period and the retry budget are durations, which a
     // wall-clock step (NTP, a VM resumed) must neither stretch nor cut
-    const clock = (this.clock = options.clock ?? monotonicNow);
+    const clock = (this.clock = options.clock ?? systemClock);
     this.balancer = createBalancer(config.balancer);
     this.breaker = new CircuitBreaker(config.circuitBreaker, (state) => this.breakerChanged(state), clock);
     this.retry = new RetryPolicy(config.retry, clock);
@@ -143,7 +142,7 @@ export class Service {
       return;
     if (++target.consecutiveFailures < passive.consecutiveErrors) return;
     if (!mayEject(passive, this.ejected, this.targets.length)) return;
-    const now = this.clock();
+    const now = this.clock.now();
     const duration = nextEjection(passive, target, now);
     target.ejectedUntil = now + duration;
     target.consecutiveFailures = 0;
@@ -161,7 +160,7 @@ export class Service {
     target.ejectionTimer = null;
     if (target.ejectedUntil === 0) return;
     target.ejectedUntil = 0;
-    target.backAt = this.clock();
+    target.backAt = this.clock.now();
     this.ejected--;
     this.healthChanged();
   }
@@ -200,7 +199,7 @@ export class Service {
   }
 
   snapshot() {
-    const now = this.clock();
+    const now = this.clock.now();
     const counts = this.breaker.counts();
     return {
       name: this.name,

@@ -2,6 +2,7 @@
 import { Pool } from 'undici';
 import type { ServiceConfig } from '../config/schema.js';
 import type { ActiveHealthCheck } from './active-health.js';
+import { warmHttpParser } from './parser-warmup.js';
 import type { PassiveState } from './passive-health.js';
 
 export class Target implements PassiveState {
@@ -24,6 +25,7 @@ export class Target implements PassiveState {
     readonly origin: string,
     config: ServiceConfig,
   ) {
+    warmHttpParser();
     this.address = new URL(origin).host;
     this.connections = config.pool.connections;
     this.pool = new Pool(origin, {

@@ -49,7 +49,7 @@ function rawHeaderLines(raw: readonly (Buffer | string)[] | null): string {
   return out;
 }
 
-class UpgradeRelay implements Dispatcher.DispatchHandlers {
+class UpgradeRelay implements Dispatcher.DispatchHandler {
   constructor(
     private readonly ctx: ProxyRequest,
     private readonly env: UpgradeEnv,

@@ -2,9 +2,10 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { AccessLog, type AccessRecord, type SinkStats } from '../../src/observability/access-log/index.js';
 import { accessLine } from '../../src/observability/access-log/stdout-sink.js';
+import { ManualScheduler } from '../helpers/manual-scheduler.js';
 
 const record = (i: number): AccessRecord => ({
   time: new Date(Date.UTC(2025, 0, 1, 0, 0, 0, i)).toISOString(),
@@ -54,13 +55,28 @@ function capture() {
   return { logs, logger };
 }
 
+/** The shipper's timers, moved by the tests (`scheduler.advance`) instead of waited for. */
+let scheduler = new ManualScheduler();
+beforeEach(() => {
+  scheduler = new ManualScheduler();
+});
+
+/** Advances the shipper's clock 1 ms at a time (up to 4 s of it) until `check` holds. */
 async function until(check: () => boolean, log?: AccessLog): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < 4000; i++) {
     if (log !== undefined) expectInvariant(log);
     if (check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await scheduler.advance(1);
   }
   throw new Error('condition not reached');
+}
+
+/** Closes `log`, advancing its clock while the close waits (up to its timeout). */
+async function close(log: AccessLog, timeoutMs: number): Promise<void> {
+  let done = false;
+  const closing = log.close(timeoutMs).then(() => (done = true));
+  for (let t = 0; !done && t <= timeoutMs; t++) await scheduler.advance(1);
+  await closing;
 }
 
 function expectInvariant(log: AccessLog): void {
@@ -87,6 +103,7 @@ describe('AccessLog with stdout', () => {
       logger,
       stdoutDestination: dest.stream,
       stdoutShipping: { batchSize: 10, flushInterval: 5 },
+      scheduler,
     });
     for (let i = 0; i < 25; i++) log.push(record(i));
     expectInvariant(log);
@@ -95,7 +112,7 @@ describe('AccessLog with stdout', () => {
     expect(dest.lines().map((l) => JSON.parse(l) as unknown)).toEqual(
       Array.from({ length: 25 }, (_, i) => ({ level: 30, msg: 'access', ...record(i) })),
     );
-    await log.close(1000);
+    await close(log, 1000);
     expect(log.stats().stdout).toMatchObject({ enqueued: 25, shipped: 25, dropped: 0, buffered: 0 });
   });
 
@@ -106,10 +123,11 @@ describe('AccessLog with stdout', () => {
       logger,
       stdoutDestination: dest.stream,
       stdoutShipping: { batchSize: 5, flushInterval: 1 },
+      scheduler,
     });
     for (let i = 0; i < 12; i++) log.push(record(i));
     await until(() => dest.chunks.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await scheduler.advance(20);
     expect(dest.chunks).toHaveLength(1); // the destination asked to wait
     // the batch it holds counts as buffered until it drains
     expect(log.stats().stdout).toMatchObject({ shipped: 0, buffered: 12 });
@@ -118,10 +136,10 @@ describe('AccessLog with stdout', () => {
     expect(log.stats().stdout).toMatchObject({ shipped: 5, buffered: 7 });
     while (log.stats().stdout?.shipped !== 12) {
       dest.release();
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await scheduler.advance(2);
     }
     expect(dest.lines()).toHaveLength(12);
-    await log.close(1000);
+    await close(log, 1000);
   });
 
   it('survives a destination error: warns once, keeps records buffered, drops the oldest when full', async () => {
@@ -131,15 +149,16 @@ describe('AccessLog with stdout', () => {
       logger,
       stdoutDestination: dest.stream,
       stdoutShipping: { batchSize: 2, flushInterval: 1, maxBuffer: 4, maxBackoff: 5 },
+      scheduler,
     });
     dest.stream.destroy(new Error('EPIPE'));
     await new Promise((resolve) => setImmediate(resolve));
     for (let i = 0; i < 10; i++) log.push(record(i));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await scheduler.advance(30);
     expectInvariant(log);
     expect(log.stats().stdout).toMatchObject({ enqueued: 10, shipped: 0, dropped: 6, buffered: 4 });
     expect(logs.filter((l) => l.msg === 'access log stdout failed')).toHaveLength(1);
-    await log.close(20);
+    await close(log, 20);
     expect(log.stats().stdout).toMatchObject({ buffered: 0, droppedBy: { buffer_full: 6, shutdown: 4 } });
   });
 
@@ -150,6 +169,7 @@ describe('AccessLog with stdout', () => {
       logger,
       stdoutDestination: dest.stream,
       stdoutShipping: { batchSize: 3, flushInterval: 1 },
+      scheduler,
     });
     log.push(record(0));
     log.push({ ...record(1), bytesIn: 1n as unknown as number });
@@ -157,7 +177,7 @@ describe('AccessLog with stdout', () => {
     await until(() => log.stats().stdout?.buffered === 0);
     expect(log.stats().stdout).toMatchObject({ shipped: 2, droppedBy: { rejected: 1 } });
     expect(dest.lines().map((l) => (JSON.parse(l) as AccessRecord).requestId)).toEqual(['req-0', 'req-2']);
-    await log.close(100);
+    await close(log, 100);
   });
 
   it('counts records pushed after close as dropped (closed)', async () => {
@@ -203,6 +223,7 @@ describe('access-log metrics', () => {
       registry,
       stdoutDestination: dest.stream,
       stdoutShipping: { batchSize: 4, flushInterval: 1, maxBuffer: 6 },
+      scheduler,
     });
     for (let i = 0; i < 20; i++) first.push(record(i)); // 14 dropped at once (buffer_full)
     await until(() => first.stats().stdout?.buffered === 0);

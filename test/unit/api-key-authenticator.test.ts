@@ -17,6 +17,7 @@ import type {
   RevocationWatcher,
   RotationResult,
 } from '../../src/stores/database.js';
+import { clockAt } from '../helpers/clock.js';
 
 const SECRET = 'unit-secret-0123456789abcdef';
 /** the database's clock when the test's monotonic clock is 0 */
@@ -145,7 +146,7 @@ function setup<R extends FakeRepo = FakeRepo>(
   const repo = new Repo(clock);
   const auth = new ApiKeyAuthenticator({ header: 'x-api-key', secret: SECRET }, repo, silentLogger(), {
     flushInterval: 60_000,
-    clock: () => clock.now,
+    clock: clockAt(() => clock.now),
     ...options,
   });
   authenticators.push(auth);

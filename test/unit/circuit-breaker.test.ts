@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CircuitBreakerConfig } from '../../src/config/schema.js';
 import { CircuitBreaker, REJECTED, type BreakerState } from '../../src/upstream/circuit-breaker.js';
+import { clockAt } from '../helpers/clock.js';
 
 const config: CircuitBreakerConfig = {
   enabled: true,
@@ -17,7 +18,7 @@ function breaker(overrides: Partial<CircuitBreakerConfig> = {}) {
   const b = new CircuitBreaker(
     { ...config, ...overrides },
     (s) => changes.push(s),
-    () => now,
+    clockAt(() => now),
   );
   return {
     b,
@@ -139,5 +140,32 @@ describe('circuit breaker', () => {
     for (let i = 0; i < 50; i++) t.call('failure');
     expect(t.b.state).toBe('closed');
     expect(t.b.admit()).not.toBe(REJECTED);
+  });
+});
+
+describe('wouldAdmit: what admit would answer, without taking anything', () => {
+  it('agrees with admit in every state, and changes nothing', () => {
+    const t = breaker({ minRequests: 1, probes: 2 });
+    expect(t.b.wouldAdmit()).toBe(true); // closed
+    t.call('failure');
+    expect(t.b.state).toBe('open');
+    expect(t.b.wouldAdmit()).toBe(false);
+    t.advance(30_000);
+    expect(t.b.wouldAdmit()).toBe(true); // open period over: admit would make it half-open
+    expect(t.changes).toEqual(['open']); // no transition was made
+    const first = t.b.admit();
+    expect(first).not.toBe(REJECTED);
+    expect(t.b.wouldAdmit()).toBe(true); // one probe slot left
+    expect(t.b.admit()).not.toBe(REJECTED);
+    expect(t.b.wouldAdmit()).toBe(false); // both taken
+    expect(t.b.admit()).toBe(REJECTED);
+    t.b.record(first, 'cancelled');
+    expect(t.b.wouldAdmit()).toBe(true);
+  });
+
+  it('always admits when disabled', () => {
+    const t = breaker({ enabled: false, minRequests: 1 });
+    t.call('failure');
+    expect(t.b.wouldAdmit()).toBe(true);
   });
 });

@@ -436,12 +436,22 @@ describe('GuardedStore: the timeout counts from the write, and late admissions a
   });
 
   it('an admission that arrives after the timeout is refunded, once', async () => {
-    const store = new PipelinedStore();
-    store.replyMs = 60;
-    const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), { timeoutMs: 20 });
-    expect(await guard.consume('k1', plan)).toBe('closed');
-    await new Promise((r) => setTimeout(r, 100));
-    expect(store.refunded).toEqual([['k1', 42]]);
-    expect(guard.refunds).toBe(1);
+    vi.useFakeTimers({
+      toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'performance'],
+    });
+    try {
+      const store = new PipelinedStore();
+      store.replyMs = 60;
+      const guard = new GuardedStore(store, 'closed', pino({ level: 'silent' }), { timeoutMs: 20 });
+      let decision: unknown = null;
+      void Promise.resolve(guard.consume('k1', plan)).then((d) => (decision = d));
+      await vi.advanceTimersByTimeAsync(30);
+      expect(decision).toBe('closed');
+      await vi.advanceTimersByTimeAsync(70); // the reply arrives at 60 ms
+      expect(store.refunded).toEqual([['k1', 42]]);
+      expect(guard.refunds).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

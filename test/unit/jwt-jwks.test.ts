@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JWSHeaderParameters } from 'jose';
-import type { JwtClock } from '../../src/auth/jwt/clock.js';
+import type { Clock } from '../../src/clock.js';
 import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from '../../src/auth/jwt/jwks.js';
 import type { KeyLookup } from '../../src/auth/jwt/keys.js';
 import { JwtVerifier } from '../../src/auth/jwt/verifier.js';
@@ -39,7 +39,7 @@ afterEach(async () => {
   for (const c of cleanup.splice(0)) await c();
 });
 
-async function setup(keys: TestKey[], t: Partial<JwksTuning> = {}, clock?: JwtClock) {
+async function setup(keys: TestKey[], t: Partial<JwksTuning> = {}, clock?: Clock) {
   const server = await JwksServer.start(keys);
   const source = new JwksKeySource(server.url, silentLogger(), tuning(t), clock);
   const verifier = new JwtVerifier(jwtConfig(server.url), source);
@@ -80,7 +80,7 @@ describe('JWKS key source', () => {
 
   it('allows another unknown-kid refetch once the cooldown is over (monotonic clock)', async () => {
     let mono = 1_000_000;
-    const clock: JwtClock = { wallMs: () => Date.now(), monoMs: () => mono };
+    const clock: Clock = { wall: () => Date.now(), now: () => mono };
     const { server, source, verifier } = await setup([k1], { cooldownMs: 30_000 }, clock);
     await source.ready();
     await verifier.verify(await sign(k2));

@@ -201,9 +201,9 @@ describe('token cache clocks (shared-state item 10)', () => {
   /** a clock whose wall and monotonic readings the test moves apart */
   const testClock = () => {
     const c = { wall: Date.now(), mono: 5_000_000 };
-    return { c, clock: { wallMs: () => c.wall, monoMs: () => c.mono } };
+    return { c, clock: { wall: () => c.wall, now: () => c.mono } };
   };
-  const start = async (extra: Partial<JwtConfig>, clock: { wallMs(): number; monoMs(): number }) => {
+  const start = async (extra: Partial<JwtConfig>, clock: { wall(): number; now(): number }) => {
     const auth = createJwtAuthenticator(base({ jwksUrl: jwks.url, ...extra }), config, silentLogger(), {
       clock,
     });

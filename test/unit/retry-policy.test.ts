@@ -2,10 +2,14 @@ import { describe, expect, it } from 'vitest';
 import type { RetryConfig } from '../../src/config/schema.js';
 import {
   RetryPolicy,
+  decide,
   isIdempotent,
   parseRetryAfter,
+  retryAfterOf,
   retryReasonOf,
+  type RetryInput,
 } from '../../src/upstream/retry-policy.js';
+import { clockAt } from '../helpers/clock.js';
 
 const config: RetryConfig = {
   attempts: 3,
@@ -70,13 +74,19 @@ describe('backoff', () => {
 
 describe('retry budget', () => {
   it('allows minRetries whatever the traffic', () => {
-    const p = new RetryPolicy({ ...config, minRetries: 3 }, () => 0);
+    const p = new RetryPolicy(
+      { ...config, minRetries: 3 },
+      clockAt(() => 0),
+    );
     expect([p.takeRetry(), p.takeRetry(), p.takeRetry(), p.takeRetry()]).toEqual([true, true, true, false]);
   });
 
   it('keeps retries at or under budget × requests over the last 10 s', () => {
     let now = 0;
-    const p = new RetryPolicy({ ...config, minRetries: 0 }, () => now);
+    const p = new RetryPolicy(
+      { ...config, minRetries: 0 },
+      clockAt(() => now),
+    );
     for (let i = 0; i < 100; i++) p.countRequest();
     let granted = 0;
     for (let i = 0; i < 100; i++) if (p.takeRetry()) granted++;
@@ -103,5 +113,115 @@ describe('Retry-After', () => {
     expect(parseRetryAfter('soon')).toBeNull();
     expect(parseRetryAfter('-1')).toBeNull();
     expect(parseRetryAfter('1.5')).toBeNull();
+  });
+});
+
+describe('decide: retry or not, and after how long (no socket, no sleep)', () => {
+  const policy = new RetryPolicy(config);
+  /** a GET whose first attempt was refused, 10 s before its deadline, with everything allowing a retry */
+  const input = (over: Partial<RetryInput> = {}): RetryInput => ({
+    attempt: 1,
+    reason: 'connect-error',
+    retryAfter: null,
+    now: 1_000,
+    deadline: 11_000,
+    idempotent: true,
+    clientGone: false,
+    bodyRead: false,
+    budgetLeft: true,
+    breakerAdmits: true,
+    random: () => 0,
+    ...over,
+  });
+
+  it('retries after the backoff, its jitter from the injected source', () => {
+    expect(decide(policy, input())).toEqual({ delayMs: 50 });
+    expect(decide(policy, input({ random: () => 1 }))).toEqual({ delayMs: 100 });
+    expect(decide(policy, input({ attempt: 2, random: () => 1 }))).toEqual({ delayMs: 200 });
+    expect(decide(policy, input({ attempt: 2, random: () => 0.5 }))).toEqual({ delayMs: 125 });
+  });
+
+  it('names why it does not retry', () => {
+    expect(decide(policy, input({ idempotent: false }))).toEqual({ skip: 'not_idempotent' });
+    expect(decide(policy, input({ attempt: 3 }))).toEqual({ skip: 'attempts' });
+    expect(decide(policy, input({ reason: 'timeout' }))).toEqual({ skip: 'not_on' });
+    expect(decide(policy, input({ reason: 500 }))).toEqual({ skip: 'not_on' });
+    expect(decide(policy, input({ clientGone: true }))).toEqual({ skip: 'client_gone' });
+    expect(decide(policy, input({ bodyRead: true }))).toEqual({ skip: 'body_read' });
+    expect(decide(policy, input({ budgetLeft: false }))).toEqual({ skip: 'budget' });
+    expect(decide(policy, input({ breakerAdmits: false }))).toEqual({ skip: 'breaker' });
+  });
+
+  it('checks in a fixed order: the first check that fails names the skip', () => {
+    const none = { idempotent: false, attempt: 3, clientGone: true, bodyRead: true, budgetLeft: false };
+    expect(decide(policy, input({ ...none, breakerAdmits: false }))).toEqual({ skip: 'not_idempotent' });
+    expect(decide(policy, input({ ...none, idempotent: true }))).toEqual({ skip: 'attempts' });
+    expect(decide(policy, input({ retryAfter: 5_000, now: 10_990, budgetLeft: false }))).toEqual({
+      skip: 'retry_after',
+    });
+    expect(decide(policy, input({ now: 10_990, budgetLeft: false }))).toEqual({ skip: 'deadline' });
+    expect(decide(policy, input({ budgetLeft: false, breakerAdmits: false }))).toEqual({ skip: 'budget' });
+  });
+
+  it('waits for a Retry-After longer than the backoff, and refuses one over maxRetryAfter', () => {
+    expect(decide(policy, input({ retryAfter: 1_500 }))).toEqual({ delayMs: 1_500 });
+    expect(decide(policy, input({ retryAfter: 10, random: () => 1 }))).toEqual({ delayMs: 100 });
+    expect(decide(policy, input({ retryAfter: 2_000 }))).toEqual({ delayMs: 2_000 });
+    expect(decide(policy, input({ retryAfter: 2_001 }))).toEqual({ skip: 'retry_after' });
+  });
+
+  it('does not retry when the wait would end at or after the deadline', () => {
+    expect(decide(policy, input({ now: 10_949 }))).toEqual({ delayMs: 50 });
+    expect(decide(policy, input({ now: 10_950 }))).toEqual({ skip: 'deadline' });
+    expect(decide(policy, input({ retryAfter: 1_000, now: 10_000 }))).toEqual({ skip: 'deadline' });
+  });
+
+  it('retries the statuses retry.on names', () => {
+    expect(decide(policy, input({ reason: 503 }))).toEqual({ delayMs: 50 });
+  });
+
+  it('draws the jitter only when it computes a backoff', () => {
+    let draws = 0;
+    const random = () => (draws++, 0);
+    decide(policy, input({ idempotent: false, random }));
+    decide(policy, input({ retryAfter: 9_999, random }));
+    expect(draws).toBe(0);
+    decide(policy, input({ random }));
+    expect(draws).toBe(1);
+  });
+});
+
+describe('the retry budget, read apart from taken', () => {
+  it('budgetLeft reads without taking; recordRetry takes', () => {
+    const p = new RetryPolicy(
+      { ...config, minRetries: 1 },
+      clockAt(() => 0),
+    );
+    expect(p.budgetLeft()).toBe(true);
+    expect(p.budgetLeft()).toBe(true);
+    p.recordRetry();
+    expect(p.budgetLeft()).toBe(false);
+    expect(p.takeRetry()).toBe(false);
+  });
+
+  it("the policy's backoff uses its injected jitter source", () => {
+    const p = new RetryPolicy(
+      config,
+      clockAt(() => 0),
+      () => 1,
+    );
+    expect(p.backoff(2)).toBe(200);
+  });
+});
+
+describe('Retry-After in a raw response head', () => {
+  const raw = (...pairs: string[]) => pairs.map((v) => Buffer.from(v, 'latin1'));
+  it('is found whatever its case, in ms', () => {
+    expect(retryAfterOf(raw('Content-Type', 'text/plain', 'Retry-After', '2'))).toBe(2000);
+    expect(retryAfterOf(raw('retry-after', ' 0 '))).toBe(0);
+  });
+  it('is null when absent or unreadable', () => {
+    expect(retryAfterOf(raw('Content-Type', 'text/plain'))).toBeNull();
+    expect(retryAfterOf(raw('Retry-After', 'soon'))).toBeNull();
   });
 });

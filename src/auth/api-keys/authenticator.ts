@@ -18,7 +18,7 @@
  * never on the request path.
  */
 import type { IncomingMessage } from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { systemClock, type Clock } from '../../clock.js';
 import type { ApiKeyConfig, GatewayConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
 import { isActive, openKeyRepository, type KeyRepository } from '../../stores/database.js';
@@ -50,8 +50,8 @@ export type ApiKeyAuthOptions = {
   maxWait?: number;
   /** bound on the start-time migration */
   readyTimeout?: number;
-  /** monotonic milliseconds (tests inject their own) */
-  clock?: () => number;
+  /** durations are its `now()` (tests inject their own) */
+  clock?: Clock;
 };
 
 type Resolved = Required<Omit<ApiKeyAuthOptions, 'clock'>>;
@@ -92,7 +92,7 @@ export class ApiKeyAuthenticator implements Authenticator {
   private used = new Map<string, Date>();
   private readonly flushTimer: NodeJS.Timeout;
   private readonly opts: Resolved;
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private repo: KeyRepository | null = null;
   private readonly repoReady: Promise<KeyRepository | null>;
   private closed = false;
@@ -111,7 +111,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     this.header = apiKey.header.toLowerCase();
     this.secret = apiKey.secret;
     this.challenge = `ApiKey header="${this.header}"`;
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = options.clock ?? systemClock;
     this.opts = {
       cacheTtl: options.cacheTtl ?? 30_000,
       negativeTtl: options.negativeTtl ?? 5_000,
@@ -182,7 +182,7 @@ export class ApiKeyAuthenticator implements Authenticator {
     const parsed = parseKey(raw);
     if (parsed === null) return MALFORMED;
     const id = parsed.id;
-    const now = this.clock();
+    const now = this.clock.now();
     const entry = this.cache.get(id);
     if (entry !== undefined) {
       if (this.trusted(entry, now)) return this.check(entry, raw, now);
@@ -191,7 +191,7 @@ export class ApiKeyAuthenticator implements Authenticator {
       if (unknownSince !== undefined && now - unknownSince < this.opts.negativeTtl) return UNKNOWN;
     }
     return this.lookup(id, entry !== undefined).then((found) => {
-      const t = this.clock();
+      const t = this.clock.now();
       if (found === null) return UNKNOWN;
       if (found !== 'unavailable') return this.check(found, raw, t); // what this lookup read
       // the store is down or overloaded: a record read recently enough still answers, unless a
@@ -227,7 +227,7 @@ export class ApiKeyAuthenticator implements Authenticator {
   }
 
   private confirmed(ageMs: number): void {
-    this.confirmedAt = Math.max(this.confirmedAt, this.clock() - ageMs);
+    this.confirmedAt = Math.max(this.confirmedAt, this.clock.now() - ageMs);
     if (this.listenerLost) {
       this.listenerLost = false;
       this.logger.info('api keys: revocation listener confirmed again');

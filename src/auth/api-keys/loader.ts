@@ -15,6 +15,7 @@
  *
  * All durations use the injected monotonic clock.
  */
+import type { Clock } from '../../clock.js';
 import type { ApiKeyRecord, KeyReads } from '../../stores/database.js';
 
 export type LoaderOptions = {
@@ -54,13 +55,13 @@ export class KeyLoader {
   constructor(
     private readonly read: (ids: string[]) => Promise<KeyReads>,
     private readonly opts: LoaderOptions,
-    private readonly clock: () => number,
+    private readonly clock: Clock,
     private readonly events: LoaderEvents,
   ) {}
 
   /** `known`: the id had a record (it goes before ids never seen) */
   load(id: string, known: boolean): Promise<LoadOutcome> {
-    const now = this.clock();
+    const now = this.clock.now();
     if (this.down) {
       if (this.probing || now < this.downUntil) return UNAVAILABLE;
       this.probing = true;
@@ -101,7 +102,7 @@ export class KeyLoader {
           if (!this.down) this.events.down(err);
           this.down = true;
           this.probing = false;
-          this.downUntil = this.clock() + this.opts.retryAfter;
+          this.downUntil = this.clock.now() + this.opts.retryAfter;
           for (const w of batch) w.resolve('unavailable');
           // nothing waits for a database that just failed
           for (const w of this.knownQueue.splice(0)) w.resolve('unavailable');
@@ -117,7 +118,7 @@ export class KeyLoader {
   /** Starts reads for the waiting ids while there is room, in batches, known ids first. */
   private pump(): void {
     while (!this.down && this.inFlight < this.opts.maxInFlight) {
-      const now = this.clock();
+      const now = this.clock.now();
       const batch: Waiter[] = [];
       this.take(this.knownQueue, batch, now);
       this.take(this.unknownQueue, batch, now);

@@ -10,7 +10,7 @@ import type { GatewayConfig, JwtConfig, RouteConfig } from '../../config/schema.
 import type { Logger } from '../../observability/logger.js';
 import { ABSENT, type AuthAttempt, type Authenticator } from '../types.js';
 import { bearerToken } from './bearer.js';
-import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
+import { systemClock, type Clock } from '../../clock.js';
 import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from './jwks.js';
 import type { KeySource } from './keys.js';
 import { PemKeySource } from './pem.js';
@@ -19,7 +19,7 @@ import { DEFAULT_VERIFIER_TUNING, JwtVerifier, type VerifierTuning } from './ver
 export type JwtTuning = {
   readonly jwks?: JwksTuning;
   readonly verifier?: VerifierTuning;
-  readonly clock?: JwtClock;
+  readonly clock?: Clock;
 };
 
 export const JWT_CHALLENGE = 'Bearer realm="gatehouse"';
@@ -36,7 +36,7 @@ export function createJwtAuthenticator(
     if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
       throw new Error(`auth.jwt.algorithms: ${alg} is not supported (asymmetric algorithms only)`);
   }
-  const clock = tuning.clock ?? SYSTEM_CLOCK;
+  const clock = tuning.clock ?? systemClock;
   let keys: KeySource;
   if (jwt.jwksUrl !== undefined && jwt.publicKeys === undefined) {
     keys = new JwksKeySource(jwt.jwksUrl, logger, tuning.jwks ?? DEFAULT_JWKS_TUNING, clock);

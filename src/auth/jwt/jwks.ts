@@ -15,7 +15,7 @@
  */
 import { createLocalJWKSet, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
 import type { Logger } from '../../observability/logger.js';
-import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
+import { systemClock, type Clock } from '../../clock.js';
 import { MAX_CANDIDATES, type KeyLookup, type KeySource, type VerifyKey } from './keys.js';
 
 export type JwksTuning = {
@@ -79,7 +79,7 @@ export class JwksKeySource implements KeySource {
     private readonly url: string,
     private readonly logger: Logger,
     private readonly tuning: JwksTuning = DEFAULT_JWKS_TUNING,
-    private readonly clock: JwtClock = SYSTEM_CLOCK,
+    private readonly clock: Clock = systemClock,
   ) {
     this.nextRefreshMs = tuning.refreshMs;
     this.retryDelay = tuning.retryMs;
@@ -142,7 +142,7 @@ export class JwksKeySource implements KeySource {
   }
 
   private kidRefetchAllowed(): boolean {
-    const now = this.clock.monoMs();
+    const now = this.clock.now();
     if (now - this.lastKidRefetch < this.tuning.cooldownMs) return false;
     this.lastKidRefetch = now;
     return true;

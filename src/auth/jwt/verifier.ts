@@ -23,7 +23,7 @@ import {
 import type { JwtConfig } from '../../config/schema.js';
 import type { AuthAttempt, Consumer } from '../types.js';
 import { looksLikeJws } from './bearer.js';
-import { SYSTEM_CLOCK, type JwtClock } from './clock.js';
+import { systemClock, type Clock } from '../../clock.js';
 import type { KeySource } from './keys.js';
 import { TokenCache } from './token-cache.js';
 
@@ -56,7 +56,7 @@ export class JwtVerifier {
     private readonly jwt: JwtConfig,
     private readonly keys: KeySource,
     private readonly tuning: VerifierTuning = DEFAULT_VERIFIER_TUNING,
-    private readonly clock: JwtClock = SYSTEM_CLOCK,
+    private readonly clock: Clock = systemClock,
   ) {
     this.cache = new TokenCache(tuning.cacheEntries, tuning.cacheTtlMs);
     this.algorithms = new Set(jwt.algorithms);
@@ -79,7 +79,7 @@ export class JwtVerifier {
   quick(token: string): AuthAttempt | null {
     if (token.length > this.tuning.maxTokenBytes) return invalid('token_too_large');
     if (!looksLikeJws(token)) return invalid('malformed');
-    const hit = this.cache.get(TokenCache.key(token), this.clock.wallMs(), this.clock.monoMs());
+    const hit = this.cache.get(TokenCache.key(token), this.clock.wall(), this.clock.now());
     return hit === null ? null : { kind: 'ok', consumer: hit };
   }
 
@@ -115,7 +115,7 @@ export class JwtVerifier {
     if (checked.kind !== 'verified') return checked;
     const { consumer, notAfterMs, wallNow } = checked;
     if (this.keys.generation === generation)
-      this.cache.set(TokenCache.key(token), consumer, notAfterMs, wallNow, this.clock.monoMs());
+      this.cache.set(TokenCache.key(token), consumer, notAfterMs, wallNow, this.clock.now());
     return { kind: 'ok', consumer };
   }
 
@@ -125,7 +125,7 @@ export class JwtVerifier {
     if (lookup.kind === 'unavailable') return { kind: 'unavailable', reason: 'jwks_unavailable' };
     if (lookup.kind === 'none') return invalid('unknown_key');
 
-    const wallNow = this.clock.wallMs();
+    const wallNow = this.clock.wall();
     const options: JWTVerifyOptions = { ...this.options, currentDate: new Date(wallNow) };
     let payload: JWTPayload | null = null;
     let reason = 'bad_signature';
