@@ -52,7 +52,7 @@ export async function openKeyRepository(db: DatabaseSettings): Promise<StoredKey
  * is named with the setting that needs it; any other error (a file that cannot be opened) is
  * returned as it is.
  */
-function driverError(err: unknown, setting: string, driver: string): unknown {
+export function driverError(err: unknown, setting: string, driver: string): unknown {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
   const unloadable =
