@@ -38,7 +38,6 @@ import type { Target } from './target.js';
 dropUnsolicitedContinue();
 
 export type ProxyEnv = {
-  readonly bodyLimit: number;
   /** `limits.sendTimeout`: ms a client may go without taking a byte of its response (0 = no limit) */
   readonly sendTimeout: number;
   /** true while draining: responses then close their connections */
@@ -146,7 +145,8 @@ export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   if (ctx.expectContinue) ctx.res.writeContinue();
   const overrides = ctx.route.retryPolicies;
   const retry = overrides === null ? service.retry : (overrides.get(service) ?? service.retry);
-  if (retry.attempts > 1) retry.countRequest(); // the budget's base
+  // the budget's base: every request of a service that retries, whatever its route's own rules
+  if (retry.attempts > 1 || service.retry.attempts > 1) retry.countRequest();
   const exchange = new Exchange(ctx, env, service, retry, upstreamPath(ctx));
   ctx.res.exchange = exchange; // the data plane's one 'close' listener calls onClientClose
   exchange.attempt(generation);
