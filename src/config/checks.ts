@@ -7,9 +7,11 @@
 import { checkAuth, checkKeyFiles } from '../auth/config.js';
 import { checkRateLimit } from '../ratelimit/config.js';
 import { checkRoutes } from '../router/config.js';
+import { checkServiceSplit } from '../router/split-config.js';
 import { checkServer } from '../server/config.js';
 import { checkStores } from '../stores/config.js';
 import { checkServices } from '../upstream/config.js';
+import { checkRoutePolicy } from '../upstream/config.js';
 import type { ConfigCheck, ConfigParts, Report } from './fields.js';
 
 /** Pure: the parts in, problems out. */
@@ -17,6 +19,8 @@ export const CHECKS: readonly ConfigCheck[] = [
   checkServer,
   checkServices,
   checkRoutes,
+  checkServiceSplit,
+  checkRoutePolicy,
   checkStores,
   checkRateLimit,
   checkAuth,

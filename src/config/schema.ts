@@ -13,6 +13,8 @@ import { strict } from './fields.js';
 import { LoggingSchema, TracingSchema } from '../observability/config.js';
 import { RateLimitSchema, RouteRateLimit } from '../ratelimit/config.js';
 import { RouteMatch, RouteName, RouteService, StripPrefix } from '../router/config.js';
+import { RouteCanary, RouteServices, RouteSticky } from '../router/split-config.js';
+import { RouteLimits, RouteRetry, RouteTimeouts } from '../upstream/config.js';
 import {
   AdminSchema,
   ConfigWatchSchema,
@@ -30,11 +32,20 @@ export const RouteSchema = Type.Object(
   {
     name: RouteName,
     match: RouteMatch,
-    service: RouteService,
+    // `service`, or `services` with weights: exactly one (router/split-config.ts checks)
+    service: Type.Optional(RouteService),
     auth: Type.Optional(RouteAuth),
     permissions: Type.Optional(RoutePermissions),
     rateLimit: Type.Optional(RouteRateLimit),
     stripPrefix: Type.Optional(StripPrefix),
+    // weighted and canary routing (router/split-config.ts)
+    services: Type.Optional(RouteServices),
+    canary: Type.Optional(RouteCanary),
+    sticky: Type.Optional(RouteSticky),
+    // the route's own upstream limits (upstream/config.ts)
+    limits: Type.Optional(RouteLimits),
+    timeouts: Type.Optional(RouteTimeouts),
+    retry: Type.Optional(RouteRetry),
   },
   { ...strict, description: 'a route: which requests go to which service' },
 );

@@ -9,7 +9,14 @@ import { FastCounter, FastHistogram, type CounterChild, type HistogramChild } fr
 import { HTTP_METHODS } from '../config/schema.js';
 import type { ServiceMetrics } from '../upstream/service.js';
 
-export type DecisionResult = 'allowed' | 'rate_limited' | 'quota_exceeded' | 'fail_open' | 'fail_closed';
+export type DecisionResult =
+  | 'allowed'
+  | 'rate_limited'
+  | 'quota_exceeded'
+  | 'fail_open'
+  | 'fail_closed'
+  // a route's shadow limit would have refused the request (it went on)
+  | 'would_reject';
 
 const packageVersion = (): string => {
   try {
@@ -59,7 +66,11 @@ export class GatewayMetrics {
   readonly handlerFailures: FastCounter;
   readonly unparsedRequests: FastCounter;
   /** label children by route, method and status: no label hashing per request */
-  private readonly requestChildren = new Map<string, Map<string, Map<number, RequestChildren>>>();
+  /** route → service → method → status: label values resolved once, never joined per request */
+  private readonly requestChildren = new Map<
+    string,
+    Map<string, Map<string, Map<number, RequestChildren>>>
+  >();
   private services: () => Iterable<ServiceView> = () => [];
   private readonly serviceMetrics = new Map<string, ServiceMetrics>();
 
@@ -83,7 +94,7 @@ export class GatewayMetrics {
     }).set({ version: packageVersion() }, 1);
     this.ratelimitDecisions = new FastCounter(
       'gatehouse_ratelimit_decisions_total',
-      'Rate-limit decisions by tier and result (fail_open/fail_closed: decided by onStoreError while the store was unavailable)',
+      'Rate-limit decisions by tier (route:NAME for a route with its own limits) and result (fail_open/fail_closed: decided by onStoreError while the store was unavailable; would_reject: a shadow limit would have refused the request, which went on)',
       ['tier', 'result'],
       this.registry,
     );
@@ -120,8 +131,8 @@ export class GatewayMetrics {
     );
     this.requests = new FastCounter(
       'gatehouse_requests_total',
-      'Requests by route name (empty when none matched), method and status (499: the client left before an answer)',
-      ['route', 'method', 'status'],
+      'Requests by route name (empty when none matched), service (the one the request went to, or would have: a weighted route splits by it; empty when no route matched), method and status (499: the client left before an answer)',
+      ['route', 'service', 'method', 'status'],
       this.registry,
     );
     this.configReloads = new FastCounter(
@@ -213,9 +224,11 @@ export class GatewayMetrics {
   }
 
   /** Counts one finished request in the request histogram and counter. */
-  recordRequest(route: string, method: string, status: number, seconds: number): void {
-    let byMethod = this.requestChildren.get(route);
-    if (byMethod === undefined) this.requestChildren.set(route, (byMethod = new Map()));
+  recordRequest(route: string, service: string, method: string, status: number, seconds: number): void {
+    let byService = this.requestChildren.get(route);
+    if (byService === undefined) this.requestChildren.set(route, (byService = new Map()));
+    let byMethod = byService.get(service);
+    if (byMethod === undefined) byService.set(service, (byMethod = new Map()));
     let byStatus = byMethod.get(method);
     if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()));
     let children = byStatus.get(status);
@@ -225,7 +238,7 @@ export class GatewayMetrics {
       const code = String(status);
       children = {
         duration: this.requestDuration.labels(route, m, code),
-        count: this.requests.labels(route, m, code),
+        count: this.requests.labels(route, service, m, code),
       };
       byStatus.set(status, children); // bounded: node's parser knows a fixed set of methods
     }
@@ -291,6 +304,7 @@ export class GatewayMetrics {
       quota_exceeded: c.labels(tier, 'quota_exceeded'),
       fail_open: c.labels(tier, 'fail_open'),
       fail_closed: c.labels(tier, 'fail_closed'),
+      would_reject: c.labels(tier, 'would_reject'),
     };
   }
 }

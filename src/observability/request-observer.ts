@@ -28,8 +28,9 @@ export interface ObservedContext {
   readonly route: {
     readonly name: string;
     readonly config: { readonly match: { readonly path: string } };
-    readonly service: { readonly name: string };
   };
+  /** the service the request went to (or would have, had it not been refused first) */
+  readonly service: { readonly name: string };
   readonly path: string;
   readonly clientIp: string;
   readonly upstream: string | null;
@@ -64,7 +65,8 @@ export class RequestObserver {
     const ms = performance.now() - res.startTime;
     const ctx = res.ctx;
     const method = res.req.method ?? 'GET';
-    this.metrics?.recordRequest(ctx === null ? '' : ctx.route.name, method, status, ms / 1000);
+    if (ctx === null) this.metrics?.recordRequest('', '', method, status, ms / 1000);
+    else this.metrics?.recordRequest(ctx.route.name, ctx.service.name, method, status, ms / 1000);
     if (this.accessLog?.enabled === true) this.accessLog.push(accessRecord(res, status, ms));
     const trace = res.trace;
     if (trace !== null && trace.sampled && this.tracing !== null) {
@@ -72,7 +74,7 @@ export class RequestObserver {
         route: ctx === null ? null : ctx.route.config.match.path,
         method,
         status: status === CLIENT_CLOSED ? 0 : status,
-        service: ctx === null ? null : ctx.route.service.name,
+        service: ctx === null ? null : ctx.service.name,
         target: ctx?.upstream ?? null,
         error: res.problemCode,
       });

@@ -3,6 +3,7 @@ import { authorize } from '../stages/authorize/index.js';
 import { bodyLimit } from '../stages/body-limit/index.js';
 import { rateLimit } from '../stages/rate-limit/index.js';
 import { limitFailedAuthentication } from '../stages/rate-limit/unauthenticated.js';
+import { serviceSplit } from '../stages/service-split/index.js';
 import type { Stage } from '../stages/stage.js';
 
 /**
@@ -15,6 +16,7 @@ export const STAGES: readonly Stage[] = inOrder([
   limitFailedAuthentication(authenticate),
   authorize,
   rateLimit,
+  serviceSplit,
 ]);
 
 function inOrder(stages: Stage[]): readonly Stage[] {

@@ -92,14 +92,98 @@ export const RateLimitSchema = Type.Object(
   { ...strict, default: {}, description: 'Rate limits and quotas by tier (docs/rate-limiting.md).' },
 );
 
-/** A route's `rateLimit`. */
-export const RouteRateLimit = Type.Union([Type.Literal('tier'), Type.Literal('ip'), Type.Literal('off')], {
+/** The short forms of a route's `rateLimit`. */
+export const RouteRateLimitMode = Type.Union(
+  [Type.Literal('tier'), Type.Literal('ip'), Type.Literal('off')],
+  {
+    description:
+      'tier: by consumer and its tier (anonymous callers by IP, with rateLimit.anonymousTier); ip: by client IP with rateLimit.anonymousTier; off (default)',
+  },
+);
+
+/** A route's own key, limits and mode (docs/rate-limiting.md, "Route keys and limits"). */
+export const RouteRateLimitPolicy = Type.Object(
+  {
+    key: Type.Optional(
+      Type.String({
+        pattern: '^(consumer|ip|route\\+consumer|header:.*)$',
+        description:
+          'who is counted: consumer (default; anonymous callers by client IP), ip (client IP), route+consumer (the consumer, with counters of this route only), header:NAME (the value of request header NAME, with counters of this route only; a request without it is counted by client IP)',
+        errorMessage: 'must be "consumer", "ip", "route+consumer" or "header:" and a header name',
+      }),
+    ),
+    limits: Type.Optional(
+      Type.Array(LimitSchema, {
+        minItems: 1,
+        description:
+          "this route's own limits in place of the tier's, counted for this route only (so a noisy route cannot use up the budget of the consumer's other routes)",
+      }),
+    ),
+    mode: Type.Optional(
+      Type.Union([Type.Literal('enforce'), Type.Literal('shadow')], {
+        description:
+          'enforce (default), or shadow: decide and count (gatehouse_ratelimit_decisions_total{result="would_reject"}, the access log\'s rateLimit), but refuse nothing and send no rate-limit headers; needs `limits`',
+      }),
+    ),
+  },
+  { ...strict, description: "a route's rate-limit key, its own limits and its mode" },
+);
+
+/** A route's `rateLimit`: a short form, or its own key, limits and mode. */
+export const RouteRateLimit = Type.Union([RouteRateLimitMode, RouteRateLimitPolicy], {
   description:
-    'tier: by consumer and its tier (anonymous callers by IP, with rateLimit.anonymousTier); ip: by client IP with rateLimit.anonymousTier; off (default)',
+    'tier | ip | off (default: tier on a route with auth when tiers are defined), or { key, limits, mode }',
+  errorMessage:
+    'must be "tier", "ip", "off", or { key, limits, mode } with key "consumer", "ip", "route+consumer" or "header:NAME" and mode "enforce" or "shadow"',
 });
+
+export type RouteRateLimitConfig = StaticDecode<typeof RouteRateLimit>;
+
+/** A route's own rate limiting, normalised: the short forms are `tier` and `ip`. */
+export type RouteLimitSpec = {
+  /** what subject is counted; header: the lower-case header name */
+  readonly key: 'consumer' | 'ip' | 'route+consumer' | { readonly header: string };
+  /** own limits (counted for the route only), or null: the tier's */
+  readonly limits: StaticDecode<typeof LimitSchema>[] | null;
+  readonly shadow: boolean;
+};
+
+/**
+ * The object form normalised: what is the same as a short form becomes it (`{ key: consumer }`
+ * is `tier`, `{ key: ip }` is `ip`: same counters, same code path), the rest a RouteLimitSpec.
+ */
+export function routeLimitSpec(
+  config: StaticDecode<typeof RouteRateLimitPolicy>,
+): 'tier' | 'ip' | RouteLimitSpec {
+  const key = config.key ?? 'consumer';
+  const limits = config.limits ?? null;
+  const shadow = config.mode === 'shadow';
+  if (limits === null && !shadow && (key === 'consumer' || key === 'ip')) return key === 'ip' ? 'ip' : 'tier';
+  return {
+    key: key.startsWith('header:')
+      ? { header: key.slice('header:'.length).toLowerCase() }
+      : (key as RouteLimitSpec['key'] & string),
+    limits,
+    shadow,
+  };
+}
+
+/** an HTTP field name (RFC 9110 token) */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export type RateLimitConfig = StaticDecode<typeof RateLimitSchema>;
 export type TierConfig = StaticDecode<typeof TierSchema>;
+
+/**
+ * Which tier a route's `rateLimit` needs: `tier` (the consumer's, or the default tier), `ip`
+ * (the anonymous tier), or undefined (off, or its own limits).
+ */
+function tierModeOf(given: RouteRateLimitConfig | undefined): 'tier' | 'ip' | 'off' | undefined {
+  if (typeof given !== 'object') return given;
+  if (given.limits !== undefined) return 'off';
+  const key = given.key ?? 'consumer';
+  return key === 'consumer' || key === 'route+consumer' ? 'tier' : 'ip';
+}
 
 /** A route's `auth`, read only for its length (the auth section owns the field). */
 const AnyAuth = Type.Array(Type.String());
@@ -124,6 +208,28 @@ export const checkRateLimit: ConfigCheck = (config, report) => {
   for (const [name, tier] of Object.entries(rateLimit.tiers)) checkTier(['rateLimit', 'tiers', name], tier);
   if (rateLimit.unauthenticated) checkTier(['rateLimit', 'unauthenticated'], rateLimit.unauthenticated);
 
+  const count0 = config.length('routes');
+  for (let i = 0; i < count0; i++) {
+    const policy = config.valid(RouteRateLimitPolicy, 'routes', i, 'rateLimit');
+    if (policy === undefined) continue;
+    const at = ['routes', i, 'rateLimit'];
+    if (policy.key?.startsWith('header:')) {
+      const name = policy.key.slice('header:'.length);
+      if (name === '')
+        report(
+          [...at, 'key'],
+          'names no header: write "header:" and a header name, such as "header:x-tenant"',
+        );
+      else if (!HEADER_NAME.test(name)) report([...at, 'key'], `"${name}" is not a header name`);
+    }
+    if (policy.mode === 'shadow' && policy.limits === undefined)
+      report(
+        [...at, 'mode'],
+        "shadow needs the route's own `limits` to try out (a shadow tier limit would leave the route unlimited)",
+      );
+    if (policy.limits !== undefined) checkTier(at, { limits: policy.limits });
+  }
+
   const tierNames = Object.keys(rateLimit.tiers);
   const known = (tier: string) => Object.hasOwn(rateLimit.tiers, tier);
   const list = tierNames.length > 0 ? tierNames.join(', ') : 'none';
@@ -132,8 +238,9 @@ export const checkRateLimit: ConfigCheck = (config, report) => {
   let defaultedRoute = false;
   const count = config.length('routes');
   for (let i = 0; i < count; i++) {
-    const mode = config.valid(RouteRateLimit, 'routes', i, 'rateLimit');
+    const given = config.valid(RouteRateLimit, 'routes', i, 'rateLimit');
     const auth = config.valid(AnyAuth, 'routes', i, 'auth');
+    const mode = tierModeOf(given);
     if (mode === 'ip' || mode === 'tier') needsAnonymous ??= i;
     // a route with auth and no rateLimit is limited by tier (effectiveRateLimit): its consumers
     // without a known tier get the default tier, which must exist or they would not be limited

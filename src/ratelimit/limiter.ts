@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { connectRedis } from '../stores/redis.js';
+import { routeLimitSpec, type RouteLimitSpec } from './config.js';
 import type { Plan } from './decision.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { GuardedStore, type GuardMetrics } from './guarded-store.js';
@@ -52,7 +53,7 @@ export function compilePlans(config: GatewayConfig['rateLimit']): Map<string, Pl
 
 type TierSpec = GatewayConfig['rateLimit']['tiers'][string];
 
-function compilePlan(tier: string, spec: TierSpec): Plan {
+export function compilePlan(tier: string, spec: Pick<TierSpec, 'limits' | 'quota'>): Plan {
   return {
     tier,
     limits: spec.limits.map((l) => ({ requests: l.requests, windowMs: l.per.ms, name: l.per.name })),
@@ -207,12 +208,15 @@ function guardMetrics(
 
 /**
  * A route's rate limiting: as configured, else `tier` when the route has `auth` and tiers are
- * defined, otherwise `off` (docs/rate-limiting.md).
+ * defined, otherwise `off` (docs/rate-limiting.md). A route's own key, limits or mode come as a
+ * RouteLimitSpec (what equals a short form is that form).
  */
 export function effectiveRateLimit(
   route: GatewayConfig['routes'][number],
   config: GatewayConfig,
-): 'tier' | 'ip' | 'off' {
-  if (route.rateLimit !== undefined) return route.rateLimit;
+): 'tier' | 'ip' | 'off' | RouteLimitSpec {
+  const own = route.rateLimit;
+  if (typeof own === 'object') return routeLimitSpec(own);
+  if (own !== undefined) return own;
   return (route.auth?.length ?? 0) > 0 && Object.keys(config.rateLimit.tiers).length > 0 ? 'tier' : 'off';
 }

@@ -174,10 +174,6 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     endAndLinger(socket);
   }
 
-  get bodyLimit(): number {
-    return this.state.runtime.config.limits.bodySize;
-  }
-
   get sendTimeout(): number {
     return this.state.runtime.config.limits.sendTimeout;
   }

@@ -33,6 +33,9 @@ import { Router } from '../router/router.js';
 import { AUTHENTICATORS } from '../stages/authenticate/index.js';
 import { METRICS } from '../stages/metrics.js';
 import { RATE_LIMITER } from '../stages/rate-limit/index.js';
+import { SERVICES } from '../stages/service-split/index.js';
+import { primaryService } from '../router/split-config.js';
+import { routeUpstreamPolicy } from '../upstream/route-policy.js';
 import type { CompiledRoute, Dependency, StageDeps, StageInstance } from '../stages/stage.js';
 import { TrustedProxies } from './client-address.js';
 import { createDiscovery } from '../upstream/discovery/index.js';
@@ -125,6 +128,7 @@ function compile(
     .provide(METRICS, metrics);
   const instances: StageInstance[] = [];
   const services = new Map<string, Service>();
+  deps.provide(SERVICES, services);
   for (const [name, svc] of Object.entries(config.services)) {
     const kept = previous?.services.get(name);
     if (kept && previous && sameService(previous.config, config, name)) {
@@ -137,8 +141,8 @@ function compile(
   const specs = config.routes.map((route) => {
     const pattern = parsePattern(route.match.path);
     if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
-    const service = services.get(route.service);
-    if (!service) throw new Error(`routes "${route.name}": unknown service ${route.service}`);
+    const service = services.get(primaryService(route));
+    if (!service) throw new Error(`routes "${route.name}": unknown service ${primaryService(route)}`);
     const stages = compileStages(STAGES, route, config, deps);
     instances.push(...stages.instances);
     const compiled: CompiledRoute = {
@@ -147,6 +151,7 @@ function compile(
       service,
       stripLength: route.stripPrefix ? route.stripPrefix.replace(/\/$/, '').length : 0,
       ...stages,
+      ...routeUpstreamPolicy(route, config.limits.bodySize, services),
     };
     return {
       host: route.match.host,

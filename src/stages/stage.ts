@@ -18,6 +18,7 @@ import type { GatewayConfig, RouteConfig } from '../config/schema.js';
 import type { AccessRecord } from '../observability/access-log/index.js';
 import type { Problem } from '../problems/registry.js';
 import type { ProxyRequest, ProxyResponse } from '../upstream/proxy.js';
+import type { RetryPolicy } from '../upstream/retry-policy.js';
 import type { Service } from '../upstream/service.js';
 
 export type StageOutcome = Problem | undefined;
@@ -96,6 +97,10 @@ export class ScratchKey<T> {
 export type CompiledRoute = {
   readonly name: string;
   readonly config: RouteConfig;
+  /**
+   * the route's service (`service`, or the heaviest of `services`): each request's until a stage
+   * picks another (`RequestContext.service`)
+   */
   readonly service: Service;
   /** length of `stripPrefix` without a trailing slash; 0 = none */
   readonly stripLength: number;
@@ -107,6 +112,13 @@ export type CompiledRoute = {
   readonly logStages: readonly StageInstance[];
   /** every instance, closed with the runtime */
   readonly instances: readonly StageInstance[];
+  // the route's own upstream limits (route.limits, route.timeouts, route.retry), resolved at load
+  /** the request body's limit in bytes: `limits.bodySize` of the route, else the gateway's */
+  readonly bodyLimit: number;
+  /** `timeouts.response` of the route in ms; 0 = each service's own */
+  readonly responseTimeout: number;
+  /** the route's `retry` over each service it reaches (sharing that service's budget); null = theirs */
+  readonly retryPolicies: ReadonlyMap<Service, RetryPolicy> | null;
 };
 
 const NO_HEADERS: string[] = [];
@@ -123,6 +135,11 @@ const NO_HEADERS: string[] = [];
 export class RequestContext<Res extends ProxyResponse = ProxyResponse> implements ProxyRequest {
   /** set by authentication */
   consumer: Consumer | null = null;
+  /**
+   * where the request goes: the route's service, unless a stage picks another (weighted or
+   * canary routing, after authentication: stickiness needs the consumer)
+   */
+  service: Service;
   /** the stages' per-request state (ScratchKey), made on the first `set` */
   private scratch: unknown[] | null = null;
 
@@ -155,7 +172,9 @@ export class RequestContext<Res extends ProxyResponse = ProxyResponse> implement
     readonly req: IncomingMessage,
     readonly res: Res,
     readonly route: CompiledRoute,
-  ) {}
+  ) {
+    this.service = route.service;
+  }
 
   get<T>(key: ScratchKey<T>): T | undefined {
     const scratch = this.scratch;

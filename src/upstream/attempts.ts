@@ -7,7 +7,7 @@
  */
 import { REJECTED } from './circuit-breaker.js';
 import type { UpstreamFailure } from './errors.js';
-import { decide, type RetryReason, type SkipReason } from './retry-policy.js';
+import { decide, type RetryPolicy, type RetryReason, type SkipReason } from './retry-policy.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
 
@@ -29,6 +29,8 @@ export class Attempts {
 
   constructor(
     private readonly service: Service,
+    /** the service's retry policy, or the route's over it (same budget) */
+    private readonly policy: RetryPolicy,
     /** the upstream may see the request twice (method or Idempotency-Key), and retries are on */
     private readonly retryable: boolean,
     /** monotonic ms (the service's clock) after which no attempt starts or waits for headers */
@@ -80,7 +82,8 @@ export class Attempts {
     clientGone: boolean,
     bodyRead: boolean,
   ): number {
-    const { retry: policy, breaker, metrics } = this.service;
+    const { breaker, metrics } = this.service;
+    const policy = this.policy;
     const decision = decide(policy, {
       attempt,
       reason,

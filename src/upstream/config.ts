@@ -4,7 +4,15 @@
  * retries; and the checks within a service.
  */
 import { Type, type StaticDecode } from '@sinclair/typebox';
-import { Duration, Section, strict, type ConfigCheck, type Report } from '../config/fields.js';
+import {
+  Duration,
+  Section,
+  Size,
+  strict,
+  type ConfigCheck,
+  type PathSegment,
+  type Report,
+} from '../config/fields.js';
 
 const TargetUrl = Type.String({
   pattern: '^https?://[^/?#\\s]+/?$',
@@ -113,7 +121,7 @@ export const CircuitBreakerSchema = Section(
   'circuit breaker: while open, requests fail fast with 503 circuit_open',
 );
 
-const RetryOn = Type.Union(
+export const RetryOn = Type.Union(
   [
     Type.Literal('connect-error'),
     Type.Literal('timeout'),
@@ -311,3 +319,101 @@ function checkService(service: ServiceConfig, report: Report): void {
     );
   }
 }
+
+// --- a route's own upstream limits: `limits.bodySize`, `timeouts.response` and `retry`, each in
+// place of the gateway's or the service's for that route only. No field has a default: what a
+// route leaves out stays the gateway's or the service's. Compiled once per route at load
+// (route-policy.ts), never looked up per request.
+
+export const RouteLimits = Type.Object(
+  {
+    bodySize: Type.Optional(Size()),
+  },
+  {
+    ...strict,
+    description:
+      "this route's request limits in place of the gateway's `limits`: bodySize (a larger upload route, a smaller JSON API)",
+  },
+);
+
+export const RouteTimeouts = Type.Object(
+  {
+    response: Type.Optional(
+      Duration(undefined, { min: '1ms', why: 'at 0 a response would have no timeout' }),
+    ),
+  },
+  {
+    ...strict,
+    description:
+      "this route's upstream timeouts in place of its service's: response (until the response headers arrive, and the longest pause between body chunks)",
+  },
+);
+
+export const RouteRetry = Type.Object(
+  {
+    attempts: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10,
+        description: 'attempts in all, the first included; 1 = no retries',
+      }),
+    ),
+    backoff: Type.Optional(Duration(undefined, { zero: 'retry at once' })),
+    maxBackoff: Type.Optional(Duration(undefined, { zero: 'retry at once (backoff must be 0 too)' })),
+    on: Type.Optional(
+      Type.Array(RetryOn, {
+        uniqueItems: true,
+        description:
+          "what is retried: connect-error, reset, timeout and 5xx statuses (as a service's retry.on)",
+      }),
+    ),
+    maxRetryAfter: Type.Optional(
+      Duration(undefined, { zero: 'a status whose Retry-After asks for any wait is not retried' }),
+    ),
+    deadline: Type.Optional(
+      Duration(undefined, { min: '1ms', why: 'it bounds the whole request, retries included' }),
+    ),
+  },
+  {
+    ...strict,
+    description:
+      "this route's retry rules in place of its service's (the fields given; the rest stay the service's). The retry budget stays the service's: budget and minRetries cannot be set per route",
+  },
+);
+
+export type RouteRetryConfig = StaticDecode<typeof RouteRetry>;
+
+const RetryDurations = Type.Object({ backoff: Duration(), maxBackoff: Duration() });
+
+/**
+ * The route's retry, merged over each service it reaches, keeps backoff ≤ maxBackoff (the
+ * services' own sections are checked beside them).
+ */
+export const checkRoutePolicy: ConfigCheck = (config, report) => {
+  const count = config.length('routes');
+  for (let i = 0; i < count; i++) {
+    const route = (...rest: PathSegment[]) => ['routes', i, ...rest];
+    const retry = config.valid(RouteRetry, ...route('retry'));
+    if (retry === undefined || (retry.backoff === undefined && retry.maxBackoff === undefined)) continue;
+    const names = new Set<string>();
+    const service = config.valid(Type.String(), ...route('service'));
+    if (service !== undefined) names.add(service);
+    const split = config.valid(Type.Array(Type.Object({ name: Type.String() })), ...route('services'));
+    for (const s of split ?? []) names.add(s.name);
+    const canary = config.valid(Type.Array(Type.Object({ service: Type.String() })), ...route('canary'));
+    for (const c of canary ?? []) names.add(c.service);
+    for (const name of names) {
+      const own = config.valid(RetryDurations, 'services', name, 'retry');
+      if (own === undefined) continue;
+      const backoff = retry.backoff ?? own.backoff;
+      const maxBackoff = retry.maxBackoff ?? own.maxBackoff;
+      if (backoff > maxBackoff) {
+        report(
+          route('retry', retry.backoff !== undefined ? 'backoff' : 'maxBackoff'),
+          `backoff (${backoff} ms) must not be longer than maxBackoff (${maxBackoff} ms) over service "${name}"`,
+        );
+        break;
+      }
+    }
+  }
+};

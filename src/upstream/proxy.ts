@@ -23,7 +23,13 @@ import { classify, problemFor, type UpstreamFailure } from './errors.js';
 import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
-import { isIdempotent, retryAfterOf, retryReasonOf, type RetryReason } from './retry-policy.js';
+import {
+  isIdempotent,
+  retryAfterOf,
+  retryReasonOf,
+  type RetryPolicy,
+  type RetryReason,
+} from './retry-policy.js';
 import { SendWatch } from './send-watch.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
@@ -32,7 +38,6 @@ import type { Target } from './target.js';
 dropUnsolicitedContinue();
 
 export type ProxyEnv = {
-  readonly bodyLimit: number;
   /** `limits.sendTimeout`: ms a client may go without taking a byte of its response (0 = no limit) */
   readonly sendTimeout: number;
   /** true while draining: responses then close their connections */
@@ -61,7 +66,17 @@ export interface ProxyRequest {
   readonly req: IncomingMessage;
   readonly res: ProxyResponse;
   readonly requestId: string;
-  readonly route: { readonly service: Service; readonly stripLength: number };
+  readonly route: {
+    readonly stripLength: number;
+    /** the request body's limit (the route's, else the gateway's) */
+    readonly bodyLimit: number;
+    /** the route's response timeout in ms; 0 = the service's */
+    readonly responseTimeout: number;
+    /** the route's retry policy per service; null = the service's own */
+    readonly retryPolicies: ReadonlyMap<Service, RetryPolicy> | null;
+  };
+  /** the service the request goes to (the route's, or the one a stage picked) */
+  readonly service: Service;
   /** normalised path and query, as routed */
   readonly path: string;
   readonly query: string;
@@ -96,10 +111,9 @@ export function upstreamPath(ctx: ProxyRequest): string {
  * `503 circuit_open` (REJECTED). Plain requests and upgrades start the same way.
  */
 export function admit(ctx: ProxyRequest, env: ProxyEnv): number {
-  const breaker = ctx.route.service.breaker;
+  const breaker = ctx.service.breaker;
   const generation = breaker.admit();
-  if (generation === REJECTED)
-    env.fail(ctx, problems.circuitOpen(ctx.route.service.name, breaker.retryAfterMs()));
+  if (generation === REJECTED) env.fail(ctx, problems.circuitOpen(ctx.service.name, breaker.retryAfterMs()));
   return generation;
 }
 
@@ -113,7 +127,7 @@ export function pickTarget(
   generation: number,
   tried: readonly Target[] | null,
 ): Target | null {
-  const service = ctx.route.service;
+  const service = ctx.service;
   const target = service.pick(tried);
   if (target === null) {
     service.breaker.record(generation, 'cancelled');
@@ -125,12 +139,15 @@ export function pickTarget(
 export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   // the client left while a stage waited (a slow key lookup): nothing is sent for nobody
   if (ctx.res.destroyed) return;
-  const service = ctx.route.service;
+  const service = ctx.service;
   const generation = admit(ctx, env);
   if (generation === REJECTED) return;
   if (ctx.expectContinue) ctx.res.writeContinue();
-  if (service.retry.attempts > 1) service.retry.countRequest(); // the budget's base
-  const exchange = new Exchange(ctx, env, service, upstreamPath(ctx));
+  const overrides = ctx.route.retryPolicies;
+  const retry = overrides === null ? service.retry : (overrides.get(service) ?? service.retry);
+  // the budget's base: every request of a service that retries, whatever its route's own rules
+  if (retry.attempts > 1 || service.retry.attempts > 1) retry.countRequest();
+  const exchange = new Exchange(ctx, env, service, retry, upstreamPath(ctx));
   ctx.res.exchange = exchange; // the data plane's one 'close' listener calls onClientClose
   exchange.attempt(generation);
 }
@@ -147,6 +164,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   private done = false;
   private readonly method: Dispatcher.HttpMethod;
   private readonly attempts: Attempts;
+  /** the upstream response timeout: the route's, else the service's */
+  private readonly responseTimeout: number;
   /** what this attempt sends: the request itself, a counting wrapper around it, or nothing */
   private body: Readable | null = null;
   /** an upstream answer to be retried is being read and thrown away */
@@ -169,12 +188,15 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly ctx: ProxyRequest,
     private readonly env: ProxyEnv,
     private readonly service: Service,
+    private readonly retry: RetryPolicy,
     private readonly path: string,
   ) {
     const method = ctx.req.method as Dispatcher.HttpMethod;
     this.method = method;
-    const retryable = service.retry.attempts > 1 && isIdempotent(method, ctx.req);
-    this.attempts = new Attempts(service, retryable, ctx.startTime + service.config.retry.deadline);
+    const retryable = retry.attempts > 1 && isIdempotent(method, ctx.req);
+    this.attempts = new Attempts(service, retry, retryable, ctx.startTime + retry.config.deadline);
+    const own = ctx.route.responseTimeout;
+    this.responseTimeout = own > 0 ? own : service.config.timeouts.response;
   }
 
   /** Starts one attempt, admitted by the breaker as `generation`. */
@@ -198,9 +220,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     const req = ctx.req;
     if (ctx.bodyLength > 0) this.body = req;
     else if (ctx.bodyLength < 0)
-      this.body = Readable.from(limitedBody(req, this.env.bodyLimit, ctx), { objectMode: false });
+      this.body = Readable.from(limitedBody(req, ctx.route.bodyLimit, ctx), { objectMode: false });
     const remaining = this.attempts.remaining();
-    const response = this.service.config.timeouts.response;
+    const response = this.responseTimeout;
+    // a route's own response timeout replaces the pool's (the service's) for this request
+    const own = ctx.route.responseTimeout > 0;
     target.pool.dispatch(
       {
         path: this.path,
@@ -208,7 +232,8 @@ class Exchange implements Dispatcher.DispatchHandler {
         headers: ctx.upstreamHeaders,
         body: this.body,
         // the overall deadline shortens the wait for this attempt's response headers
-        headersTimeout: remaining < response ? Math.max(1, remaining) : null,
+        headersTimeout: remaining < response ? Math.max(1, remaining) : own ? response : null,
+        bodyTimeout: own ? response : null,
       },
       this,
     );
@@ -230,7 +255,7 @@ class Exchange implements Dispatcher.DispatchHandler {
    * or a hung upstream would hold queued requests forever.
    */
   private startQueueTimer(): void {
-    const wait = Math.max(1, Math.min(this.service.config.timeouts.response, this.attempts.remaining()));
+    const wait = Math.max(1, Math.min(this.responseTimeout, this.attempts.remaining()));
     this.queueTimer = setTimeout(this.onQueueTimeout, wait);
   }
 
@@ -263,7 +288,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       if (statusCode === 103) relayEarlyHints(res, rawHeaders);
       return;
     }
-    if (this.service.retry.retriesStatus(statusCode)) {
+    if (this.retry.retriesStatus(statusCode)) {
       // the outcome goes to the breaker first, so a breaker this answer opens refuses the retry
       this.finishAttempt(null, statusCode);
       const delay = this.retryDelay(statusCode, retryAfterOf(rawHeaders));
@@ -383,7 +408,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.done = true;
-    this.env.fail(this.ctx, problemFor(failure, this.service.name, this.env.bodyLimit));
+    this.env.fail(this.ctx, problemFor(failure, this.service.name, this.ctx.route.bodyLimit));
   }
 
   /** Reports the current attempt's end to the service (once). */

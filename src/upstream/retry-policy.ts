@@ -150,10 +150,20 @@ export class RetryPolicy implements RetryRules {
     private readonly clock: Clock = systemClock,
     /** the jitter's source */
     readonly random: () => number = Math.random,
+    /** the budget's window: a new one, or the service's that a route's own rules share */
+    budget: RollingWindow = new RollingWindow(10_000),
   ) {
     this.attempts = config.attempts;
     this.on = new Set(config.on);
-    this.budget = new RollingWindow(10_000);
+    this.budget = budget;
+  }
+
+  /**
+   * A route's own retry rules over this service: its settings replace these, the budget stays
+   * this one (retries through every route of a service count against one budget).
+   */
+  withRules(overrides: Partial<RetryConfig>): RetryPolicy {
+    return new RetryPolicy({ ...this.config, ...overrides }, this.clock, this.random, this.budget);
   }
 
   retriesOn(reason: RetryReason): boolean {

@@ -38,7 +38,7 @@ export function forwardUpgrade(
   target.inflight++;
   target.pool.dispatch(
     { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade: protocol },
-    new UpgradeRelay(ctx, env, client, head, ctx.route.service, target, generation),
+    new UpgradeRelay(ctx, env, client, head, ctx.service, target, generation),
   );
 }
 

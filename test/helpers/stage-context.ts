@@ -70,7 +70,16 @@ export function testRoute(instances: StageInstance[] = []): CompiledRoute {
     config,
     testDeps(),
   );
-  return { name: route.name, config: route, service, stripLength: 0, ...stages };
+  return {
+    name: route.name,
+    config: route,
+    service,
+    stripLength: 0,
+    ...stages,
+    bodyLimit: config.limits.bodySize,
+    responseTimeout: 0,
+    retryPolicies: null,
+  };
 }
 
 /** What the server would provide the stages: only the given dependencies. */

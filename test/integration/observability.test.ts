@@ -112,8 +112,10 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
         'http_route="api",http_request_method="GET",http_response_status_code="200"',
       ),
     ).toBeGreaterThanOrEqual(1);
-    expect(sample(text, 'gatehouse_requests_total', 'route="",method="GET",status="404"')).toBe(1);
-    expect(sample(text, 'gatehouse_requests_total', 'route="api",method="_OTHER",status="200"')).toBe(1);
+    expect(sample(text, 'gatehouse_requests_total', 'route="",service="",method="GET",status="404"')).toBe(1);
+    expect(
+      sample(text, 'gatehouse_requests_total', 'route="api",service="api",method="_OTHER",status="200"'),
+    ).toBe(1);
     expect(sample(text, 'gatehouse_circuit_breaker_state', 'service="api"')).toBe(0);
     expect(
       sample(text, 'gatehouse_target_healthy', `service="api",target="127.0.0.1:${upstream.port}"`),
@@ -180,7 +182,9 @@ tracing: { otlpUrl: "${otlp.url}", sampleRate: 0 }
     expect(await upgrade('/api/ws')).toMatch(/^HTTP\/1\.1 101/);
     expect(await upgrade('/nope/ws')).toMatch(/^HTTP\/1\.1 404/);
     const text = await scrape(gw);
-    expect(sample(text, 'gatehouse_requests_total', 'route="api",method="GET",status="101"')).toBe(1);
+    expect(
+      sample(text, 'gatehouse_requests_total', 'route="api",service="api",method="GET",status="101"'),
+    ).toBe(1);
     await waitFor(
       () => es.docs.some((d) => d.doc.requestId === 'ws-1' && d.doc.status === 101),
       'the records in Elasticsearch',

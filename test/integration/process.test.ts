@@ -68,7 +68,9 @@ describe('gatehouse start (a real process)', () => {
     const [, adminPort] = /"adminPort":(\d+)/.exec(proc.output()) ?? [];
     for (let i = 0; i < 4; i++) {
       const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-      expect(text).toContain('gatehouse_requests_total{route="all",method="GET",status="200"} 4');
+      expect(text).toContain(
+        'gatehouse_requests_total{route="all",service="echo",method="GET",status="200"} 4',
+      );
       expect(text).toContain('gatehouse_target_healthy{service="echo"');
       expect(text).toMatch(/gatehouse_build_info\{version="[^"]+"\} 1\n/);
     }

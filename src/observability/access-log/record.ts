@@ -4,7 +4,14 @@
  * credentials, and a log is read by more people than the gateway's config.
  */
 
-export type RateLimitResult = 'allowed' | 'rate_limited' | 'quota_exceeded' | 'fail_open' | 'fail_closed';
+export type RateLimitResult =
+  | 'allowed'
+  | 'rate_limited'
+  | 'quota_exceeded'
+  | 'fail_open'
+  | 'fail_closed'
+  // a route's shadow limit would have refused the request
+  | 'would_reject';
 
 export type AccessRecord = {
   /** ISO 8601 time of the request's start */

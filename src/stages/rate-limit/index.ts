@@ -9,9 +9,11 @@ import { problem, type Problem } from '../../problems/registry.js';
 import type { Decision } from '../../ratelimit/decision.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { appendRateLimitHeaders } from '../../ratelimit/headers.js';
+import type { RouteLimitSpec } from '../../ratelimit/config.js';
 import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js';
 import { METRICS } from '../metrics.js';
 import { defineStage, Dependency, ScratchKey, type RequestContext, type StageOutcome } from '../stage.js';
+import { createScopedLimit } from './scoped.js';
 
 /** The runtime's rate limiter (null when no route is rate limited). */
 export const RATE_LIMITER = new Dependency<RateLimiter | null>('rateLimiter');
@@ -36,17 +38,30 @@ export const storeUnavailable = problem(
   ['retry-after', '1'],
 );
 
-export const rateLimit = defineStage<'ip' | 'tier'>({
+export const rateLimit = defineStage<'ip' | 'tier' | RouteLimitSpec>({
   name: 'rate-limit',
   order: 400,
   section(route, config) {
     const mode = effectiveRateLimit(route, config);
     return mode === 'off' ? null : mode;
   },
-  create(mode, deps) {
+  create(mode, deps, route) {
     const limiter = deps.get(RATE_LIMITER);
     const metrics = deps.get(METRICS);
     if (limiter === null) return null; // built whenever a route is rate limited
+    if (typeof mode === 'object') {
+      // the route's own key, limits or mode (scoped.ts)
+      const enforce = (ctx: RequestContext, tier: string, d: GuardedDecision, count?: Counters) =>
+        settleWith(ctx, tier, d, count, limiter);
+      return {
+        onRequest: createScopedLimit(mode, route.name, limiter, metrics, enforce, settleShadow),
+        onResponseHeaders(ctx, headers) {
+          const own = ctx.get(HEADERS);
+          if (own !== undefined) replaceHeaders(headers, own);
+        },
+        onLog: logRateLimit,
+      };
+    }
 
     const byConsumer = mode === 'tier';
     const noop = { inc: () => undefined };
@@ -60,26 +75,12 @@ export const rateLimit = defineStage<'ip' | 'tier'>({
           quota_exceeded: noop,
           fail_open: noop,
           fail_closed: noop,
+          would_reject: noop,
         },
       );
     }
-    const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome => {
-      const count = counters.get(tier);
-      ctx.set(TIER, tier);
-      if (d === 'open') {
-        count?.fail_open.inc();
-        ctx.set(DECISION, 'fail_open');
-        return undefined;
-      }
-      if (d === 'closed') {
-        count?.fail_closed.inc();
-        ctx.set(DECISION, 'fail_closed');
-        return storeUnavailable;
-      }
-      count?.[d.outcome].inc();
-      ctx.set(DECISION, d.outcome);
-      return apply(ctx, d, limiter);
-    };
+    const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome =>
+      settleWith(ctx, tier, d, counters.get(tier), limiter);
     return {
       onRequest(ctx) {
         const consumer = byConsumer ? ctx.consumer : null;
@@ -105,6 +106,52 @@ export const rateLimit = defineStage<'ip' | 'tier'>({
     };
   },
 });
+
+type Counters = Record<DecisionResult, { inc(): void }>;
+
+/** An enforced decision: counted, recorded for the access log, the request refused or let through. */
+function settleWith(
+  ctx: RequestContext,
+  tier: string,
+  d: GuardedDecision,
+  count: Counters | undefined,
+  limiter: RateLimiter,
+): StageOutcome {
+  ctx.set(TIER, tier);
+  if (d === 'open') {
+    count?.fail_open.inc();
+    ctx.set(DECISION, 'fail_open');
+    return undefined;
+  }
+  if (d === 'closed') {
+    count?.fail_closed.inc();
+    ctx.set(DECISION, 'fail_closed');
+    return storeUnavailable;
+  }
+  count?.[d.outcome].inc();
+  ctx.set(DECISION, d.outcome);
+  return apply(ctx, d, limiter);
+}
+
+/**
+ * A shadow decision: counted and recorded as it would have been (a refusal as `would_reject`),
+ * but the request always goes on, and the client sees no rate-limit header: a limit being tried
+ * out must not change what clients get.
+ */
+function settleShadow(ctx: RequestContext, tier: string, d: GuardedDecision, count?: Counters): StageOutcome {
+  ctx.set(TIER, tier);
+  const result: DecisionResult =
+    d === 'open'
+      ? 'fail_open'
+      : d === 'closed'
+        ? 'fail_closed'
+        : d.outcome === 'allowed'
+          ? 'allowed'
+          : 'would_reject';
+  count?.[result].inc();
+  ctx.set(DECISION, result);
+  return undefined;
+}
 
 export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): Problem | undefined {
   const headers: string[] = [];
