@@ -107,6 +107,8 @@ export type CompiledRoute = {
   readonly logStages: readonly StageInstance[];
   /** every instance, closed with the runtime */
   readonly instances: readonly StageInstance[];
+  /** the names of the stages the route uses, in order (absent in hand-built test routes) */
+  readonly stageNames?: readonly string[];
 };
 
 const NO_HEADERS: string[] = [];
