@@ -43,19 +43,29 @@ export async function readJsonBody(req: IncomingMessage, emptyOk: boolean): Prom
  * the schema asks for, when `convert`); the checked value, or a 400 listing what is wrong.
  */
 export function checked(schema: TSchema, value: unknown, where: string, convert = false): unknown {
+  if (convert) strictNumbers(schema, value, where);
   const input = convert ? Value.Convert(schema, value) : value;
   if (Value.Check(schema, input)) return input;
   const errors: string[] = [];
   for (const e of Value.Errors(schema, input)) {
     const at = e.path === '' ? where : `${where}${e.path.replace(/\//g, '.')}`;
-    const message =
-      e.schema.errorMessage !== undefined
-        ? String(e.schema.errorMessage)
-        : /additional|unexpected/i.test(e.message)
-          ? 'unknown field'
-          : e.message.toLowerCase();
+    const message = e.schema.errorMessage !== undefined ? String(e.schema.errorMessage) : e.message;
     errors.push(`${at}: ${message}`);
     if (errors.length >= 10) break;
   }
   throw bad(errors[0] ?? `${where}: invalid`, errors);
+}
+
+/**
+ * Query strings are converted to the numbers their schema asks for, and TypeBox's conversion
+ * would read `1.5` or `1e3` as an integer: such a value is refused before it gets there.
+ */
+function strictNumbers(schema: TSchema, value: unknown, where: string): void {
+  const props = (schema as { properties?: Record<string, { type?: string }> }).properties;
+  if (props === undefined || typeof value !== 'object' || value === null) return;
+  for (const [key, s] of Object.entries(props)) {
+    const v = (value as Record<string, unknown>)[key];
+    if (s.type === 'integer' && typeof v === 'string' && !/^-?\d{1,15}$/.test(v))
+      throw bad(`${where}.${key}: must be an integer`);
+  }
 }
