@@ -35,7 +35,8 @@ function known(settings: AdminTokenSettings): Known[] {
     if (settings.token !== '') list.push({ id: 'admin', role: 'admin', digest: digest(settings.token) });
     if (settings.readToken !== undefined && settings.readToken !== '')
       list.push({ id: 'read', role: 'read', digest: digest(settings.readToken) });
-    for (const t of settings.tokens ?? []) list.push({ id: t.id, role: t.role, digest: digest(t.token) });
+    for (const t of settings.tokens ?? [])
+      if (t.token !== '') list.push({ id: t.id, role: t.role, digest: digest(t.token) });
     compiled.set(settings, list);
   }
   return list;

@@ -35,9 +35,10 @@ export const AdminSchema = Section(
     }),
     readToken: Type.Optional(
       Type.String({
-        minLength: 16,
+        pattern: '^(|.{16,})$',
+        errorMessage: 'must be at least 16 characters ("" = none)',
         description:
-          'a read-only bearer token (token id `read`) for dashboards and console viewers: mutating calls answer it 403',
+          'a read-only bearer token (token id `read`) for dashboards and console viewers: mutating calls answer it 403; "" = none',
         secret: true,
       }),
     ),
@@ -48,7 +49,12 @@ export const AdminSchema = Section(
             pattern: '^[A-Za-z0-9_.-]{1,64}$',
             description: 'names the token in the audit log (never the secret)',
           }),
-          token: Type.String({ minLength: 16, description: 'the bearer token', secret: true }),
+          token: Type.String({
+            pattern: '^(|.{16,})$',
+            errorMessage: 'must be at least 16 characters ("" = this entry is off)',
+            description: 'the bearer token; "" turns the entry off (an unset `${VAR:-}`)',
+            secret: true,
+          }),
           role: Type.Union([Type.Literal('admin'), Type.Literal('read')], {
             description: 'admin: every call; read: calls that change nothing',
           }),
