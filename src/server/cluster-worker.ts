@@ -104,6 +104,7 @@ export async function runWorker(): Promise<void> {
         control: (change: AdminControl) => peer.call<number>('admin-control', change, CONTROL_TIMEOUT_MS),
         workers: hello.workers,
       },
+      controls: hello.controls as AdminControl[],
     });
   } catch (err) {
     logger.fatal({ err }, 'could not start');

@@ -45,10 +45,17 @@ export function workerCount(setting: number | 'auto'): number {
 }
 
 /** What a worker gets when it says hello. */
-export type Hello = { config: GatewayConfig; generation: number; stopping: boolean; workers: number };
+export type Hello = {
+  config: GatewayConfig;
+  generation: number;
+  stopping: boolean;
+  workers: number;
+  /** the admin controls in force, applied before the worker listens */
+  controls: Control[];
+};
 
 /** An admin control (admin/state.ts AdminControl) as it travels to the workers. */
-type Control = { kind: string; service?: string; target?: string; level?: string; on?: boolean };
+export type Control = { kind: string; service?: string; target?: string; level?: string; on?: boolean };
 const CONTROL_TIMEOUT_MS = 5000;
 
 /** A prepare gets the new runtime ready: bounded by the start-up waits (runtime.ts) and more. */
@@ -170,6 +177,7 @@ export class Primary {
         generation: this.generation,
         stopping: this.stopping,
         workers: this.count,
+        controls: [...this.controls.values()],
       };
     });
     peer.handle('admin-control', (payload) => this.control(payload as Control));

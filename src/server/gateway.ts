@@ -36,6 +36,8 @@ export type GatewayOptions = {
    * CLI asks for it in a single process; with `workers` the primary watches and reloads them all.
    */
   watchConfig?: boolean;
+  /** admin controls to apply before listening (a worker started after they were made) */
+  controls?: readonly AdminControl[];
 };
 
 /**
@@ -235,6 +237,7 @@ export class Gateway {
       options.env ?? process.env,
     );
     startupMark('runtime compiled, ports created');
+    for (const change of options.controls ?? []) gw.control(change);
     // The watcher starts now, so that the content it compares changes with is the one just loaded
     // (read within milliseconds of the load); what it sees before the gateway is up waits for it.
     let started = (): void => undefined;
