@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import fc from 'fast-check';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-server.js';
@@ -586,5 +587,112 @@ describe('the OpenAPI document', () => {
     // a problem validates against the Problem schema
     const problemSchema = (doc.components as { schemas: { Problem: object } }).schemas.Problem;
     expect(ajv.validate(problemSchema, json(await call('GET', '/keys/AAAAAAAAAAAA')))).toBe(true);
+  });
+});
+
+describe('fuzzing the admin port', () => {
+  it('wrong kinds of credentials: an API key, a JWT, the token in another header', async () => {
+    const k = await newKey({ name: 'not-an-admin', tier: 'free' });
+    for (const authorization of [
+      `Bearer ${k.key}`,
+      'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.',
+      `Basic ${Buffer.from(`admin:${ADMIN}`).toString('base64')}`,
+      `Bearer ${ADMIN} ${ADMIN}`,
+    ])
+      expectProblem(
+        await request(`${gw.adminUrl}/status`, { headers: { authorization } }),
+        401,
+        'unauthorized_admin',
+      );
+    expectProblem(
+      await request(`${gw.adminUrl}/status`, { headers: { 'x-api-key': ADMIN } }),
+      401,
+      'unauthorized_admin',
+    );
+  });
+
+  it('random methods, paths, queries and bodies: never a 5xx, never a crash', async () => {
+    const segment = fc.oneof(
+      fc.constantFrom(
+        'keys',
+        'services',
+        'api',
+        'targets',
+        'usage',
+        'consumers',
+        'routes',
+        'match',
+        'drain',
+        'AAAAAAAAAAAA',
+        '..',
+        '%2e',
+        '%00',
+        '%ZZ',
+        '',
+      ),
+      fc.string({ maxLength: 12 }).map(encodeURIComponent),
+    );
+    const path = fc.array(segment, { minLength: 1, maxLength: 6 }).map((s) => `/${s.join('/')}`);
+    const query = fc.dictionary(
+      fc.constantFrom(
+        'limit',
+        'cursor',
+        'tier',
+        'status',
+        'namePrefix',
+        'method',
+        'host',
+        'path',
+        'verbose',
+        'x',
+      ),
+      fc.oneof(fc.string({ maxLength: 20 }), fc.integer().map(String), fc.constant('9'.repeat(30))),
+      { maxKeys: 3 },
+    );
+    const body = fc.oneof(
+      fc.constant(undefined),
+      fc.json({ maxDepth: 3 }),
+      fc.string({ maxLength: 50 }),
+      fc
+        .record(
+          {
+            name: fc.string(),
+            tier: fc.string(),
+            roles: fc.anything(),
+            level: fc.string(),
+            grace: fc.anything(),
+          },
+          { requiredKeys: [] },
+        )
+        .map((o) => JSON.stringify(o)),
+    );
+    const known = fc
+      .constantFrom(...ADMIN_ROUTES.map((r) => r.path))
+      .chain((p) => fc.tuple(fc.constant(p), fc.string({ maxLength: 10 })))
+      .map(([p, v]) => p.replace(/\{[a-z]+\}/g, encodeURIComponent(v) || 'x'));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'),
+        fc.oneof(path, known),
+        query,
+        body,
+        async (method, p, q, b) => {
+          const qs = new URLSearchParams(q).toString();
+          const headers: Record<string, string> = { authorization: `Bearer ${ADMIN}` };
+          if (b !== undefined) headers['content-type'] = 'application/json';
+          const r = await request(`${gw.adminUrl}${p}${qs ? `?${qs}` : ''}`, {
+            method,
+            headers,
+            ...(b === undefined || method === 'GET' || method === 'HEAD' ? {} : { body: b }),
+          });
+          expect(r.status, `${method} ${p}?${qs} ${String(b)}`).toBeLessThan(500);
+        },
+      ),
+      { seed: 20261205, numRuns: 300 },
+    );
+    // what the fuzz may have changed here
+    await call('DELETE', '/drain');
+    await call('PUT', '/logging/level', { body: { level: 'silent' } });
+    expect((await request(`${gw.adminUrl}/livez`)).status).toBe(200);
   });
 });
