@@ -15,7 +15,7 @@ import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
 import { expectProblem, request, type Reply } from '../helpers/http-client.js';
 import { writeTempConfig } from '../helpers/process.js';
-import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js';
 import { createSchema, type PrivateSchema } from './api-keys-db.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -694,5 +694,32 @@ describe('fuzzing the admin port', () => {
     await call('DELETE', '/drain');
     await call('PUT', '/logging/level', { body: { level: 'silent' } });
     expect((await request(`${gw.adminUrl}/livez`)).status).toBe(200);
+  });
+});
+
+describe('GET /status with its stores down', () => {
+  it('names Redis and PostgreSQL unavailable (and still answers)', async () => {
+    const [redisPort, pgPort] = [await closedPort(), await closedPort()];
+    const down = new TestGateway(
+      await Gateway.start(
+        configFrom(`
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+database: { url: 'postgres://postgres@127.0.0.1:${pgPort}/test' }
+redis: { url: 'redis://127.0.0.1:${redisPort}' }
+services: { api: { targets: ['${a.url}'] } }
+routes: [ { name: keyed, match: { path: /keyed/** }, service: api, auth: [apiKey] } ]
+auth: { apiKey: { secret: '${SECRET}' } }
+rateLimit: { tiers: { free: { limits: [{ requests: 5, per: 1m }] } } }
+logging: { level: silent }
+`),
+      ),
+    );
+    try {
+      const s = json(await request(`${down.adminUrl}/status`));
+      expect(s.stores).toEqual({ redis: 'unavailable', postgres: 'unavailable', keyStore: 'unavailable' });
+    } finally {
+      await down.close();
+    }
   });
 });

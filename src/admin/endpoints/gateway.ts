@@ -31,6 +31,22 @@ const Applied = Type.Object(
   { additionalProperties: false },
 );
 
+/** Whether the key store answers (its clock, within 1 s). */
+async function probeKeyStore(ctx: AdminContext): Promise<'ready' | 'unavailable'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timeout')), 1000);
+  });
+  try {
+    await Promise.race([ctx.keys.open().then(({ repo }) => repo.now()), late]);
+    return 'ready';
+  } catch {
+    return 'unavailable';
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const readiness = (ctx: AdminContext, verbose: boolean) => {
   const { state } = ctx;
   const checks = { ...state.checks(), accepting: !state.draining() };
@@ -148,12 +164,12 @@ export const gatewayRoutes = [
                   Type.Literal('unavailable'),
                   Type.Literal('unused'),
                 ]),
-                keyStore: Type.Union([
-                  Type.Literal('ready'),
-                  Type.Literal('degraded'),
-                  Type.Literal('unavailable'),
-                  Type.Literal('unused'),
-                ]),
+                keyStore: Type.Union(
+                  [Type.Literal('ready'), Type.Literal('unavailable'), Type.Literal('unused')],
+                  {
+                    description: 'the API-key store (PostgreSQL or SQLite), asked for its clock within 1 s',
+                  },
+                ),
               },
               { additionalProperties: false },
             ),
@@ -163,7 +179,7 @@ export const gatewayRoutes = [
         ),
       },
     },
-    handler: (_input, ctx) => {
+    handler: async (_input, ctx) => {
       const { state } = ctx;
       const rt = ctx.runtime();
       const info = state.process?.() ?? {
@@ -174,10 +190,7 @@ export const gatewayRoutes = [
         workers: { count: 1, mode: 'single' as const, pid: process.pid },
       };
       const checks = state.checks();
-      const limitStore = checks.rateLimitStore;
-      const keyCheck = Object.entries(checks).find(([k]) => /key/i.test(k))?.[1];
-      const usesRedis = rt.config.redis !== undefined && rt.rateLimiter !== null;
-      const usesPostgres = rt.config.database.url !== undefined && rt.config.auth?.apiKey !== undefined;
+      const keyStore = rt.config.auth?.apiKey === undefined ? 'unused' : await probeKeyStore(ctx);
       return ok({
         version: info.version,
         commit: info.commit,
@@ -188,16 +201,15 @@ export const gatewayRoutes = [
         draining: state.draining(),
         logLevel: ctx.logger().level,
         stores: {
-          redis: !usesRedis ? 'unused' : limitStore === false ? 'unavailable' : 'ready',
-          postgres: !usesPostgres ? 'unused' : keyCheck === false ? 'unavailable' : 'ready',
-          keyStore:
-            rt.config.auth?.apiKey === undefined
+          // the rate limiter's breaker says whether Redis answers
+          redis:
+            rt.config.redis === undefined || rt.rateLimiter === null
               ? 'unused'
-              : keyCheck === false
+              : rt.rateLimiter.store.isUnavailable
                 ? 'unavailable'
-                : keyCheck === 'degraded'
-                  ? 'degraded'
-                  : 'ready',
+                : 'ready',
+          postgres: rt.config.database.url === undefined ? 'unused' : keyStore,
+          keyStore,
         },
         checks,
       });
