@@ -198,6 +198,7 @@ async function handle(
     const answer = await r.handler(input, ctx);
     send(res, answer);
     status = answer.status;
+    targetName = answer.auditTarget ?? targetName;
   } catch (err) {
     if (!(err instanceof AdminProblem)) throw err;
     status = err.problem.status;

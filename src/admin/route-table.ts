@@ -19,6 +19,8 @@ export type AdminAnswer = {
   /** a body that is not JSON (the Prometheus exposition) */
   readonly contentType?: string;
   readonly headers?: Readonly<Record<string, string>>;
+  /** what the audit log names as the target when only the answer knows it (a new key's id) */
+  readonly auditTarget?: string;
 };
 
 export type AdminInput<P, Q, B> = {

@@ -415,8 +415,12 @@ describe('usage', () => {
     expect(json(await call('GET', `/keys/${k.id}/usage`, { on: gw2 }))).toMatchObject({
       usage: [{ limits: [{ current: 0 }] }],
     });
-    const audit = json(await call('GET', '/audit?limit=1')).entries as Array<Record<string, unknown>>;
+    const audit = json(await call('GET', '/audit?limit=50')).entries as Array<Record<string, unknown>>;
     expect(audit[0]).toMatchObject({ operationId: 'resetKeyUsage', target: k.id, tokenId: 'admin' });
+    expect(audit.find((e) => e.operationId === 'createKey' && e.target === k.id)).toMatchObject({
+      status: 201,
+      outcome: 'ok',
+    });
     expectProblem(await call('GET', '/keys/AAAAAAAAAAAA/usage'), 404, 'not_found');
   });
 

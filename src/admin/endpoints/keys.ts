@@ -123,9 +123,8 @@ export const keyRoutes = [
         );
         const expiresAt = await expiry(repo, body.expiresAt);
         const { key, record } = await createKey(repo, secret, { ...fields, expiresAt });
-        return ok({ ...record, key }, 201);
+        return { ...ok({ ...record, key }, 201), auditTarget: record.id };
       }),
-    target: () => 'new key',
   }),
   route({
     method: 'GET',
@@ -318,7 +317,10 @@ export const keyRoutes = [
         if (rotated.kind === 'refused')
           throw new AdminProblem(problem(`key_${rotated.reason}`, rotated.message));
         ctx.keys.changed(params.id);
-        return ok({ ...rotated.record, key: rotated.key, previous: rotated.previous }, 201);
+        return {
+          ...ok({ ...rotated.record, key: rotated.key, previous: rotated.previous }, 201),
+          auditTarget: `${params.id} -> ${rotated.record.id}`,
+        };
       }),
   }),
 ];
