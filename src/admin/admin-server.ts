@@ -233,7 +233,11 @@ async function inputOf(
     }
   }
   const q: Record<string, string> = {};
+  // probes and scrapes are lenient: a load balancer's or Prometheus's own parameters are ignored
+  const known =
+    r.open === true ? Object.keys((r.query as { properties?: object } | undefined)?.properties ?? {}) : null;
   for (const [k, v] of new URLSearchParams(query)) {
+    if (known !== null && !known.includes(k)) continue;
     if (k in q) throw new AdminProblem(problem('bad_request', `query: ${k} is given twice`));
     q[k] = v;
   }

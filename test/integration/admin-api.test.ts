@@ -171,6 +171,9 @@ describe('requests are checked against their schemas', () => {
     expectProblem(await call('POST', '/drain', { body: { force: true } }), 400, 'bad_request');
     // a query parameter the endpoint does not take, or one given twice
     expectProblem(await call('GET', '/status?debug=1'), 400, 'bad_request');
+    // probes and scrapes ignore what a load balancer or Prometheus adds
+    expect((await request(`${gw.adminUrl}/readyz?verbose&probe=lb`)).status).toBe(200);
+    expect((await request(`${gw.adminUrl}/metrics?name[]=up`)).status).toBe(200);
     expectProblem(await call('GET', '/keys?limit=1&limit=2'), 400, 'bad_request');
   });
 

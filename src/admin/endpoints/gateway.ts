@@ -90,7 +90,7 @@ export const gatewayRoutes = [
     open: true,
     mutating: false,
     query: Type.Object(
-      { verbose: Type.Optional(Type.String({ maxLength: 10, description: 'present: list each check' })) },
+      { verbose: Type.Optional(Type.String({ maxLength: 100, description: 'present: list each check' })) },
       { additionalProperties: false },
     ),
     responses: {
