@@ -4,11 +4,13 @@
  * generated reference in docs/admin-api.md being current.
  */
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { format, resolveConfig } from 'prettier';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-server.js';
 import { AuditLog, type AuditEntry } from '../../src/admin/audit.js';
 import { decodeCursor, encodeCursor } from '../../src/admin/endpoints/keys.js';
+import { inMatchOrder, routeTakes } from '../../src/admin/endpoints/routes.js';
 import { configHash, redactedConfig, REDACTED } from '../../src/admin/redact.js';
 import { adminReference, withReference } from '../../src/admin/reference.js';
 import { AdminProblem } from '../../src/admin/route-table.js';
@@ -16,6 +18,7 @@ import { identify, tokensConfigured } from '../../src/admin/tokens.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { closeRuntime, compileRuntime } from '../../src/server/runtime.js';
 import { configFrom } from '../helpers/gateway.js';
 
 const settings = {
@@ -215,5 +218,44 @@ describe('the route table', () => {
       filepath: file,
     });
     expect(next === current, 'docs/admin-api.md is not current: run npm run docs:admin').toBe(true);
+  });
+});
+
+describe('GET /routes: match order', () => {
+  it('the first route of the order that takes a request is the one the router picks', () => {
+    const config = configFrom(`
+services: { s: { targets: ['http://127.0.0.1:1'] } }
+routes:
+  - { name: r1, match: { path: /a/** }, service: s }
+  - { name: r2, match: { path: /a/*, methods: [GET] }, service: s }
+  - { name: r3, match: { path: /a/b }, service: s }
+  - { name: r4, match: { path: /a/*/c }, service: s }
+  - { name: r5, match: { path: /a/b/** , methods: [POST] }, service: s }
+  - { name: r6, match: { path: /**, host: '*.x.com' }, service: s }
+  - { name: r7, match: { path: /a/*, host: 'api.x.com' }, service: s }
+  - { name: r8, match: { path: /a/**, host: '*.api.x.com' }, service: s }
+  - { name: r9, match: { path: /, methods: [GET, HEAD] }, service: s }
+  - { name: r10, match: { path: /*/c }, service: s }
+  - { name: r11, match: { path: /a/ }, service: s }
+  - { name: r12, match: { path: /a/b/c, methods: [DELETE] }, service: s }
+`);
+    const rt = compileRuntime(config);
+    const order = inMatchOrder(config.routes);
+    const seg = fc.constantFrom('a', 'b', 'c', 'd', '');
+    fc.assert(
+      fc.property(
+        fc.constantFrom('', 'api.x.com', 'b.api.x.com', 'x.com', 'q.x.com', 'other.org'),
+        fc.constantFrom('GET', 'POST', 'DELETE', 'HEAD'),
+        fc.array(seg, { minLength: 1, maxLength: 4 }),
+        (host, method, segments) => {
+          const path = `/${segments.join('/')}`;
+          const expected = rt.router.match(host, method, path)?.name;
+          const first = order.find((r) => routeTakes(r, host, method, path))?.name;
+          expect(first, `${method} ${host}${path}`).toBe(expected);
+        },
+      ),
+      { seed: 20261205, numRuns: 2000 },
+    );
+    void closeRuntime(rt);
   });
 });

@@ -56,6 +56,20 @@ function segmentsOf(r: RouteConfig): Segment[] {
 }
 
 /** Whether `segments` match the normalised `path` (the router's rules, one pattern). */
+/** The routes in match order: the first that takes a request is the one the router picks. */
+export function inMatchOrder(routes: readonly RouteConfig[]): RouteConfig[] {
+  return [...routes].sort(compare);
+}
+
+/** Whether `route` takes the request, alone (no other route considered). */
+export function routeTakes(route: RouteConfig, host: string, method: string, path: string): boolean {
+  return (
+    pathMatches(segmentsOf(route), path) &&
+    hostMatches(route.match.host, host) &&
+    (route.match.methods === undefined || (route.match.methods as readonly string[]).includes(method))
+  );
+}
+
 function pathMatches(segments: Segment[], path: string): boolean {
   const parts = path === '/' ? [''] : path.slice(1).split('/');
   for (let i = 0; i < segments.length; i++) {
@@ -91,7 +105,7 @@ export const routeRoutes = [
     handler: (_input, ctx) => {
       const rt = ctx.runtime();
       const names = new Map(rt.routes.map((r) => [r.name, r.stageNames ?? []]));
-      const routes = [...rt.config.routes].sort(compare).map((r) => ({
+      const routes = inMatchOrder(rt.config.routes).map((r) => ({
         name: r.name,
         host: r.match.host ?? null,
         path: r.match.path,
