@@ -1,52 +1,137 @@
 /**
- * The admin port: probes for Kubernetes, and (as later capabilities land) metrics and the
- * management API. Built for clarity, not speed. Every request is handled by one async function
- * whose failures (a throw, a rejected promise) end at one boundary: a `500 internal_error`, counted
- * and logged; nothing a client sends can end the process.
+ * The admin port: probes for Kubernetes, metrics, and the management API. Built for clarity, not
+ * speed. Every endpoint is a declaration of the route table (route-table.ts, endpoints/); this
+ * module routes a request to one, checks the caller's token and role, validates what it carries
+ * against the endpoint's schemas, runs it, and writes the answer, and for a mutating endpoint
+ * writes the audit entry. Every failure (a throw, a rejected promise) ends at one boundary: a
+ * `500 internal_error`, counted and logged; nothing a client sends can end the process.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { silentLogger, type Logger } from '../observability/logger.js';
 import { problem, problems } from '../problems/registry.js';
-import { parseRequestTarget } from '../router/request-target.js';
 import { writeProblem } from '../problems/write.js';
-import { formatProblem, type ConfigProblem } from '../config/problems.js';
-import type { KeysAdmin } from './keys.js';
+import { parseRequestTarget } from '../router/request-target.js';
+import { AuditLog } from './audit.js';
+import { adminContext, type AdminContext } from './context.js';
+import { gatewayRoutes } from './endpoints/gateway.js';
+import { keyRoutes } from './endpoints/keys.js';
+import { routeRoutes } from './endpoints/routes.js';
+import { serviceRoutes } from './endpoints/services.js';
+import { usageRoutes } from './endpoints/usage.js';
+import { checked, readJsonBody } from './http.js';
+import { createKeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
+import { AdminProblem, defineRoute, ok, type AdminAnswer, type AdminRoute } from './route-table.js';
+import type { AdminState } from './state.js';
+import { identify, type AdminCaller } from './tokens.js';
 
-/** What a reload reports (the gateway's reload result is one). */
-export type AdminReloadResult =
-  | { readonly ok: true; readonly restartNeeded: readonly string[] }
-  | { readonly ok: false; readonly reason: 'invalid_config'; readonly problems: readonly ConfigProblem[] }
-  | { readonly ok: false; readonly reason: 'reload_failed'; readonly detail: string };
+export type {
+  AdminReloadResult,
+  AdminState,
+  AdminControl,
+  AdminRuntimeView,
+  AdminProcessInfo,
+} from './state.js';
 
-/** What the admin port serves, handed over by the gateway (the admin port knows no server). */
-export type AdminState = {
-  /** the admin bearer token; '' = none required (only allowed on loopback) */
-  token(): string;
-  draining(): boolean;
-  /** named readiness checks: true = ok, false = not ready, 'degraded' = ready, partly working */
-  checks(): Record<string, boolean | 'degraded'>;
-  /** the Prometheus text exposition */
-  metrics(): Promise<{ contentType: string; body: string }>;
-  /** re-reads the config file; null when the gateway was not started from a file */
-  reload: (() => Promise<AdminReloadResult>) | null;
-  /** what `GET /services` shows: each service's targets, health and breaker */
-  services(): unknown[];
-  /** the `/keys` endpoints (src/admin/keys.ts) */
-  keys?: KeysAdmin;
-  /** a handler threw or its promise rejected (the request got a 500): to count and log */
-  handlerFailed(err: unknown, requestId: string): void;
+const route = defineRoute<AdminContext>();
+
+/** Every endpoint of the admin API, in the order the reference lists them. */
+export const ADMIN_ROUTES: readonly AdminRoute<AdminContext>[] = [
+  ...gatewayRoutes,
+  route({
+    method: 'GET',
+    path: '/openapi.json',
+    operationId: 'getOpenApi',
+    tag: 'gateway',
+    summary: 'This API as an OpenAPI 3.1 document',
+    mutating: false,
+    responses: { 200: { description: 'OpenAPI 3.1' } },
+    handler: ({ req }) => ok(openApiDocument(ADMIN_ROUTES, serverUrl(req))),
+  }),
+  ...routeRoutes,
+  ...serviceRoutes,
+  ...keyRoutes,
+  ...usageRoutes,
+];
+
+const serverUrl = (req: IncomingMessage): string | undefined => {
+  const host = req.headers.host;
+  return host !== undefined && /^[A-Za-z0-9.:[\]-]{1,300}$/.test(host) ? `http://${host}` : undefined;
 };
-
-const OPEN_PATHS = new Set(['/livez', '/healthz', '/readyz', '/metrics']);
 
 const UNAUTHORIZED = problem('unauthorized_admin', 'the admin API requires a valid bearer token', [
   'www-authenticate',
   'Bearer realm="gatehouse-admin"',
 ]);
 
-export function createAdminServer(state: AdminState): Server {
-  return createServer((req, res) => {
+type Compiled = { route: AdminRoute<AdminContext>; parts: Array<string | { param: string }> };
+
+function compile(routes: readonly AdminRoute<AdminContext>[]): Compiled[] {
+  return routes.map((r) => ({
+    route: r,
+    parts: r.path
+      .slice(1)
+      .split('/')
+      .map((p) => (p.startsWith('{') && p.endsWith('}') ? { param: p.slice(1, -1) } : p)),
+  }));
+}
+
+type Found =
+  | { kind: 'route'; route: AdminRoute<AdminContext>; params: Record<string, string> }
+  | { kind: 'method'; methods: string[] }
+  | { kind: 'none' };
+
+/** The endpoint of `method path`; literal segments beat parameters (`/keys/{id}` vs `/routes/match`). */
+function find(table: Compiled[], method: string, path: string): Found {
+  const segments = path.slice(1).split('/');
+  let best: { c: Compiled; params: Record<string, string>; score: number } | null = null;
+  const methods = new Set<string>();
+  for (const c of table) {
+    if (c.parts.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let score = 0;
+    let matched = true;
+    for (let i = 0; i < segments.length; i++) {
+      const part = c.parts[i] as string | { param: string };
+      const seg = segments[i] as string;
+      if (typeof part === 'string') {
+        if (part !== seg) {
+          matched = false;
+          break;
+        }
+        score += 1 << (segments.length - i);
+      } else {
+        if (seg === '') {
+          matched = false;
+          break;
+        }
+        params[part.param] = seg;
+      }
+    }
+    if (!matched) continue;
+    methods.add(c.route.method);
+    if (c.route.method === method && (best === null || score > best.score)) best = { c, params, score };
+  }
+  if (best !== null) return { kind: 'route', route: best.c.route, params: best.params };
+  return methods.size > 0 ? { kind: 'method', methods: [...methods] } : { kind: 'none' };
+}
+
+export function createAdminServer(
+  state: AdminState,
+  routes: readonly AdminRoute<AdminContext>[] = ADMIN_ROUTES,
+): Server {
+  const logger = (): Logger => state.logger?.() ?? silentLogger();
+  const keys =
+    state.keys ??
+    createKeysAdmin(() => {
+      if (state.runtime === undefined) throw new AdminProblem(problem('not_found', 'no key store here'));
+      return state.runtime().config;
+    });
+  const audit = new AuditLog(logger, () => state.auditEntries?.() ?? 1000);
+  const ctx = adminContext(state, keys, audit, logger);
+  const table = compile(routes);
+  const server = createServer((req, res) => {
     const requestId = randomUUID();
     res.setHeader('x-request-id', requestId);
     const failed = (err: unknown): void => {
@@ -63,142 +148,161 @@ export function createAdminServer(state: AdminState): Server {
     };
     // a write after the end emits 'error', which unheard would end the process
     res.on('error', failed);
-    handle(state, req, res, requestId, failed).catch(failed);
+    handle(table, ctx, req, res, requestId).catch(failed);
   });
+  return server;
 }
 
 async function handle(
-  state: AdminState,
+  table: Compiled[],
+  ctx: AdminContext,
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
-  failed: (err: unknown) => void,
 ): Promise<void> {
   // the same reading of the target as on the proxy port (`new URL` would throw on `//a:99999/`)
   const target = parseRequestTarget(req.url ?? '/');
   if (!target.ok) return writeProblem(res, problems.badRequest(target.reason), requestId, false);
-  const path = target.path;
-  if (!OPEN_PATHS.has(path) && !authorized(req, state.token())) {
+  const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+  const found = find(table, method, target.path);
+  const open = found.kind === 'route' && found.route.open === true;
+  const caller = open ? null : identify(ctx.state.tokens(), req.headers.authorization);
+  if (!open && caller === null) {
+    if (found.kind === 'route' && found.route.mutating)
+      auditCall(ctx, found.route, req, target.path, null, null, UNAUTHORIZED.status, requestId);
     return writeProblem(res, UNAUTHORIZED, requestId, false);
   }
-  if (
-    // the replies come later, from the keys module's promises: a throw there must end here too
-    state.keys?.handle(req, res, path, {
-      json: (status, body) => guard(failed, () => sendJson(res, status, body)),
-      problem: (p) => guard(failed, () => writeProblem(res, p, requestId, false)),
-    })
-  ) {
-    return;
-  }
-  if (path === '/reload' && req.method === 'POST') {
-    if (state.reload === null) {
-      return writeProblem(
-        res,
-        problem('reload_unavailable', 'the gateway was not started from a config file'),
-        requestId,
-        false,
-      );
-    }
-    return state.reload().then(
-      (result) => {
-        if (result.ok) return sendJson(res, 200, { status: 'reloaded', restartNeeded: result.restartNeeded });
-        if (result.reason === 'invalid_config')
-          return writeProblem(
-            res,
-            {
-              ...problem('invalid_config', 'the config file is invalid; the running config is kept'),
-              errors: result.problems.map(formatProblem),
-            },
-            requestId,
-            false,
-          );
-        // valid, but it could not be put to work (a key file gone since it was checked...)
-        return writeProblem(
-          res,
-          problem('reload_failed', `${result.detail}; the running config is kept`),
-          requestId,
-          false,
-        );
-      },
-      () => writeProblem(res, problem('internal_error', 'reload failed'), requestId, false),
-    );
-  }
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
+  if (found.kind === 'none')
+    return writeProblem(res, problem('not_found', `no admin endpoint ${target.path}`), requestId, false);
+  if (found.kind === 'method')
     return writeProblem(
       res,
-      problem('method_not_allowed', `${req.method} is not allowed here`),
+      problem('method_not_allowed', `${req.method ?? ''} is not allowed here`, [
+        'allow',
+        found.methods.join(', '),
+      ]),
       requestId,
       false,
     );
-  }
-  switch (path) {
-    case '/livez':
-    case '/healthz':
-      return sendJson(res, 200, { status: 'ok' });
-    case '/readyz': {
-      const checks = { ...state.checks(), accepting: !state.draining() };
-      const ready = Object.values(checks).every((ok) => ok !== false);
-      const body: Record<string, unknown> = {
-        status: ready ? 'ready' : state.draining() ? 'draining' : 'not ready',
-      };
-      if (new URLSearchParams(target.query).has('verbose')) body.checks = checks;
-      if (!ready) res.setHeader('retry-after', '1');
-      return sendJson(res, ready ? 200 : 503, body);
-    }
-    case '/metrics':
-      return state.metrics().then(
-        ({ contentType, body }) => {
-          res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
-          res.end(body);
-        },
-        () => writeProblem(res, problem('internal_error', 'metrics collection failed'), requestId, false),
-      );
-    case '/services':
-      return sendJson(res, 200, { services: state.services() });
-    case '/openapi.json':
-      return sendJson(res, 200, openApiDocument());
-    default:
-      return writeProblem(res, problem('not_found', `no admin endpoint ${path}`), requestId, false);
-  }
-}
-
-function guard(failed: (err: unknown) => void, reply: () => void): void {
+  const r = found.route;
+  const who = caller ?? { id: 'anonymous', role: 'read' as const };
+  let status = 500;
+  let targetName: string | null = null;
   try {
-    reply();
+    if (r.mutating && who.role !== 'admin')
+      throw new AdminProblem(
+        problem('read_only_token', `token "${who.id}" is read-only: ${r.operationId} changes state`),
+      );
+    const input = await inputOf(r, req, found.params, target.query, who, requestId);
+    targetName = r.target?.(input) ?? null;
+    const answer = await r.handler(input, ctx);
+    send(res, answer);
+    status = answer.status;
+    targetName = answer.auditTarget ?? targetName;
   } catch (err) {
-    failed(err);
+    if (!(err instanceof AdminProblem)) throw err;
+    status = err.problem.status;
+    writeProblem(res, err.problem, requestId, false);
+  } finally {
+    if (r.mutating) auditCall(ctx, r, req, target.path, who.id, targetName, status, requestId);
   }
 }
 
-/**
- * The credentials of `Authorization: Bearer <token>`, or '' when there are none. The scheme is
- * case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER`); one or more spaces follow it.
- */
-function bearerCredentials(header: string | undefined): string {
-  if (header === undefined || header.length < 7) return '';
-  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return '';
-  return header.slice(7).trimStart();
+async function inputOf(
+  r: AdminRoute<AdminContext>,
+  req: IncomingMessage,
+  rawParams: Record<string, string>,
+  query: string,
+  caller: AdminCaller,
+  requestId: string,
+) {
+  const params: Record<string, string> = {};
+  for (const [name, value] of Object.entries(rawParams)) {
+    try {
+      params[name] = decodeURIComponent(value);
+    } catch {
+      throw notFound(r);
+    }
+  }
+  if (r.params !== undefined) {
+    try {
+      checked(r.params, params, 'path');
+    } catch {
+      // a parameter no resource can have: nothing there (`/keys/'%20OR%201=1`, `..`)
+      throw notFound(r);
+    }
+  }
+  const q: Record<string, string> = {};
+  // probes and scrapes are lenient: a load balancer's or Prometheus's own parameters are ignored
+  const known =
+    r.open === true ? Object.keys((r.query as { properties?: object } | undefined)?.properties ?? {}) : null;
+  for (const [k, v] of new URLSearchParams(query)) {
+    if (known !== null && !known.includes(k)) continue;
+    if (k in q) throw new AdminProblem(problem('bad_request', `query: ${k} is given twice`));
+    q[k] = v;
+  }
+  const checkedQuery =
+    r.query !== undefined
+      ? checked(r.query, q, 'query', true)
+      : Object.keys(q).length > 0
+        ? (() => {
+            throw new AdminProblem(
+              problem('bad_request', `query: ${Object.keys(q)[0] ?? ''}: unknown parameter`),
+            );
+          })()
+        : {};
+  let body: unknown = undefined;
+  if (r.body !== undefined) {
+    const raw = await readJsonBody(req, r.bodyOptional === true);
+    body = checked(r.body, raw ?? {}, 'body');
+  } else if (r.method !== 'GET') {
+    // no body is expected: one that is sent is drained, not read
+    req.resume();
+  }
+  return { params, query: checkedQuery, body, caller, requestId, req };
 }
 
-function authorized(req: IncomingMessage, token: string): boolean {
-  if (token === '') return true;
-  const presented = bearerCredentials(req.headers.authorization);
-  // compare digests: constant time, and no length leak
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b) && presented !== '';
+const notFound = (r: AdminRoute<AdminContext>): AdminProblem =>
+  new AdminProblem(
+    problem('not_found', r.path.startsWith('/keys/') ? 'no such key' : `nothing at ${r.path}`),
+  );
+
+function auditCall(
+  ctx: AdminContext,
+  r: AdminRoute<AdminContext>,
+  req: IncomingMessage,
+  path: string,
+  tokenId: string | null,
+  target: string | null,
+  status: number,
+  requestId: string,
+): void {
+  ctx.audit.record({
+    time: new Date().toISOString(),
+    tokenId,
+    method: req.method ?? '',
+    path,
+    operationId: r.operationId,
+    target,
+    status,
+    outcome: status < 400 ? 'ok' : status < 500 ? 'refused' : 'failed',
+    requestId,
+  });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, answer: AdminAnswer): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
+  if (answer.contentType !== undefined && typeof answer.body !== 'string')
+    throw new TypeError(`a ${answer.contentType} answer needs a string body`);
+  const text = answer.contentType === undefined ? JSON.stringify(answer.body) : (answer.body as string);
+  res.writeHead(answer.status, {
+    'content-type': answer.contentType ?? 'application/json',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
+    ...answer.headers,
   });
   res.end(text);
 }

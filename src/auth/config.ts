@@ -79,6 +79,7 @@ export const ApiKeySchema = Type.Object(
     secret: Type.String({
       default: '',
       description: 'server secret of the keyed hash (HMAC-SHA-256) of stored keys',
+      secret: true,
     }),
   },
   { ...strict, description: 'API keys issued by `gatehouse keys`' },

@@ -33,7 +33,9 @@ export const ElasticsearchSinkSchema = Type.Object(
       min: '100ms',
       why: 'it spaces the retries while Elasticsearch fails',
     }),
-    apiKey: Type.Optional(Type.String({ description: 'sent as `Authorization: ApiKey <apiKey>`' })),
+    apiKey: Type.Optional(
+      Type.String({ description: 'sent as `Authorization: ApiKey <apiKey>`', secret: true }),
+    ),
   },
   { ...strict, description: 'ship access-log records to Elasticsearch with the `_bulk` API' },
 );

@@ -14,6 +14,8 @@ export type RouteStages = {
   readonly responseStages: StageInstance[];
   readonly logStages: StageInstance[];
   readonly instances: StageInstance[];
+  /** the names of the stages the route uses, in order (the admin API shows them) */
+  readonly stageNames: string[];
 };
 
 /** The route's stage instances, in the order of `stages`, skipping those it does not use. */
@@ -23,11 +25,12 @@ export function compileStages(
   config: GatewayConfig,
   deps: StageDeps,
 ): RouteStages {
-  const out: RouteStages = { stages: [], responseStages: [], logStages: [], instances: [] };
+  const out: RouteStages = { stages: [], responseStages: [], logStages: [], instances: [], stageNames: [] };
   for (const stage of stages) {
     const instance = stage.build(route, config, deps);
     if (instance === null) continue;
     out.instances.push(instance);
+    out.stageNames.push(stage.name);
     if (instance.onRequest !== undefined) out.stages.push(instance as RequestStage);
     if (instance.onResponseHeaders !== undefined) out.responseStages.push(instance);
     if (instance.onLog !== undefined) out.logStages.push(instance);

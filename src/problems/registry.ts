@@ -44,6 +44,12 @@ export const PROBLEM_REGISTRY = {
     port: 'admin',
     when: 'an admin endpoint other than the probes and `/metrics` was called without the admin token',
   },
+  read_only_token: {
+    status: 403,
+    title: 'Forbidden',
+    port: 'admin',
+    when: 'a read-only admin token (`admin.readToken`, or a `read` token of `admin.tokens`) called an admin endpoint that changes state',
+  },
   forbidden: {
     status: 403,
     title: 'Forbidden',

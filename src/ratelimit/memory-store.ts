@@ -15,7 +15,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { admitted, describe, type Decision, type Plan } from './decision.js';
-import type { RateLimitStore } from './store.js';
+import type { RateLimitStore, StoredCounts } from './store.js';
 import { rolled, rolledQuota, type LimitState, type QuotaState } from './window.js';
 
 type Entry = { limits: LimitState[]; quota: QuotaState | null; expiresAt: number };
@@ -88,6 +88,21 @@ export class MemoryStore implements RateLimitStore {
       entry.expiresAt = expiresAt;
     }
     return describe(plan, outcome, states, quota, now);
+  }
+
+  peek(key: string, plan: Plan): Promise<StoredCounts> {
+    // `peek`: reading does not make the subject the most recently used
+    const entry = this.entries.peek(key);
+    return Promise.resolve({
+      limits: plan.limits.map((_, i) => entry?.limits[i]),
+      quota: entry?.quota ?? undefined,
+      now: this.now(),
+    });
+  }
+
+  reset(key: string): Promise<void> {
+    this.entries.delete(key);
+    return Promise.resolve();
   }
 
   ready(): Promise<boolean> {

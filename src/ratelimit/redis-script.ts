@@ -120,3 +120,21 @@ if qper ~= '' then
 end
 return 1
 `;
+
+/**
+ * Reads the counts of RATE_LIMIT_SCRIPT's keys without changing them, with Redis's clock. All
+ * keys share one hash tag (one Cluster slot), so one script reads them atomically.
+ * KEYS: as RATE_LIMIT_SCRIPT's. Reply: now (ms), then per key its fields i, c, p (a limit) or
+ * p, n, -1 (the quota), -1 where absent.
+ */
+export const PEEK_SCRIPT = `
+local t = redis.call('TIME')
+local out = { tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) }
+local nlimits = tonumber(ARGV[1])
+for k = 1, #KEYS do
+  local v
+  if k <= nlimits then v = redis.call('HMGET', KEYS[k], 'i', 'c', 'p') else v = redis.call('HMGET', KEYS[k], 'p', 'n') end
+  for j = 1, 3 do out[#out + 1] = tonumber(v[j]) or -1 end
+end
+return out
+`;

@@ -4,8 +4,8 @@ import type { Cluster, Redis } from 'ioredis';
 // ioredis's own slot function (no exports map restricts it): the same routing as the client's
 import calculateSlot from 'cluster-key-slot';
 import { describe, type Decision, type Outcome, type Plan } from './decision.js';
-import { RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
-import { StoreUnavailableError, type RateLimitStore } from './store.js';
+import { PEEK_SCRIPT, RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
+import { StoreUnavailableError, type RateLimitStore, type StoredCounts } from './store.js';
 import type { LimitState, QuotaState } from './window.js';
 
 type ScriptCommand = (...keysAndArgs: Array<string | number>) => Promise<number[]>;
@@ -90,12 +90,13 @@ export class RedisStore implements RateLimitStore {
    * (every call would land in one pipeline, refused with "All keys in the pipeline should belong
    * to the same slots allocation group"). EVALSHA itself is routed by its first key's slot.
    */
-  private command(numKeys: number, refund = false): ScriptCommand {
-    const name = `gatehouse${refund ? 'Refund' : 'RateLimit'}${numKeys}`;
+  private command(numKeys: number, refund: boolean | 'peek' = false): ScriptCommand {
+    const kind = refund === 'peek' ? 'Peek' : refund ? 'Refund' : 'RateLimit';
+    const name = `gatehouse${kind}${numKeys}`;
     let command = this.commands.get(name);
     if (command === undefined) {
       this.client.defineCommand(name, {
-        lua: refund ? REFUND_SCRIPT : RATE_LIMIT_SCRIPT,
+        lua: refund === 'peek' ? PEEK_SCRIPT : refund ? REFUND_SCRIPT : RATE_LIMIT_SCRIPT,
         numberOfKeys: numKeys,
       });
       const fn = (this.client as unknown as Record<string, ScriptCommand>)[name] as ScriptCommand;
@@ -176,6 +177,27 @@ export class RedisStore implements RateLimitStore {
     for (const l of plan.limits) args.push(l.windowMs);
     args.push(plan.quota?.per ?? '', time);
     await this.command(keys.length, true)(...keys, ...args);
+  }
+
+  async peek(key: string, plan: Plan): Promise<StoredCounts> {
+    if (this.client.status !== 'ready') throw new StoreUnavailableError(`redis: ${this.client.status}`);
+    const keys = this.keys(key, plan);
+    const reply = await this.command(keys.length, 'peek')(...keys, plan.limits.length);
+    const at = (i: number): number => reply[i] ?? -1;
+    const limits = plan.limits.map((_, i) =>
+      at(1 + 3 * i) < 0
+        ? undefined
+        : { index: at(1 + 3 * i), current: Math.max(0, at(2 + 3 * i)), previous: Math.max(0, at(3 + 3 * i)) },
+    );
+    const q = 1 + 3 * plan.limits.length;
+    const quota = plan.quota && at(q) >= 0 ? { period: at(q), used: Math.max(0, at(q + 1)) } : undefined;
+    return { limits, quota, now: at(0) };
+  }
+
+  async reset(key: string, plan: Plan): Promise<void> {
+    if (this.client.status !== 'ready') throw new StoreUnavailableError(`redis: ${this.client.status}`);
+    // one hash tag: one slot, so one DEL is Cluster-safe
+    await this.client.del(...this.keys(key, plan));
   }
 
   /**

@@ -1,5 +1,15 @@
 import { ErrorCodes } from '../problems/error-codes.js';
 import type { Decision, Plan } from './decision.js';
+import type { LimitState, QuotaState } from './window.js';
+
+/** The counts of a key as stored, read without counting anything, and the store's now. */
+export type StoredCounts = {
+  /** per limit of the plan, in order (undefined: nothing counted) */
+  readonly limits: ReadonlyArray<LimitState | undefined>;
+  readonly quota: QuotaState | undefined;
+  /** the store's clock (Redis's TIME), ms */
+  readonly now: number;
+};
 
 /**
  * Where counters live. `consume` checks every limit and the quota of `plan` for `key` and, when
@@ -25,6 +35,10 @@ export interface RateLimitStore {
    * answer came after the caller had given up on it.
    */
   refund?(key: string, plan: Plan, time: number): Promise<void>;
+  /** Reads `key`'s counts under `plan` without counting (the admin API's usage). */
+  peek?(key: string, plan: Plan): Promise<StoredCounts>;
+  /** Forgets `key`'s counts under `plan` (the admin API's reset). */
+  reset?(key: string, plan: Plan): Promise<void>;
 }
 
 /** Thrown (or rejected with) when the store could not decide: the failure policy applies. */

@@ -13,6 +13,7 @@ import { releaseSignals } from './early-signals.js';
 import { deepFreeze } from '../config/defaults.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createLogger, type Logger } from '../observability/logger.js';
+import type { AdminControl } from '../admin/admin-server.js';
 import type { Hello } from './cluster.js';
 import type { MetricsReport } from './cluster-metrics.js';
 import { Gateway, type ReloadResult, type ReloadTrigger } from './gateway.js';
@@ -23,6 +24,8 @@ const RELOAD_TIMEOUT_MS = 60_000;
 /** The primary waits at most 1 s for each worker. */
 const METRICS_TIMEOUT_MS = 5000;
 const HELLO_TIMEOUT_MS = 30_000;
+/** Every worker applies an admin control (log level, drain, target) within this time. */
+const CONTROL_TIMEOUT_MS = 10_000;
 
 export async function runWorker(): Promise<void> {
   const peer = new IpcPeer((msg) => {
@@ -79,6 +82,7 @@ export async function runWorker(): Promise<void> {
     return null;
   });
   peer.handle('abort', () => gateway?.abort() ?? null);
+  peer.handle('control', (payload) => gateway?.control(payload as AdminControl) ?? 0);
 
   let hello: Hello;
   try {
@@ -97,7 +101,10 @@ export async function runWorker(): Promise<void> {
         reload: (trigger: ReloadTrigger) => peer.call<ReloadResult>('reload', { trigger }, RELOAD_TIMEOUT_MS),
         metrics: () => peer.call<string>('metrics', null, METRICS_TIMEOUT_MS),
         ready: () => groupReady,
+        control: (change: AdminControl) => peer.call<number>('admin-control', change, CONTROL_TIMEOUT_MS),
+        workers: hello.workers,
       },
+      controls: hello.controls as AdminControl[],
     });
   } catch (err) {
     logger.fatal({ err }, 'could not start');

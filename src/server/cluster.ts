@@ -45,7 +45,18 @@ export function workerCount(setting: number | 'auto'): number {
 }
 
 /** What a worker gets when it says hello. */
-export type Hello = { config: GatewayConfig; generation: number; stopping: boolean };
+export type Hello = {
+  config: GatewayConfig;
+  generation: number;
+  stopping: boolean;
+  workers: number;
+  /** the admin controls in force, applied before the worker listens */
+  controls: Control[];
+};
+
+/** An admin control (admin/state.ts AdminControl) as it travels to the workers. */
+export type Control = { kind: string; service?: string; target?: string; level?: string; on?: boolean };
+const CONTROL_TIMEOUT_MS = 5000;
 
 /** A prepare gets the new runtime ready: bounded by the start-up waits (runtime.ts) and more. */
 const PREPARE_TIMEOUT_MS = 30_000;
@@ -100,6 +111,11 @@ export class Primary {
   private stopTimer: NodeJS.Timeout | undefined;
   private finish: (code: number) => void = () => undefined;
   private readonly count: number;
+  /**
+   * The admin controls in force (log level, manual drain, disabled targets), by what they set:
+   * a worker started later (a restart) gets them too. A reload forgets the log level.
+   */
+  private readonly controls = new Map<string, Control>();
   private readonly logger: Logger;
   private readonly configFile: string;
   private readonly env: NodeJS.ProcessEnv;
@@ -156,8 +172,15 @@ export class Primary {
     peer.handle('hello', (): Hello => {
       slot.greeted = true;
       slot.generation = this.generation;
-      return { config: this.config, generation: this.generation, stopping: this.stopping };
+      return {
+        config: this.config,
+        generation: this.generation,
+        stopping: this.stopping,
+        workers: this.count,
+        controls: [...this.controls.values()],
+      };
     });
+    peer.handle('admin-control', (payload) => this.control(payload as Control));
     peer.on('ready', (payload) => this.workerReady(slot, (payload as { generation: number }).generation));
     peer.on('draining', () => this.workerDraining(slot));
     peer.on('final-metrics', (report) => (slot.lastMetrics = report as MetricsReport));
@@ -184,9 +207,27 @@ export class Primary {
         await this.commitAll([slot], this.generation);
       }
       if (slot.state !== 'starting') return;
+      for (const c of this.controls.values())
+        await slot.peer.call('control', c, CONTROL_TIMEOUT_MS).catch(() => undefined);
       slot.state = 'ready';
       this.updateReadiness();
     });
+  }
+
+  /**
+   * An admin control asked of one worker (the admin port is shared: any may get the call):
+   * applied by every worker up or starting; resolves with how many applied it.
+   */
+  private async control(change: Control): Promise<number> {
+    if (change.kind === 'logLevel') this.controls.set('logLevel', change);
+    else if (change.kind === 'drain') this.controls.set('drain', change);
+    else if (change.kind === 'target')
+      this.controls.set(`target ${change.service ?? ''} ${change.target ?? ''}`, change);
+    const live = [...this.slots].filter((s) => s.greeted && s.state !== 'gone');
+    const applied = await Promise.all(
+      live.map((s) => s.peer.call<number>('control', change, CONTROL_TIMEOUT_MS).catch(() => 0)),
+    );
+    return applied.reduce((a, b) => a + b, 0);
   }
 
   /**
@@ -366,6 +407,8 @@ export class Primary {
     this.generation++;
     await this.commitAll(targets, this.generation);
     this.logger.level = next.logging.level;
+    // the workers took the config's log level: a later worker must too
+    this.controls.delete('logLevel');
     const needed = restartNeeded(old, next);
     if (needed.length > 0)
       this.logger.warn({ restartNeeded: needed }, 'these settings change only on restart');

@@ -3,7 +3,7 @@
  * and which peers' X-Forwarded-* headers are believed; and the checks across those fields.
  */
 import { BlockList } from 'node:net';
-import { Type } from '@sinclair/typebox';
+import { Type, type StaticDecode } from '@sinclair/typebox';
 import {
   AutoOrDuration,
   Duration,
@@ -29,7 +29,45 @@ export const AdminSchema = Section(
     port: Port(9080),
     token: Type.String({
       default: '',
-      description: 'bearer token the admin API requires; required when `host` is not a loopback address',
+      description:
+        'bearer token of the admin API (token id `admin`, may call everything); required when `host` is not a loopback address, unless `tokens` holds an admin token',
+      secret: true,
+    }),
+    readToken: Type.Optional(
+      Type.String({
+        pattern: '^(|.{16,})$',
+        errorMessage: 'must be at least 16 characters ("" = none)',
+        description:
+          'a read-only bearer token (token id `read`) for dashboards and console viewers: mutating calls answer it 403; "" = none',
+        secret: true,
+      }),
+    ),
+    tokens: Type.Array(
+      Type.Object(
+        {
+          id: Type.String({
+            pattern: '^[A-Za-z0-9_.-]{1,64}$',
+            description: 'names the token in the audit log (never the secret)',
+          }),
+          token: Type.String({
+            pattern: '^(|.{16,})$',
+            errorMessage: 'must be at least 16 characters ("" = this entry is off)',
+            description: 'the bearer token; "" turns the entry off (an unset `${VAR:-}`)',
+            secret: true,
+          }),
+          role: Type.Union([Type.Literal('admin'), Type.Literal('read')], {
+            description: 'admin: every call; read: calls that change nothing',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [], description: 'more admin tokens, each with an id (for the audit log) and a role' },
+    ),
+    auditEntries: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 1000,
+      description: 'mutating admin calls kept in memory for `GET /audit` (each is also logged)',
     }),
   },
   'The admin (control-plane) listener: probes, metrics, management API.',
@@ -101,7 +139,13 @@ export const checkServer: ConfigCheck = (config, report) => {
   const listen = config.valid(ListenSchema, 'listen');
   const admin = config.valid(AdminSchema, 'admin');
   const limits = config.valid(LimitsSchema, 'limits');
-  if (admin && !isLoopbackHost(admin.host) && admin.token === '') {
+  if (admin) checkAdminTokens(admin, report);
+  if (
+    admin &&
+    !isLoopbackHost(admin.host) &&
+    admin.token === '' &&
+    !admin.tokens.some((t) => t.role === 'admin')
+  ) {
     report(
       ['admin', 'token'],
       `is required when the admin port binds a non-loopback address (${admin.host})`,
@@ -124,3 +168,29 @@ export const checkServer: ConfigCheck = (config, report) => {
     if (err) report(['trustedProxies', i], `must be an IP address or CIDR such as "10.0.0.0/8": ${err}`);
   }
 };
+
+/** Admin tokens: each id names one token in the audit log, and no secret serves two ids. */
+function checkAdminTokens(admin: StaticDecode<typeof AdminSchema>, report: Parameters<ConfigCheck>[1]): void {
+  const ids = new Map<string, string>();
+  const secrets = new Map<string, string>();
+  const seen = (
+    id: string,
+    token: string,
+    idPath: Array<string | number>,
+    tokenPath: Array<string | number>,
+  ) => {
+    if (token === '') return;
+    const other = ids.get(id);
+    if (other !== undefined) report(idPath, `"${id}" is already the id of ${other}`);
+    const same = secrets.get(token);
+    if (same !== undefined) report(tokenPath, `is the same token as ${same}: each token has one id`);
+    ids.set(id, tokenPath.join('.'));
+    secrets.set(token, tokenPath.join('.'));
+  };
+  seen('admin', admin.token, ['admin', 'token'], ['admin', 'token']);
+  if (admin.readToken !== undefined)
+    seen('read', admin.readToken, ['admin', 'readToken'], ['admin', 'readToken']);
+  admin.tokens.forEach((t, i) =>
+    seen(t.id, t.token, ['admin', 'tokens', i, 'id'], ['admin', 'tokens', i, 'token']),
+  );
+}

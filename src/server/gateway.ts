@@ -6,7 +6,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdminServer } from '../admin/admin-server.js';
+import { createAdminServer, type AdminControl } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
 import { loadConfigFile, type LoadResult } from '../config/load.js';
 import { formatProblem, type ConfigProblem } from '../config/problems.js';
@@ -18,6 +18,7 @@ import { PortEvents } from '../observability/port-events.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { startupMark } from '../observability/startup-timing.js';
 import { Tracing } from '../observability/tracing/index.js';
+import { buildInfo } from './build-info.js';
 import { createDataPlane, type DataPlaneState } from './data-plane.js';
 import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
 import { closeRuntime, compileRuntime, readyRuntime, runtimeReadiness, type Runtime } from './runtime.js';
@@ -35,6 +36,8 @@ export type GatewayOptions = {
    * CLI asks for it in a single process; with `workers` the primary watches and reloads them all.
    */
   watchConfig?: boolean;
+  /** admin controls to apply before listening (a worker started after they were made) */
+  controls?: readonly AdminControl[];
 };
 
 /**
@@ -47,6 +50,10 @@ export type ClusterLink = {
   metrics(): Promise<string>;
   /** whether every worker is ready (the primary's view): `/readyz` answers the same on all */
   ready(): boolean;
+  /** applies an admin control to every worker (through the primary); resolves with how many did */
+  control(change: AdminControl): Promise<number>;
+  /** the number of workers */
+  readonly workers: number;
 };
 
 /** Outcome of getting a config ready without swapping it in (`Gateway.prepare`). */
@@ -109,6 +116,10 @@ export class Gateway {
   private readonly retiring = new Set<Promise<void>>();
   /** admin `/keys`; a revocation made here also drops the key from this process's cache */
   private readonly keys: KeysAdmin;
+  /** `POST /drain`: readiness fails while serving goes on (not a shutdown) */
+  private manualDrain = false;
+  private readonly startedAt = Date.now();
+  private configLoadedAt = Date.now();
   /** one registry for the process's life: counters carry on across reloads */
   readonly metrics = new GatewayMetrics();
   /** access log and tracing live as long as the process (changes need a restart) */
@@ -136,14 +147,29 @@ export class Gateway {
     this.metrics.watchServices(() => this.state.runtime.services.values());
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
-      logger,
       (id) => this.state.runtime.authenticators.apiKey?.invalidate?.(id),
     );
     this.admin = createAdminServer({
-      token: () => this.state.runtime.config.admin.token,
+      tokens: () => this.state.runtime.config.admin,
       // a worker answers for the group: the primary says when it is not ready (a stop, a worker
-      // starting or draining alone), so that /readyz does not depend on which worker answers
-      draining: () => this.cluster === undefined && this.state.draining,
+      // starting or draining alone), so that /readyz does not depend on which worker answers;
+      // a manual drain is applied to every worker, so any of them answers it
+      draining: () => this.manualDrain || (this.cluster === undefined && this.state.draining),
+      runtime: () => this.state.runtime,
+      logger: () => this.logger,
+      auditEntries: () => this.state.runtime.config.admin.auditEntries,
+      process: () => ({
+        ...buildInfo(),
+        startedAt: this.startedAt,
+        configLoadedAt: this.configLoadedAt,
+        workers: {
+          count: this.cluster?.workers ?? 1,
+          mode: this.cluster ? 'cluster' : 'single',
+          pid: process.pid,
+        },
+      }),
+      control: (change) =>
+        this.cluster ? this.cluster.control(change) : Promise.resolve(this.control(change)),
       metrics: this.metricsSource(),
       checks: () => {
         const checks: Record<string, boolean | 'degraded'> = { config: true };
@@ -156,6 +182,34 @@ export class Gateway {
       handlerFailed: (err, requestId) => this.state.events.handlerFailed('admin', err, requestId),
       reload: this.configFile === undefined && this.cluster === undefined ? null : () => this.reload(),
     });
+  }
+
+  /**
+   * Applies an admin control to this process (a worker gets it from its primary, for every
+   * worker): 1 when applied. A log level lasts until the next reload; a disabled target or a
+   * reset breaker until the service is rebuilt (a reload that changes its settings).
+   */
+  control(change: AdminControl): number {
+    switch (change.kind) {
+      case 'logLevel':
+        this.logger.level = change.level;
+        return 1;
+      case 'drain':
+        this.manualDrain = change.on;
+        this.state.drainRequested = change.on;
+        return 1;
+      case 'target':
+        return this.state.runtime.services
+          .get(change.service)
+          ?.setTargetEnabled(change.target, change.enabled)
+          ? 1
+          : 0;
+      case 'breakerReset': {
+        const service = this.state.runtime.services.get(change.service);
+        service?.resetBreaker();
+        return service ? 1 : 0;
+      }
+    }
   }
 
   /** What `/metrics` serves: this process's registry, or the cluster's total. */
@@ -183,6 +237,7 @@ export class Gateway {
       options.env ?? process.env,
     );
     startupMark('runtime compiled, ports created');
+    for (const change of options.controls ?? []) gw.control(change);
     // The watcher starts now, so that the content it compares changes with is the one just loaded
     // (read within milliseconds of the load); what it sees before the gateway is up waits for it.
     let started = (): void => undefined;
@@ -344,6 +399,7 @@ export class Gateway {
       return false;
     }
     this.state.runtime = prepared.runtime;
+    this.configLoadedAt = Date.now();
     this.logger.level = prepared.config.logging.level;
     const retired = this.discard(old, prepared.runtime).finally(() => this.retiring.delete(retired));
     this.retiring.add(retired);

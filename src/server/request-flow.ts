@@ -37,6 +37,8 @@ export type DataPlaneState = {
   /** handler failures and refused requests: counted, logged at a bounded rate */
   readonly events: PortEvents;
   draining: boolean;
+  /** admin `POST /drain`: readiness fails and responses close their connections; no shutdown */
+  drainRequested?: boolean;
   /** client sockets of upgraded (WebSocket) connections: node's server no longer manages them */
   readonly upgraded: Set<Socket>;
 };
@@ -179,7 +181,7 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
   }
 
   isDraining(): boolean {
-    return this.state.draining;
+    return this.state.draining || this.state.drainRequested === true;
   }
 
   /**

@@ -44,6 +44,8 @@ import { Service } from '../upstream/service.js';
 export type Runtime = {
   readonly config: GatewayConfig;
   readonly router: Router<CompiledRoute>;
+  /** every compiled route, in the config's order (the admin API lists them) */
+  readonly routes: readonly CompiledRoute[];
   readonly services: ReadonlyMap<string, Service>;
   readonly trustedProxies: TrustedProxies;
   readonly authenticators: Authenticators;
@@ -163,6 +165,7 @@ function compile(
   return {
     config,
     router: new Router(specs),
+    routes: specs.map((s) => s.value),
     services,
     trustedProxies: new TrustedProxies(config.trustedProxies),
     authenticators,

@@ -119,6 +119,8 @@ export type CompiledRoute = {
   readonly responseTimeout: number;
   /** the route's `retry` over each service it reaches (sharing that service's budget); null = theirs */
   readonly retryPolicies: ReadonlyMap<Service, RetryPolicy> | null;
+  /** the names of the stages the route uses, in order (absent in hand-built test routes) */
+  readonly stageNames?: readonly string[];
 };
 
 const NO_HEADERS: string[] = [];

@@ -13,6 +13,11 @@ import type { MigrationReport } from './migrations.js';
 
 export type {
   ApiKeyRecord,
+  KeyChanges,
+  KeyPage,
+  KeyPageQuery,
+  KeyPosition,
+  KeyStatus,
   KeyReads,
   KeyRepository,
   NewApiKey,

@@ -43,6 +43,41 @@ export type RotationResult =
   | { readonly kind: 'revoked'; readonly at: Date; readonly dbTime: number }
   | { readonly kind: 'expired'; readonly at: Date };
 
+/** A key's status at the database's now (a key in its rotation grace period is `active`). */
+export type KeyStatus = 'active' | 'revoked' | 'expired';
+
+/**
+ * Where a page of keys ends: the last key's creation instant as the store keeps it (a decimal
+ * string, exact: PostgreSQL's microseconds, SQLite's milliseconds) and its id.
+ */
+export type KeyPosition = { readonly created: string; readonly id: string };
+
+export type KeyPageQuery = {
+  /** at most this many records (1 or more) */
+  readonly limit: number;
+  /** the keys after this one in the listing's order (newest first, then by id) */
+  readonly after?: KeyPosition | undefined;
+  readonly tier?: string | undefined;
+  readonly status?: KeyStatus | undefined;
+  /** names starting with this (compared exactly, case-sensitive) */
+  readonly namePrefix?: string | undefined;
+};
+
+export type KeyPage = {
+  readonly records: readonly ApiKeyRecord[];
+  /** where the next page starts; null when this one is the last */
+  readonly next: KeyPosition | null;
+};
+
+/** What `update` changes; an absent field is kept. */
+export type KeyChanges = {
+  readonly name?: string;
+  readonly tier?: string;
+  readonly roles?: readonly string[];
+  /** an absolute expiry, or null for none */
+  readonly expiresAt?: Date | null;
+};
+
 /** The revocation broadcast, as an authenticator hears it. */
 export type RevocationWatcher = {
   /** this key was revoked or rotated: re-read it before trusting it again */
@@ -69,6 +104,13 @@ export interface KeyRepository {
   readMany(ids: readonly string[]): Promise<KeyReads>;
   /** every key, newest first */
   list(): Promise<ApiKeyRecord[]>;
+  /** one page of the keys that pass the filters, newest first (then by id) */
+  page(query: KeyPageQuery): Promise<KeyPage>;
+  /**
+   * Changes a key's name, tier, roles or expiry. Announced like a revocation (every instance
+   * re-reads the key before trusting it again). Returns the updated record, null for an unknown id.
+   */
+  update(id: string, changes: KeyChanges): Promise<ApiKeyRecord | null>;
   /** the database's clock */
   now(): Promise<Date>;
   /**

@@ -12,6 +12,9 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type {
   ApiKeyRecord,
+  KeyChanges,
+  KeyPage,
+  KeyPageQuery,
   KeyReads,
   KeyRepository,
   NewApiKey,
@@ -245,6 +248,64 @@ export class PostgresKeyRepository implements KeyRepository {
   async list(): Promise<ApiKeyRecord[]> {
     const { rows } = await this.pool.query<Row>('SELECT * FROM api_keys ORDER BY created_at DESC, id');
     return rows.map(fromRow);
+  }
+
+  async page(q: KeyPageQuery): Promise<KeyPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const param = (v: unknown): string => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    if (q.after !== undefined) {
+      const at = `('epoch'::timestamptz + ${param(q.after.created)}::bigint * interval '1 microsecond')`;
+      where.push(`(created_at < ${at} OR (created_at = ${at} AND id > ${param(q.after.id)}))`);
+    }
+    if (q.tier !== undefined) where.push(`tier = ${param(q.tier)}`);
+    if (q.namePrefix !== undefined) {
+      const p = param(q.namePrefix);
+      where.push(`left(name, length(${p})) = ${p}`);
+    }
+    if (q.status === 'active')
+      where.push('(revoked_at IS NULL OR revoked_at > now()) AND (expires_at IS NULL OR expires_at > now())');
+    else if (q.status === 'revoked') where.push('revoked_at <= now()');
+    else if (q.status === 'expired')
+      where.push('expires_at <= now() AND (revoked_at IS NULL OR revoked_at > now())');
+    const { rows } = await this.pool.query<Row & { created_us: string }>(
+      `SELECT *, (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us FROM api_keys
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY created_at DESC, id LIMIT ${param(q.limit + 1)}`,
+      params,
+    );
+    const more = rows.length > q.limit;
+    const page = more ? rows.slice(0, q.limit) : rows;
+    const last = page[page.length - 1];
+    return {
+      records: page.map(fromRow),
+      next: more && last !== undefined ? { created: last.created_us, id: last.id } : null,
+    };
+  }
+
+  async update(id: string, c: KeyChanges): Promise<ApiKeyRecord | null> {
+    // announced like a revocation: every instance drops the key from its cache and re-reads it
+    const { rows } = await this.pool.query<Row>(
+      `WITH u AS (
+         UPDATE api_keys SET name = COALESCE($2, name), tier = COALESCE($3, tier),
+                roles = COALESCE($4::text[], roles),
+                expires_at = CASE WHEN $5::boolean THEN $6::timestamptz ELSE expires_at END
+          WHERE id = $1 RETURNING *
+       )
+       SELECT u.*, pg_notify('${REVOCATION_CHANNEL}', u.id) FROM u`,
+      [
+        id,
+        c.name ?? null,
+        c.tier ?? null,
+        c.roles === undefined ? null : [...c.roles],
+        c.expiresAt !== undefined,
+        c.expiresAt ?? null,
+      ],
+    );
+    return rows[0] ? fromRow(rows[0]) : null;
   }
 
   async now(): Promise<Date> {

@@ -8,7 +8,16 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, KeyReads, KeyRepository, NewApiKey, RotationResult } from './key-repository.js';
+import type {
+  ApiKeyRecord,
+  KeyChanges,
+  KeyPage,
+  KeyPageQuery,
+  KeyReads,
+  KeyRepository,
+  NewApiKey,
+  RotationResult,
+} from './key-repository.js';
 import {
   assertKeyTable,
   foreignTableError,
@@ -179,6 +188,60 @@ export class SqliteKeyRepository implements KeyRepository {
   async list(): Promise<ApiKeyRecord[]> {
     const rows = this.db.prepare('SELECT * FROM api_keys ORDER BY created_at DESC, id').all() as Row[];
     return rows.map(fromRow);
+  }
+
+  async page(q: KeyPageQuery): Promise<KeyPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.after !== undefined) {
+      where.push('(created_at < ? OR (created_at = ? AND id > ?))');
+      const at = Number(q.after.created);
+      params.push(at, at, q.after.id);
+    }
+    if (q.tier !== undefined) {
+      where.push('tier = ?');
+      params.push(q.tier);
+    }
+    if (q.namePrefix !== undefined) {
+      where.push('substr(name, 1, length(?)) = ?');
+      params.push(q.namePrefix, q.namePrefix);
+    }
+    const active = `(revoked_at IS NULL OR revoked_at > ${NOW_MS})`;
+    if (q.status === 'active') where.push(`${active} AND (expires_at IS NULL OR expires_at > ${NOW_MS})`);
+    else if (q.status === 'revoked') where.push(`revoked_at <= ${NOW_MS}`);
+    else if (q.status === 'expired') where.push(`expires_at <= ${NOW_MS} AND ${active}`);
+    params.push(q.limit + 1);
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM api_keys ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+          ORDER BY created_at DESC, id LIMIT ?`,
+      )
+      .all(...params) as Row[];
+    const more = rows.length > q.limit;
+    const page = more ? rows.slice(0, q.limit) : rows;
+    const last = page[page.length - 1];
+    return {
+      records: page.map(fromRow),
+      next: more && last !== undefined ? { created: String(last.created_at), id: last.id } : null,
+    };
+  }
+
+  async update(id: string, c: KeyChanges): Promise<ApiKeyRecord | null> {
+    const row = this.db
+      .prepare(
+        `UPDATE api_keys SET name = COALESCE(?, name), tier = COALESCE(?, tier), roles = COALESCE(?, roles),
+                expires_at = CASE WHEN ? THEN ? ELSE expires_at END
+          WHERE id = ? RETURNING *`,
+      )
+      .get(
+        c.name ?? null,
+        c.tier ?? null,
+        c.roles === undefined ? null : JSON.stringify(c.roles),
+        c.expiresAt === undefined ? 0 : 1,
+        c.expiresAt?.getTime() ?? null,
+        id,
+      ) as Row | undefined;
+    return row ? fromRow(row) : null;
   }
 
   async now(): Promise<Date> {

@@ -94,6 +94,12 @@ export class CircuitBreaker {
     return this.window.counts(this.clock.now());
   }
 
+  /** Closed now, with an empty window: an operator decided the service is fine (admin API). */
+  reset(): void {
+    this.window.reset();
+    if (this.current !== 'closed') this.transition('closed');
+  }
+
   private open(now: number): void {
     this.openedAt = now;
     this.transition('open');

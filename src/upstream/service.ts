@@ -50,6 +50,10 @@ export class Service {
   targets: readonly Target[] = [];
   /** the targets that take traffic now; recomputed when health changes */
   private available: readonly Target[] = [];
+  /** the targets an operator has not disabled: the candidates in panic */
+  private enabled: readonly Target[] = [];
+  /** origins disabled by an operator, kept while discovery replaces the targets */
+  private readonly disabledOrigins = new Set<string>();
   private ejected = 0;
   private readonly balancer: Balancer;
   readonly breaker: CircuitBreaker;
@@ -107,7 +111,7 @@ export class Service {
   pick(tried: readonly Target[] | null): Target | null {
     let candidates = this.available;
     if (candidates.length === 0) {
-      candidates = this.targets;
+      candidates = this.enabled;
       if (candidates.length === 0) return null;
       this.metrics.panic();
     }
@@ -166,7 +170,28 @@ export class Service {
   }
 
   private healthChanged(): void {
-    if (!this.closed) this.available = this.targets.filter((t) => t.available);
+    if (this.closed) return;
+    this.available = this.targets.filter((t) => t.available);
+    this.enabled = this.targets.filter((t) => !t.disabled);
+  }
+
+  /**
+   * Takes a target out of rotation (or back in) on this process: a disabled target gets no new
+   * request, not even when no other is available. False when the service has no such target.
+   */
+  setTargetEnabled(origin: string, enabled: boolean): boolean {
+    const target = this.targets.find((t) => t.origin === origin || t.address === origin);
+    if (target === undefined) return false;
+    target.disabled = !enabled;
+    if (enabled) this.disabledOrigins.delete(target.origin);
+    else this.disabledOrigins.add(target.origin);
+    this.healthChanged();
+    return true;
+  }
+
+  /** Closes the circuit breaker now, with an empty window (an operator's decision). */
+  resetBreaker(): void {
+    this.breaker.reset();
   }
 
   /** Applies a new list of origins: keeps known targets, adds new ones, retires the rest. */
@@ -175,9 +200,11 @@ export class Service {
     const known = new Map(this.targets.map((t) => [t.origin, t]));
     const next = origins.map((origin) => known.get(origin) ?? this.addTarget(origin));
     const removed = this.targets.filter((t) => !origins.includes(t.origin));
+    for (const t of next) t.disabled = this.disabledOrigins.has(t.origin);
     this.targets = next;
     this.ejected = next.filter((t) => t.ejectedUntil !== 0).length;
     this.available = next.filter((t) => t.available);
+    this.enabled = next.filter((t) => !t.disabled);
     for (const t of removed) this.retire(t);
   }
 
@@ -212,10 +239,11 @@ export class Service {
         failures: counts.failed,
         retryAfterMs: this.breaker.retryAfterMs(),
       },
-      panic: this.targets.length > 0 && this.available.length === 0,
+      panic: this.enabled.length > 0 && this.available.length === 0,
       targets: this.targets.map((t) => ({
         target: t.origin,
         healthy: t.available,
+        disabled: t.disabled,
         inflight: t.inflight,
         activeCheck: t.check === null ? 'off' : t.check.healthy ? 'passing' : 'failing',
         lastCheckError: t.check?.lastError ?? null,

@@ -18,6 +18,8 @@ export class Target implements PassiveState {
   ejectedUntil = 0;
   ejectionTimer: NodeJS.Timeout | null = null;
   check: ActiveHealthCheck | null = null;
+  /** taken out of rotation by an operator (admin API): no traffic, not even in panic */
+  disabled = false;
   /** `pool.connections`: more requests in flight than this wait in the pool's queue */
   readonly connections: number;
 
@@ -42,6 +44,6 @@ export class Target implements PassiveState {
 
   /** takes traffic: not ejected, and passing its active checks (if any) */
   get available(): boolean {
-    return this.ejectedUntil === 0 && (this.check === null || this.check.healthy);
+    return !this.disabled && this.ejectedUntil === 0 && (this.check === null || this.check.healthy);
   }
 }

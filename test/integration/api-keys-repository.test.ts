@@ -1,7 +1,7 @@
 /** The key repository contract, run on PostgreSQL (private schema) and on SQLite (temp file). */
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKey, rotateKey } from '../../src/auth/api-keys/manage.js';
 import { hashKey, keyMatches } from '../../src/auth/api-keys/format.js';
 import { isActive, type KeyRepository } from '../../src/stores/database.js';
@@ -252,5 +252,65 @@ describe.each(backends)('key repository contract: $name', (backend) => {
     const { record } = await createKey(repo, SECRET, { name: 'd', tier: 'free' });
     const stored = (await repo.get(record.id))!;
     await expect(repo.insert({ ...stored, hash: 'x' })).rejects.toThrow();
+  });
+
+  it('pages newest first with a position that survives ties, filtered by tier, status, name prefix', async () => {
+    const at = new Date('2026-01-02T03:04:05.678Z');
+    const made: string[] = [];
+    // three keys with one creation instant: the id orders them, and no page repeats or skips one
+    for (const tier of ['pg-free', 'pg-pro', 'pg-free'])
+      made.push((await createKey(repo, SECRET, { name: `pg_%-${made.length}`, tier }, at)).record.id);
+    const seen: string[] = [];
+    let after: Awaited<ReturnType<KeyRepository['page']>>['next'] | undefined;
+    for (let i = 0; i < 5; i++) {
+      const page = await repo.page({ limit: 1, after: after ?? undefined, namePrefix: 'pg_%-' });
+      seen.push(...page.records.map((r) => r.id));
+      after = page.next;
+      if (after === null) break;
+    }
+    expect(seen).toEqual([...made].sort());
+    const free = await repo.page({ limit: 10, tier: 'pg-free', namePrefix: 'pg_%-' });
+    expect(free.records.map((r) => r.name).sort()).toEqual(['pg_%-0', 'pg_%-2']);
+    expect(free.next).toBeNull();
+    // the prefix is compared as text: `%` and `_` are no wildcards
+    expect((await repo.page({ limit: 10, namePrefix: 'pg__' })).records).toEqual([]);
+    expect((await repo.page({ limit: 10, namePrefix: '%' })).records).toEqual([]);
+    await repo.revoke(made[0] as string);
+    const revoked = await repo.page({ limit: 10, status: 'revoked', namePrefix: 'pg_%-' });
+    expect(revoked.records.map((r) => r.id)).toEqual([made[0]]);
+    expect((await repo.page({ limit: 10, status: 'active', namePrefix: 'pg_%-' })).records).toHaveLength(2);
+    await repo.update(made[1] as string, { expiresAt: new Date(Date.now() - 1000) });
+    const expired = await repo.page({ limit: 10, status: 'expired', namePrefix: 'pg_%-' });
+    expect(expired.records.map((r) => r.id)).toEqual([made[1]]);
+  });
+
+  it('update changes only what it is given, and announces the change', async () => {
+    const heard: string[] = [];
+    let listeningNow = false;
+    const watcher = {
+      revoked: (id: string) => heard.push(id),
+      // called once the LISTEN is in place
+      reset: () => (listeningNow = true),
+      alive: () => undefined,
+      lost: () => undefined,
+    };
+    const listening = backend.name === 'postgres' ? await backend.open() : null;
+    listening?.watchRevocations?.(watcher);
+    const { record } = await createKey(repo, SECRET, { name: 'upd', tier: 'free', roles: ['a'] });
+    if (listening !== null) await vi.waitFor(() => expect(listeningNow).toBe(true), { timeout: 5000 });
+    const expiresAt = new Date(Date.now() + 3_600_000);
+    const updated = await repo.update(record.id, { tier: 'pro', roles: ['b', 'c'], expiresAt });
+    expect(updated).toMatchObject({ id: record.id, name: 'upd', tier: 'pro', roles: ['b', 'c'] });
+    expect(updated?.expiresAt?.getTime()).toBe(expiresAt.getTime());
+    const renamed = await repo.update(record.id, { name: 'upd-2', expiresAt: null });
+    expect(renamed).toMatchObject({ name: 'upd-2', tier: 'pro', roles: ['b', 'c'], expiresAt: null });
+    expect((await repo.get(record.id))?.hash).toBe((await repo.get(record.id))?.hash);
+    expect(await repo.update('AAAAAAAAAAAA', { name: 'x' })).toBeNull();
+    if (listening !== null) {
+      await vi.waitFor(() => expect(heard.filter((id) => id === record.id)).toHaveLength(2), {
+        timeout: 3000,
+      });
+      await listening.close();
+    }
   });
 });

@@ -12,7 +12,7 @@ import { expectProblem, request } from '../helpers/http-client.js';
 
 let reloadResult: ReloadResult = { ok: true, restartNeeded: [] };
 const state: AdminState = {
-  token: () => 'admin-secret',
+  tokens: () => ({ token: 'admin-secret' }),
   draining: () => false,
   checks: () => ({}),
   metrics: () => Promise.reject(new Error('no registry')),

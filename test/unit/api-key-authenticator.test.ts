@@ -97,6 +97,12 @@ class FakeRepo implements KeyRepository {
   async list() {
     return [...this.keys.values()];
   }
+  async page(): Promise<never> {
+    throw new Error('not used by the authenticator');
+  }
+  async update(): Promise<never> {
+    throw new Error('not used by the authenticator');
+  }
   async now() {
     return new Date(this.clock.db);
   }

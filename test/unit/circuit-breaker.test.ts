@@ -169,3 +169,30 @@ describe('wouldAdmit: what admit would answer, without taking anything', () => {
     expect(t.b.wouldAdmit()).toBe(true);
   });
 });
+
+describe('reset (the admin API)', () => {
+  it('closes an open breaker at once, with an empty window; a late result is ignored', () => {
+    const { b, changes, call } = breaker({ minRequests: 2 });
+    const late = b.admit();
+    call('failure');
+    call('failure');
+    expect(b.state).toBe('open');
+    expect(b.admit()).toBe(REJECTED);
+    b.reset();
+    expect(b.state).toBe('closed');
+    expect(changes).toEqual(['open', 'closed']);
+    expect(b.counts()).toEqual({ total: 0, failed: 0 });
+    // a request admitted before the reset does not count against the new window
+    b.record(late, 'failure');
+    expect(b.counts()).toEqual({ total: 0, failed: 0 });
+    expect(b.admit()).not.toBe(REJECTED);
+  });
+
+  it('a closed breaker stays closed, its window emptied, no transition', () => {
+    const { b, changes, call } = breaker({ minRequests: 3 });
+    call('failure');
+    b.reset();
+    expect(changes).toEqual([]);
+    expect(b.counts()).toEqual({ total: 0, failed: 0 });
+  });
+});
