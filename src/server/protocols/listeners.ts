@@ -63,7 +63,7 @@ export class DataPlaneListeners {
       else {
         const redirect = createRedirectServer(
           plain.redirectStatus,
-          plain.httpsPort ?? listen.port,
+          () => plain.httpsPort ?? this.port,
           config.limits,
         );
         this.http1.push(redirect);
