@@ -83,7 +83,7 @@ export class DataPlaneListeners {
       Http2ServerResponse: GatewayH2Response,
     });
     this.onHttp2Requests(h2c, flow);
-    this.sessions.attach(h2c);
+    this.sessions.attach(h2c, 'connection');
     // node's own connection listener runs only for connections that are not HTTP/2
     const http1 = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
@@ -134,7 +134,7 @@ export class DataPlaneListeners {
       });
       this.onHttp2Requests(secure, flow);
       onUpgradeAndClientError(secure, flow, this.state.events);
-      this.sessions.attach(secure);
+      this.sessions.attach(secure, 'secureConnection');
       server = secure as unknown as TlsServer;
     } else {
       const https = createHttpsServer({
