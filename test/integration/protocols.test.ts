@@ -166,6 +166,15 @@ describe('one flow, four ways in', () => {
     }
   });
 
+  it('an error answered before the request body is read leaves the connection usable', async () => {
+    const body = 'b'.repeat(1_000_000);
+    for (const way of WAYS) {
+      const refused = await clients.send(way, '/orders/1', { method: 'POST', body });
+      expect(refused.status).toBe(401);
+      expect((await clients.send(way, '/public/next')).status).toBe(200);
+    }
+  });
+
   it('rate limits count every way alike and say so in the same headers', async () => {
     const answers = await everyWay('/limited/x');
     const names = [...answers.values()].map((a) =>
@@ -213,3 +222,40 @@ async function requestsOf(route: string): Promise<number> {
   }
   return total;
 }
+
+describe('shutdown with HTTP/2 sessions open', () => {
+  it('the session gets a GOAWAY, the stream in flight finishes, then the gateway stops', async () => {
+    const slow = await startUpstream((req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('late');
+      }, 300);
+    });
+    const server = pki.server(['localhost']);
+    const own = await startGateway(`
+listen: { host: 127.0.0.1, port: 0, tls: { cert: "${server.cert}", key: "${server.key}" } }
+services:
+  slow: { targets: ["${slow.url}"] }
+routes:
+  - { name: slow, match: { path: /** }, service: slow }
+`);
+    const c = new ProtocolClients({ tls: own.gateway.port, plain: 0 }, { ca: pki.ca.certPem });
+    try {
+      const session = c.session('h2');
+      const goaway = new Promise<number>((resolve) =>
+        session.once('goaway', (code: number) => resolve(code)),
+      );
+      const inFlight = c.sendH2(session, '/x');
+      await expect.poll(() => slow.received.length).toBe(1);
+      const stopped = own.close(5000);
+      expect(await goaway).toBe(0);
+      const a = await inFlight;
+      expect(a.status).toBe(200);
+      expect(a.body.toString()).toBe('late');
+      await stopped;
+    } finally {
+      c.close();
+      await slow.close();
+    }
+  });
+});
