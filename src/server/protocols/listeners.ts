@@ -88,12 +88,19 @@ export class DataPlaneListeners {
     const http1 = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
     const timeout = this.state.runtime.config.limits.headersTimeout;
+    const events = this.state.events;
     server.on('connection', (socket: Socket) =>
       sniff(socket, timeout, (isH2) => {
-        if (isH2) h2c.emit('connection', socket);
-        else {
-          for (const listener of http1) listener.call(server, socket);
-          socket.resume(); // the bytes put back reach node's parser as 'data'
+        // runs in a 'data' listener: nothing above would catch
+        try {
+          if (isH2) h2c.emit('connection', socket);
+          else {
+            for (const listener of http1) listener.call(server, socket);
+            socket.resume(); // the bytes put back reach node's parser as 'data'
+          }
+        } catch (err) {
+          socket.destroy();
+          reportFailure(events, err, null);
         }
       }),
     );
