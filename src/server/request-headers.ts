@@ -91,6 +91,9 @@ const SPECIAL = new Map<string, number>([
   [':protocol', DROP],
   // an `Upgrade: h2c` offer's settings: the offer is answered as HTTP/1.1
   ['http2-settings', DROP],
+  // HTTP/2 clients split Cookie into one field per cookie (RFC 9113 §8.2.3); an HTTP/1.1
+  // upstream must get one line (RFC 6265 §5.4), joined with "; "
+  ['cookie', READ],
   ['x-request-id', READ],
   ['x-forwarded-for', READ],
   ['x-forwarded-proto', READ],
@@ -147,6 +150,7 @@ export function scanRequestHeaders(
   let upgrade: string | undefined;
   let authorization = false;
   let authority = false;
+  let cookie: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -186,6 +190,9 @@ export function scanRequestHeaders(
               : scan.invalid;
         else if (!isValidHost(value)) scan.invalid = 'invalid Host header';
         scan.host = value;
+        break;
+      case 'cookie':
+        cookie = cookie === undefined ? value : `${cookie}; ${value}`;
         break;
       case ':authority':
         authority = true;
@@ -231,6 +238,7 @@ export function scanRequestHeaders(
         break;
     }
   }
+  if (cookie !== undefined) forward.push('cookie', cookie);
   if (raw.length >= MAX_RAW_HEADER_ENTRIES) scan.invalid = 'too many header fields';
   if (transferEncoding !== undefined) {
     // Node's parser already refuses TE together with CL; we only ever forward plain "chunked".

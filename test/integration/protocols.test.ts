@@ -125,6 +125,13 @@ describe('one flow, four ways in', () => {
     }
   });
 
+  it('cookies sent as several fields (as HTTP/2 clients do) reach the upstream as one line', async () => {
+    for (const way of WAYS) {
+      const a = await clients.send(way, '/public/cookies', { headers: { cookie: ['a=1', 'b=2'] } });
+      expect(echoed(a).headers.cookie).toBe('a=1; b=2');
+    }
+  });
+
   it('a body with or without Content-Length reaches the upstream whole', async () => {
     const body = 'x'.repeat(100_000);
     const answers = await everyWay('/public/upload', {

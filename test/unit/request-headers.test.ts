@@ -201,6 +201,16 @@ describe('scanRequestHeaders', () => {
       expect(h2([':protocol', 'websocket'], [':authority', 'a']).forward).toEqual([]);
     });
 
+    it('Cookie fields (one per cookie over HTTP/2) reach the upstream as one line', () => {
+      expect(scan(['Cookie', 'a=1'], ['Accept', 'x'], ['cookie', 'b=2']).forward).toEqual([
+        'accept',
+        'x',
+        'cookie',
+        'a=1; b=2',
+      ]);
+      expect(scan(['Cookie', 'a=1; b=2']).forward).toEqual(['cookie', 'a=1; b=2']);
+    });
+
     it.each([
       'a b',
       'a/b',
