@@ -6,12 +6,13 @@
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { problem, problems } from '../problems/registry.js';
+import { problem, problems, type Problem } from '../problems/registry.js';
 import { parseRequestTarget } from '../router/request-target.js';
 import { writeProblem } from '../problems/write.js';
 import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { KeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
+import type { TokenRevocationAdmin } from './token-revocation.js';
 
 /** What a reload reports (the gateway's reload result is one). */
 export type AdminReloadResult =
@@ -34,6 +35,8 @@ export type AdminState = {
   services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
   keys?: KeysAdmin;
+  /** `POST /tokens/revoke`, `POST /consumers/:id/revoke-tokens` (src/admin/token-revocation.ts) */
+  tokens?: TokenRevocationAdmin;
   /** a handler threw or its promise rejected (the request got a 500): to count and log */
   handlerFailed(err: unknown, requestId: string): void;
 };
@@ -81,15 +84,12 @@ async function handle(
   if (!OPEN_PATHS.has(path) && !authorized(req, state.token())) {
     return writeProblem(res, UNAUTHORIZED, requestId, false);
   }
-  if (
-    // the replies come later, from the keys module's promises: a throw there must end here too
-    state.keys?.handle(req, res, path, {
-      json: (status, body) => guard(failed, () => sendJson(res, status, body)),
-      problem: (p) => guard(failed, () => writeProblem(res, p, requestId, false)),
-    })
-  ) {
-    return;
-  }
+  // the replies come later, from the modules' promises: a throw there must end here too
+  const reply = {
+    json: (status: number, body: unknown) => guard(failed, () => sendJson(res, status, body)),
+    problem: (p: Problem) => guard(failed, () => writeProblem(res, p, requestId, false)),
+  };
+  if (state.keys?.handle(req, res, path, reply) || state.tokens?.handle(req, res, path, reply)) return;
   if (path === '/reload' && req.method === 'POST') {
     if (state.reload === null) {
       return writeProblem(

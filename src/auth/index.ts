@@ -3,6 +3,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { createApiKeyAuthenticator } from './api-keys/authenticator.js';
 import { createJwtAuthenticator } from './jwt/authenticator.js';
+import type { TokenRevocations } from './jwt/revocation.js';
 import type { AuthMethod, Authenticator } from './types.js';
 
 export type Authenticators = Readonly<Record<AuthMethod, Authenticator | null>>;
@@ -34,4 +35,10 @@ export async function closeAuthenticators(a: Authenticators): Promise<void> {
 
 export async function readyAuthenticators(a: Authenticators): Promise<void> {
   await Promise.all([a.jwt?.ready?.(), a.apiKey?.ready?.()]);
+}
+
+/** The JWT denylist of these authenticators (null: no JWT, or no `auth.jwt.revocation`). */
+export function tokenRevocations(a: Authenticators): TokenRevocations | null {
+  const jwt = a.jwt as (Authenticator & { revocation?: TokenRevocations | null }) | null;
+  return jwt?.revocation ?? null;
 }

@@ -44,6 +44,13 @@ export const PROBLEM_REGISTRY = {
     port: 'admin',
     when: 'an admin endpoint other than the probes and `/metrics` was called without the admin token',
   },
+  // token revocation (auth/jwt/revocation.ts)
+  token_revoked: {
+    status: 401,
+    title: 'Unauthorized',
+    port: 'proxy',
+    when: 'the bearer token was revoked (by its `jti`, or every token of its subject) through the admin API',
+  },
   forbidden: {
     status: 403,
     title: 'Forbidden',
@@ -79,6 +86,13 @@ export const PROBLEM_REGISTRY = {
     title: 'Conflict',
     port: 'admin',
     when: '`POST /reload` on a gateway that was not started from a config file',
+  },
+  // token revocation (auth/jwt/revocation.ts)
+  token_revocation_unavailable: {
+    status: 409,
+    title: 'Conflict',
+    port: 'admin',
+    when: 'a token revocation endpoint was called but `auth.jwt.revocation` is not configured',
   },
   api_keys_unavailable: {
     status: 409,

@@ -8,6 +8,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
+import { createTokenRevocationAdmin } from '../admin/token-revocation.js';
+import { tokenRevocations } from '../auth/index.js';
 import { loadConfigFile, type LoadResult } from '../config/load.js';
 import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -134,6 +136,7 @@ export class Gateway {
     };
     this.data = createDataPlane(this.state);
     this.metrics.watchServices(() => this.state.runtime.services.values());
+    this.metrics.watchRevocation(() => tokenRevocations(this.state.runtime.authenticators)?.stats() ?? null);
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
       logger,
@@ -153,6 +156,11 @@ export class Gateway {
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,
+      tokens: createTokenRevocationAdmin(
+        () => tokenRevocations(this.state.runtime.authenticators),
+        logger,
+        (kind) => this.metrics.tokensRevoked.labels(kind).inc(),
+      ),
       handlerFailed: (err, requestId) => this.state.events.handlerFailed('admin', err, requestId),
       reload: this.configFile === undefined && this.cluster === undefined ? null : () => this.reload(),
     });

@@ -193,7 +193,9 @@ function reusableAuthenticators(previous: Runtime, config: GatewayConfig): Parti
   if (
     jwt !== null &&
     config.auth?.jwt?.jwksUrl !== undefined &&
-    isDeepStrictEqual(was.auth?.jwt, config.auth.jwt)
+    isDeepStrictEqual(was.auth?.jwt, config.auth.jwt) &&
+    // the denylist's connections are the authenticator's
+    (config.auth.jwt.revocation === undefined || isDeepStrictEqual(was.redis, config.redis))
   ) {
     reuse.jwt = jwt;
   }
