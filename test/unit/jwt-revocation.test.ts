@@ -17,6 +17,8 @@ import {
 } from '../../src/auth/jwt/revocation.js';
 import { DEFAULT_VERIFIER_TUNING, JwtVerifier } from '../../src/auth/jwt/verifier.js';
 import { systemClock } from '../../src/clock.js';
+import { loadConfigText } from '../../src/config/load.js';
+import { formatProblem } from '../../src/config/problems.js';
 import type { GatewayConfig, JwtConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
@@ -156,5 +158,46 @@ describe('verifier with a denylist', () => {
     check.loaded = true;
     expect(verifier.quick(token)?.kind).toBe('ok');
     await close();
+  });
+});
+
+describe('auth.jwt.revocation config', () => {
+  const file = (redis: string, revocation: string) => `
+${redis}
+auth:
+  jwt:
+    jwksUrl: https://idp.example.test/jwks
+    revocation: ${revocation}
+`;
+  const problems = (text: string) => {
+    const result = loadConfigText(text, 'gw.yaml');
+    return result.ok ? [] : result.problems.map(formatProblem);
+  };
+
+  it('needs redis, names the field, and applies the defaults', () => {
+    expect(problems(file('', '{}'))).toEqual([
+      expect.stringMatching(/^gw\.yaml:\d+:\d+: auth\.jwt\.revocation: needs `redis`/),
+    ]);
+    expect(problems(file('', '{ enabled: false }'))).toEqual([]);
+    const result = loadConfigText(file('redis: { url: "redis://127.0.0.1:6379" }', '{}'), 'gw.yaml');
+    expect(result.ok && result.config.auth?.jwt?.revocation).toEqual({
+      enabled: true,
+      maxTokenLifetime: 86_400_000,
+      resyncInterval: 30_000,
+      onUnavailable: 'closed',
+      keyPrefix: 'gh:',
+    });
+  });
+
+  it('refuses a prefix that would break the hash tag, short intervals and unknown keys', () => {
+    const redis = 'redis: { url: "redis://127.0.0.1:6379" }';
+    expect(problems(file(redis, '{ keyPrefix: "a{b}" }'))).toEqual([
+      expect.stringContaining('auth.jwt.revocation.keyPrefix: must be at most 64 characters, without braces'),
+    ]);
+    expect(problems(file(redis, '{ resyncInterval: 10ms }'))).toEqual([
+      expect.stringContaining('auth.jwt.revocation.resyncInterval: must be at least 1s'),
+    ]);
+    expect(problems(file(redis, '{ onUnavailable: maybe }'))).toHaveLength(1);
+    expect(problems(file(redis, '{ ttl: 1d }'))).toEqual([expect.stringContaining('auth.jwt.revocation')]);
   });
 });
