@@ -10,17 +10,21 @@ export type Authenticators = Readonly<Record<AuthMethod, Authenticator | null>>;
 
 export const NO_AUTHENTICATORS: Authenticators = Object.freeze({ jwt: null, apiKey: null });
 
-/** `reuse`: authenticators to take over instead of building new ones (their settings are unchanged). */
+/**
+ * `reuse`: authenticators to take over instead of building new ones (their settings are
+ * unchanged); `revocationSeed`: the JWT denylist a new JWT authenticator starts from (a reload).
+ */
 export function createAuthenticators(
   config: GatewayConfig,
   logger: Logger,
   reuse: Partial<Authenticators> = {},
+  revocationSeed: TokenRevocations | null = null,
 ): Authenticators {
   const used = new Set(config.routes.flatMap((r) => r.auth ?? []));
   return {
     jwt:
       used.has('jwt') && config.auth?.jwt
-        ? (reuse.jwt ?? createJwtAuthenticator(config.auth.jwt, config, logger))
+        ? (reuse.jwt ?? createJwtAuthenticator(config.auth.jwt, config, logger, { revocationSeed }))
         : null,
     apiKey:
       used.has('apiKey') && config.auth?.apiKey

@@ -111,7 +111,10 @@ async function until(timeoutMs: number, probe: () => Promise<boolean>): Promise<
 
 describe('gateway processes with skewed clocks sharing one denylist', () => {
   it("take a subject's revocation instant from Redis, and a new process refuses from its first request", async () => {
-    const [fast, slow] = await startInstances([faketimeEnv('+30s'), faketimeEnv('-30s')]);
+    const [fast, slow] = (await startInstances([faketimeEnv('+30s'), faketimeEnv('-30s')])) as [
+      Instance,
+      Instance,
+    ];
     expect(await clockOffsetSec(fast)).toBeGreaterThan(28);
     expect(await clockOffsetSec(slow)).toBeLessThan(-28);
 
@@ -147,9 +150,9 @@ describe('gateway processes with skewed clocks sharing one denylist', () => {
 
     // a restart: a new process answers its very first request with the denylist in place
     await stop(slow.proc);
-    const [fresh] = await startInstances([{}]);
-    expect(await status(fresh!, byJti)).toBe('token_revoked');
-    expect(await status(fresh!, before)).toBe('token_revoked');
-    expect(await status(fresh!, after)).toBe(200);
+    const [fresh] = (await startInstances([{}])) as [Instance];
+    expect(await status(fresh, byJti)).toBe('token_revoked');
+    expect(await status(fresh, before)).toBe('token_revoked');
+    expect(await status(fresh, after)).toBe(200);
   }, 60_000);
 });

@@ -8,6 +8,7 @@
  * metrics and readiness.
  */
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -15,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
 import { JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
+import { writeTempConfig } from '../helpers/process.js';
 import { startRedisCluster } from '../helpers/redis-cluster.js';
 import { startRedisServer } from '../helpers/redis-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -269,6 +271,32 @@ describe('Redis unreachable at start', () => {
       await server.close();
     }
   }, 30_000);
+});
+
+describe('reload', () => {
+  it('a rebuilt JWT authenticator takes the denylist over: still enforced with Redis down, no 503', async () => {
+    const server = await startRedisServer();
+    try {
+      const text = (interval: string) =>
+        `listen: { host: 127.0.0.1, port: 0 }\n${yaml({ url: server.url }, `, resyncInterval: ${interval}`)}`;
+      const file = writeTempConfig(text('30s'));
+      const gw = new TestGateway(await Gateway.start(configFrom(text('30s')), { configFile: file }));
+      gateways.push(gw);
+      const jti = `jti-${randomUUID()}`;
+      const token = await sign(key, { sub: 'kate', jti });
+      expect((await revokeJti(gw, jti)).status).toBe(200);
+      expect((await call(gw, token)).code).toBe('token_revoked');
+
+      await server.stop();
+      writeFileSync(file, text('20s')); // auth.jwt changed: the authenticator is rebuilt
+      expect(await gw.gateway.reload()).toMatchObject({ ok: true });
+      expect((await call(gw, token)).code).toBe('token_revoked');
+      expect((await call(gw, await sign(key, { sub: 'kate', jti: randomUUID() }))).status).toBe(200);
+      expect(await readiness(gw)).toMatchObject({ status: 200, checks: { tokenRevocation: 'degraded' } });
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('token revocation on a Redis Cluster', () => {

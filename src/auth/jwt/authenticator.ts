@@ -21,6 +21,8 @@ export type JwtTuning = {
   readonly jwks?: JwksTuning;
   readonly verifier?: VerifierTuning;
   readonly clock?: Clock;
+  /** the denylist of the authenticator this one replaces (revocation.ts: taken over) */
+  readonly revocationSeed?: TokenRevocations | null;
 };
 
 export const JWT_CHALLENGE = 'Bearer realm="gatehouse"';
@@ -50,7 +52,7 @@ export function createJwtAuthenticator(
   } else {
     throw new Error('auth.jwt: exactly one of jwksUrl or publicKeys is required');
   }
-  const revocation = revocationOf(jwt, config, logger, clock);
+  const revocation = revocationOf(jwt, config, logger, clock, tuning.revocationSeed ?? null);
   const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING, clock, revocation);
   const log = logger.child({ auth: 'jwt' });
   return {
@@ -89,6 +91,7 @@ function revocationOf(
   config: GatewayConfig,
   logger: Logger,
   clock: Clock,
+  seed: TokenRevocations | null,
 ): TokenRevocations | null {
   const settings = jwt.revocation;
   if (settings === undefined || !settings.enabled) return null;
@@ -100,6 +103,7 @@ function revocationOf(
     toleranceMs: jwt.clockTolerance,
     logger,
     clock,
+    seed,
   });
 }
 

@@ -134,6 +134,11 @@ export type RevocationOptions = {
   readonly toleranceMs: number;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /**
+   * the denylist this one replaces (a reload that rebuilt the JWT authenticator): its entries
+   * and state are taken over, so the new one serves at once, also while Redis is unreachable
+   */
+  readonly seed?: TokenRevocations | null;
 };
 
 export class TokenRevocations implements RevocationCheck {
@@ -154,6 +159,14 @@ export class TokenRevocations implements RevocationCheck {
   private subscribed = false;
   /** monotonic ms of the last complete read */
   private lastResync: number | null = null;
+  /** whether the denylist was read once (or taken over from one that was) */
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+  /** monotonic ms of the last complete read (null: never) */
+  get lastResyncAt(): number | null {
+    return this.lastResync;
+  }
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private resyncing: Promise<boolean> | null = null;
@@ -174,6 +187,13 @@ export class TokenRevocations implements RevocationCheck {
       'cluster' in redis
         ? { cluster: redis.cluster, timeout: COMMAND_TIMEOUT_MS }
         : { url: redis.url, timeout: COMMAND_TIMEOUT_MS };
+    const seed = options.seed;
+    if (seed && seed.jtiKey === this.jtiKey) {
+      for (const [jti, until] of seed.denylist.jtis) this.denylist.addJti(jti, until);
+      for (const [sub, at] of seed.denylist.subjects) this.denylist.addSubject(sub, at);
+      this.loaded = seed.isLoaded;
+      this.lastResync = seed.lastResyncAt;
+    }
     this.client = connectRedis(settings) as ScriptClient;
     this.client.defineCommand('revokeJti', { numberOfKeys: 1, lua: REVOKE_JTI });
     this.client.defineCommand('revokeSubject', { numberOfKeys: 1, lua: REVOKE_SUBJECT });
