@@ -6,6 +6,12 @@
 // Each build serves SMALL and then LARGE keep-alive requests (8 at a time) under callgrind; the
 // difference of the two totals over LARGE − SMALL requests is the cost of one warm request,
 // without start-up. Takes several minutes: node runs about 50 times slower under valgrind.
+//
+// BENCH_AUTH=jwt: the route needs a JWT (RS256, `publicKeys`) and every request sends the same
+// token, so each build measures a verified-token cache hit. BENCH_REVOCATION=1 (with it) turns
+// `auth.jwt.revocation` on for this checkout only (an earlier revision may not know the option;
+// needs Redis at REDIS_URL): the ratio is then the cost of the denylist check per request.
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -20,6 +26,47 @@ import { envNumber, fail } from './lib/settings.js';
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SMALL = envNumber('BENCH_SMALL', 500, { integer: true });
 const LARGE = envNumber('BENCH_LARGE', 2500, { integer: true });
+const AUTH = process.env.BENCH_AUTH ?? 'none';
+if (AUTH !== 'none' && AUTH !== 'jwt') fail(`BENCH_AUTH: none or jwt, not ${AUTH}`);
+const REVOCATION = process.env.BENCH_REVOCATION === '1';
+if (REVOCATION && AUTH !== 'jwt') fail('BENCH_REVOCATION=1 needs BENCH_AUTH=jwt');
+
+/** BENCH_AUTH=jwt: a public key file and one token it verifies (valid for a day) */
+function jwtFixture() {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = path.join(makeTempDir('gatehouse-bench-jwt-'), 'jwt.pem');
+  writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
+  const b64 = (/** @type {string | Buffer} */ v) => Buffer.from(v).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    sub: 'bench-user',
+    jti: 'bench-jti',
+    iss: 'bench',
+    aud: 'gatehouse',
+    iat: now,
+    exp: now + 86_400,
+  };
+  const input = `${b64(JSON.stringify({ alg: 'RS256', typ: 'JWT' }))}.${b64(JSON.stringify(claims))}`;
+  return { pem, token: `${input}.${b64(sign('RSA-SHA256', Buffer.from(input), privateKey))}` };
+}
+const jwt = AUTH === 'jwt' ? jwtFixture() : null;
+
+/**
+ * The benchmark config, with the JWT route when BENCH_AUTH=jwt (and the denylist for this
+ * checkout when BENCH_REVOCATION=1).
+ * @param {{ port: number, adminPort: number, upstreamUrl: string }} where
+ * @param {boolean} thisCheckout
+ */
+function configFor(where, thisCheckout) {
+  const config = /** @type {Record<string, any>} */ (benchConfig(where));
+  if (jwt === null) return config;
+  const denylist = REVOCATION && thisCheckout;
+  const revocation = denylist ? { revocation: { keyPrefix: 'bench-instructions:' } } : {};
+  config.auth = { jwt: { publicKeys: [jwt.pem], issuer: 'bench', audience: 'gatehouse', ...revocation } };
+  if (denylist) config.redis = { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' };
+  config.routes = config.routes.map((/** @type {object} */ r) => ({ ...r, auth: ['jwt'], rateLimit: 'off' }));
+  return config;
+}
 
 /**
  * Checks out `rev` into a temporary worktree and builds it: with this checkout's node_modules when
@@ -85,7 +132,8 @@ function load(url, n) {
       if (sent >= n) return;
       sent++;
       http
-        .get(url, { agent }, (res) => {
+        .get(url, { agent, headers: jwt === null ? {} : { authorization: `Bearer ${jwt.token}` } }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`the gateway answered ${res.statusCode}`));
           res.resume();
           res.on('end', () => (++done === n ? resolve(undefined) : one()));
         })
@@ -102,11 +150,12 @@ function load(url, n) {
  * @param {number} n
  */
 async function instructions(dir, upstreamUrl, n) {
+  const thisCheckout = dir === REPO_DIR;
   const work = makeTempDir('gatehouse-bench-cg-');
   const port = await freePort();
   const adminPort = await freePort();
   const configPath = path.join(work, 'gatehouse.yaml');
-  writeFileSync(configPath, toYaml(benchConfig({ port, adminPort, upstreamUrl })));
+  writeFileSync(configPath, toYaml(configFor({ port, adminPort, upstreamUrl }, thisCheckout)));
   const out = path.join(work, 'callgrind.out');
   const proc = spawnProcess({
     name: 'gatehouse (callgrind)',

@@ -16,6 +16,7 @@ import { AuditLog } from './audit.js';
 import { adminContext, type AdminContext } from './context.js';
 import { gatewayRoutes } from './endpoints/gateway.js';
 import { keyRoutes } from './endpoints/keys.js';
+import { revocationRoutes } from './endpoints/revocation.js';
 import { routeRoutes } from './endpoints/routes.js';
 import { serviceRoutes } from './endpoints/services.js';
 import { usageRoutes } from './endpoints/usage.js';
@@ -53,6 +54,7 @@ export const ADMIN_ROUTES: readonly AdminRoute<AdminContext>[] = [
   ...serviceRoutes,
   ...keyRoutes,
   ...usageRoutes,
+  ...revocationRoutes,
 ];
 
 const serverUrl = (req: IncomingMessage): string | undefined => {

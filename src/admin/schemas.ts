@@ -16,6 +16,17 @@ export const KeyId = Type.String({
 
 export const KeyIdParams = Type.Object({ id: KeyId }, { additionalProperties: false });
 
+/** a consumer: a key id, or a JWT `sub` */
+export const ConsumerParams = Type.Object(
+  {
+    id: Type.String({
+      pattern: '^[A-Za-z0-9_.@:|+=-]{1,256}$',
+      description: 'the consumer id (a key id, or a JWT `sub`)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 const Instant = Type.String({ format: 'date-time' });
 const NullableInstant = Type.Union([Instant, Type.Null()]);
 

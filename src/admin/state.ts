@@ -12,6 +12,7 @@ import type { CompiledRoute } from '../stages/stage.js';
 import type { Service } from '../upstream/service.js';
 import type { KeysAdmin } from './keys.js';
 import type { AdminTokenSettings } from './tokens.js';
+import type { TokenRevocations } from '../auth/jwt/revocation.js';
 
 /** What a reload reports (the gateway's reload result is one). */
 export type AdminReloadResult =
@@ -53,6 +54,13 @@ export type AdminControl =
   | { readonly kind: 'target'; readonly service: string; readonly target: string; readonly enabled: boolean }
   | { readonly kind: 'breakerReset'; readonly service: string };
 
+export type AdminRevocations = {
+  /** null: `auth.jwt.revocation` is not configured, or no route uses JWT */
+  list(): TokenRevocations | null;
+  /** counts a revocation made through this instance */
+  revoked(kind: 'jti' | 'subject'): void;
+};
+
 export type AdminState = {
   /** the admin tokens of the running config */
   tokens(): AdminTokenSettings;
@@ -67,6 +75,8 @@ export type AdminState = {
   services(): unknown[];
   /** the `/keys` endpoints (src/admin/keys.ts) */
   keys?: KeysAdmin;
+  /** the JWT denylist of the running config (endpoints/revocation.ts) */
+  revocations?: AdminRevocations;
   /** a handler threw or its promise rejected (the request got a 500): to count and log */
   handlerFailed(err: unknown, requestId: string): void;
   /** the running runtime (absent: the endpoints that read it answer 404) */

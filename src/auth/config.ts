@@ -23,6 +23,43 @@ const JWT_ALGORITHMS = [
 ] as const;
 export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
 
+/**
+ * `auth.jwt.revocation`: a denylist of revoked tokens (by `jti`) and subjects (every token of a
+ * `sub` issued up to an instant), kept in the top-level `redis` and replicated to every instance
+ * (jwt/revocation.ts).
+ */
+export const RevocationSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'false: no denylist (the section is kept)' }),
+    maxTokenLifetime: Duration('1d', {
+      min: '1s',
+      why: 'tokens are issued with a precision of one second',
+    }),
+    resyncInterval: Duration('30s', {
+      min: '1s',
+      why: 'each resync reads the whole denylist from Redis',
+    }),
+    onUnavailable: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+      default: 'closed',
+      description:
+        'while the denylist was never loaded (Redis unreachable since the start): closed (bearer tokens get 503 store_unavailable, /readyz not ready) or open (tokens are accepted unchecked, /readyz degraded). Once loaded, the last known denylist is always used',
+    }),
+    keyPrefix: Type.String({
+      default: 'gh:',
+      pattern: '^[^{}\\s]*$',
+      maxLength: 64,
+      description:
+        'prefix of the denylist keys and of the pub/sub channel (no braces: the keys carry a hash tag)',
+      errorMessage: 'must be at most 64 characters, without braces or spaces',
+    }),
+  },
+  {
+    ...strict,
+    description:
+      'Token revocation: `POST /tokens/revoke` and `POST /consumers/:id/revoke-tokens` on the admin port (docs/authentication.md); needs `redis`',
+  },
+);
+
 export const JwtSchema = Type.Object(
   {
     algorithms: Type.Array(
@@ -69,6 +106,7 @@ export const JwtSchema = Type.Object(
     rolesClaim: Type.String({ default: 'roles', description: 'claim holding an array of role names' }),
     tierClaim: Type.String({ default: 'tier', description: 'claim holding the subscription tier' }),
     requireExp: Type.Boolean({ default: true, description: 'refuse tokens without `exp`' }),
+    revocation: Type.Optional(RevocationSchema),
   },
   { ...strict, description: 'JWT bearer tokens' },
 );
@@ -178,6 +216,7 @@ export const RoutePermissions = Type.Array(
 export type JwtConfig = StaticDecode<typeof JwtSchema>;
 export type ApiKeyConfig = StaticDecode<typeof ApiKeySchema>;
 export type MtlsConfig = StaticDecode<typeof MtlsSchema>;
+export type RevocationConfig = StaticDecode<typeof RevocationSchema>;
 export type AuthConfig = StaticDecode<typeof AuthSchema>;
 
 /** `listen.tls.clientCertificates`, which the server's section owns (its presence is all that matters). */
@@ -198,6 +237,13 @@ export const checkAuth: ConfigCheck = (config, report) => {
   const jwt = auth?.jwt;
   if (jwt && (jwt.jwksUrl === undefined) === (jwt.publicKeys === undefined)) {
     report(['auth', 'jwt'], 'must have exactly one of `jwksUrl` or `publicKeys`');
+  }
+  // the denylist lives in the shared Redis: without it, one instance could not tell the others
+  if (jwt?.revocation?.enabled === true && !config.has('redis')) {
+    report(
+      ['auth', 'jwt', 'revocation'],
+      'needs `redis` (url or cluster): the denylist is kept there and shared by every instance',
+    );
   }
   const secret = auth?.apiKey?.secret;
   if (auth?.apiKey && secret !== undefined && secret.length < 16) {

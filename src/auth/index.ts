@@ -4,23 +4,28 @@ import type { Logger } from '../observability/logger.js';
 import { createApiKeyAuthenticator } from './api-keys/authenticator.js';
 import { createJwtAuthenticator } from './jwt/authenticator.js';
 import { createMtlsAuthenticator } from './mtls/authenticator.js';
+import type { TokenRevocations } from './jwt/revocation.js';
 import type { AuthMethod, Authenticator } from './types.js';
 
 export type Authenticators = Readonly<Record<AuthMethod, Authenticator | null>>;
 
 export const NO_AUTHENTICATORS: Authenticators = Object.freeze({ jwt: null, apiKey: null, mtls: null });
 
-/** `reuse`: authenticators to take over instead of building new ones (their settings are unchanged). */
+/**
+ * `reuse`: authenticators to take over instead of building new ones (their settings are
+ * unchanged); `revocationSeed`: the JWT denylist a new JWT authenticator starts from (a reload).
+ */
 export function createAuthenticators(
   config: GatewayConfig,
   logger: Logger,
   reuse: Partial<Authenticators> = {},
+  revocationSeed: TokenRevocations | null = null,
 ): Authenticators {
   const used = new Set(config.routes.flatMap((r) => r.auth ?? []));
   return {
     jwt:
       used.has('jwt') && config.auth?.jwt
-        ? (reuse.jwt ?? createJwtAuthenticator(config.auth.jwt, config, logger))
+        ? (reuse.jwt ?? createJwtAuthenticator(config.auth.jwt, config, logger, { revocationSeed }))
         : null,
     apiKey:
       used.has('apiKey') && config.auth?.apiKey
@@ -37,4 +42,10 @@ export async function closeAuthenticators(a: Authenticators): Promise<void> {
 
 export async function readyAuthenticators(a: Authenticators): Promise<void> {
   await Promise.all([a.jwt?.ready?.(), a.apiKey?.ready?.()]);
+}
+
+/** The JWT denylist of these authenticators (null: no JWT, or no `auth.jwt.revocation`). */
+export function tokenRevocations(a: Authenticators): TokenRevocations | null {
+  const jwt = a.jwt as (Authenticator & { revocation?: TokenRevocations | null }) | null;
+  return jwt?.revocation ?? null;
 }

@@ -53,6 +53,8 @@ export class GatewayMetrics {
   readonly storeErrors: FastCounter;
   readonly degradedDecisions: FastCounter;
   readonly storeDegraded: Gauge<'store'>;
+  /** revocations made through this instance's admin API (auth.jwt.revocation) */
+  readonly tokensRevoked: Counter<'kind'>;
   readonly memoryEvictions: FastCounter;
   readonly authFailures: FastCounter;
   readonly upstreamDuration: FastHistogram;
@@ -122,7 +124,7 @@ export class GatewayMetrics {
     );
     this.authFailures = new FastCounter(
       'gatehouse_auth_failures_total',
-      'Requests an authentication method did not accept (reason: absent, invalid, unavailable)',
+      'Requests an authentication method did not accept (reason: absent, invalid, unavailable, revoked)',
       ['method', 'reason'],
       this.registry,
     );
@@ -236,6 +238,12 @@ export class GatewayMetrics {
           for (const t of s.targets) this.set({ service: s.name, target: t.address }, t.available ? 1 : 0);
       },
     });
+    this.tokensRevoked = new Counter({
+      name: 'gatehouse_tokens_revoked_total',
+      help: 'JWT revocations made through this instance’s admin API (kind: jti, subject)',
+      labelNames: ['kind'],
+      registers,
+    });
     this.storeDegraded = new Gauge({
       name: 'gatehouse_ratelimit_store_degraded',
       aggregator: 'max',
@@ -266,6 +274,39 @@ export class GatewayMetrics {
     }
     children.duration.observe(seconds);
     children.count.inc();
+  }
+
+  /** Exposes the JWT denylist's size and freshness (read at scrape time; null: no denylist). */
+  watchRevocation(
+    stats: () => { jtis: number; subjects: number; resyncAgeSeconds: number | null; loaded: boolean } | null,
+  ): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'gatehouse_token_denylist_entries',
+      // every worker holds the same list; one that lags reports fewer
+      aggregator: 'min',
+      help: 'Entries of the JWT denylist held in memory (kind: jti, subject)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        const s = stats();
+        if (s === null) return;
+        this.set({ kind: 'jti' }, s.jtis);
+        this.set({ kind: 'subject' }, s.subjects);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_token_denylist_resync_age_seconds',
+      aggregator: 'max',
+      help: 'Seconds since the JWT denylist was last read in full from Redis (absent: never read, or no denylist)',
+      registers,
+      collect() {
+        this.reset();
+        const age = stats()?.resyncAgeSeconds ?? null;
+        if (age !== null) this.set(age);
+      },
+    });
   }
 
   /** Exposes the span exporter's counts (read at scrape time). */

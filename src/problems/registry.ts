@@ -50,6 +50,13 @@ export const PROBLEM_REGISTRY = {
     port: 'admin',
     when: 'a read-only admin token (`admin.readToken`, or a `read` token of `admin.tokens`) called an admin endpoint that changes state',
   },
+  // token revocation (auth/jwt/revocation.ts)
+  token_revoked: {
+    status: 401,
+    title: 'Unauthorized',
+    port: 'proxy',
+    when: 'the bearer token was revoked (by its `jti`, or every token of its subject) through the admin API',
+  },
   forbidden: {
     status: 403,
     title: 'Forbidden',
@@ -85,6 +92,13 @@ export const PROBLEM_REGISTRY = {
     title: 'Conflict',
     port: 'admin',
     when: '`POST /reload` on a gateway that was not started from a config file',
+  },
+  // token revocation (auth/jwt/revocation.ts)
+  token_revocation_unavailable: {
+    status: 409,
+    title: 'Conflict',
+    port: 'admin',
+    when: 'a token revocation endpoint was called but `auth.jwt.revocation` is not configured',
   },
   api_keys_unavailable: {
     status: 409,

@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer, type AdminControl } from '../admin/admin-server.js';
 import { createKeysAdmin, type KeysAdmin } from '../admin/keys.js';
+import { tokenRevocations } from '../auth/index.js';
 import { loadConfigFile, type LoadResult } from '../config/load.js';
 import { formatProblem, type ConfigProblem } from '../config/problems.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -149,6 +150,7 @@ export class Gateway {
     };
     this.data = new DataPlaneListeners(this.state, this.metrics, logger);
     this.metrics.watchServices(() => this.state.runtime.services.values());
+    this.metrics.watchRevocation(() => tokenRevocations(this.state.runtime.authenticators)?.stats() ?? null);
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
       (id) => this.state.runtime.authenticators.apiKey?.invalidate?.(id),
@@ -183,6 +185,10 @@ export class Gateway {
       },
       services: () => [...this.state.runtime.services.values()].map((s) => s.snapshot()),
       keys: this.keys,
+      revocations: {
+        list: () => tokenRevocations(this.state.runtime.authenticators),
+        revoked: (kind) => this.metrics.tokensRevoked.labels(kind).inc(),
+      },
       handlerFailed: (err, requestId) => this.state.events.handlerFailed('admin', err, requestId),
       reload: this.configFile === undefined && this.cluster === undefined ? null : () => this.reload(),
     });

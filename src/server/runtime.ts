@@ -15,7 +15,12 @@ import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig } from '../config/schema.js';
 import { compileStages } from '../pipeline/chain.js';
 import { STAGES } from '../pipeline/stages.js';
-import { closeAuthenticators, createAuthenticators, type Authenticators } from '../auth/index.js';
+import {
+  closeAuthenticators,
+  createAuthenticators,
+  tokenRevocations,
+  type Authenticators,
+} from '../auth/index.js';
 import {
   createLimitStore,
   createRateLimiter,
@@ -119,7 +124,10 @@ function compile(
         : fresh(createLimitStore(config, logger, metrics));
   }
   const reuse = previous ? reusableAuthenticators(previous, config) : {};
-  const authenticators = createAuthenticators(config, logger, reuse);
+  // a rebuilt JWT authenticator starts from the running denylist (same Redis): no gap, no wait
+  const seed =
+    previous && isDeepStrictEqual(previous.config.redis, config.redis) ? previous.authenticators : null;
+  const authenticators = createAuthenticators(config, logger, reuse, seed && tokenRevocations(seed));
   for (const a of [authenticators.jwt, authenticators.apiKey]) {
     if (a !== null && a !== reuse.jwt && a !== reuse.apiKey) fresh(a);
   }
@@ -201,7 +209,9 @@ function reusableAuthenticators(previous: Runtime, config: GatewayConfig): Parti
   if (
     jwt !== null &&
     config.auth?.jwt?.jwksUrl !== undefined &&
-    isDeepStrictEqual(was.auth?.jwt, config.auth.jwt)
+    isDeepStrictEqual(was.auth?.jwt, config.auth.jwt) &&
+    // the denylist's connections are the authenticator's
+    (config.auth.jwt.revocation === undefined || isDeepStrictEqual(was.redis, config.redis))
   ) {
     reuse.jwt = jwt;
   }

@@ -10,7 +10,7 @@ import type { RateLimiter } from '../../ratelimit/limiter.js';
 import { peekUsage, resetUsage } from '../../ratelimit/usage.js';
 import type { AdminContext } from '../context.js';
 import { AdminProblem, defineRoute, ok, type AdminAnswer } from '../route-table.js';
-import { KeyIdParams } from '../schemas.js';
+import { ConsumerParams, KeyIdParams } from '../schemas.js';
 
 const route = defineRoute<AdminContext>();
 
@@ -41,15 +41,6 @@ const Reset = Type.Object(
   {
     subject: Type.String(),
     reset: Type.Array(Type.String(), { description: 'the tiers whose counters were forgotten' }),
-  },
-  { additionalProperties: false },
-);
-const ConsumerParams = Type.Object(
-  {
-    id: Type.String({
-      pattern: '^[A-Za-z0-9_.@:|+=-]{1,256}$',
-      description: 'the consumer id (a key id, or a JWT `sub`)',
-    }),
   },
   { additionalProperties: false },
 );

@@ -14,12 +14,15 @@ import { systemClock, type Clock } from '../../clock.js';
 import { DEFAULT_JWKS_TUNING, JwksKeySource, type JwksTuning } from './jwks.js';
 import type { KeySource } from './keys.js';
 import { PemKeySource } from './pem.js';
+import { TokenRevocations } from './revocation.js';
 import { DEFAULT_VERIFIER_TUNING, JwtVerifier, type VerifierTuning } from './verifier.js';
 
 export type JwtTuning = {
   readonly jwks?: JwksTuning;
   readonly verifier?: VerifierTuning;
   readonly clock?: Clock;
+  /** the denylist of the authenticator this one replaces (revocation.ts: taken over) */
+  readonly revocationSeed?: TokenRevocations | null;
 };
 
 export const JWT_CHALLENGE = 'Bearer realm="gatehouse"';
@@ -27,10 +30,14 @@ export const JWT_INVALID_TOKEN_CHALLENGE = `${JWT_CHALLENGE}, error="invalid_tok
 
 export function createJwtAuthenticator(
   jwt: JwtConfig,
-  _config: GatewayConfig,
+  config: GatewayConfig,
   logger: Logger,
   tuning: JwtTuning = {},
-): Authenticator & { readonly verifier: JwtVerifier; readonly keys: KeySource } {
+): Authenticator & {
+  readonly verifier: JwtVerifier;
+  readonly keys: KeySource;
+  readonly revocation: TokenRevocations | null;
+} {
   // the config checks refuse anything else; this guards a config built in code
   for (const alg of jwt.algorithms) {
     if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(alg))
@@ -45,7 +52,8 @@ export function createJwtAuthenticator(
   } else {
     throw new Error('auth.jwt: exactly one of jwksUrl or publicKeys is required');
   }
-  const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING, clock);
+  const revocation = revocationOf(jwt, config, logger, clock, tuning.revocationSeed ?? null);
+  const verifier = new JwtVerifier(jwt, keys, tuning.verifier ?? DEFAULT_VERIFIER_TUNING, clock, revocation);
   const log = logger.child({ auth: 'jwt' });
   return {
     method: 'jwt',
@@ -53,6 +61,7 @@ export function createJwtAuthenticator(
     invalidChallenge: JWT_INVALID_TOKEN_CHALLENGE,
     verifier,
     keys,
+    revocation,
     authenticate(req): Promise<AuthAttempt> | AuthAttempt {
       const token = bearerToken(req);
       if (token === null) return ABSENT;
@@ -66,14 +75,36 @@ export function createJwtAuthenticator(
         return attempt;
       });
     },
-    ready: () => keys.ready(),
-    readiness: (routes) => jwtReadiness(keys.loaded, routes),
+    ready: () => Promise.all([keys.ready(), revocation?.ready()]).then(() => undefined),
+    readiness: (routes) => ({ ...jwtReadiness(keys.loaded, routes), ...revocation?.readiness() }),
     close() {
       keys.close();
       verifier.cache.clear();
-      return Promise.resolve();
+      return revocation?.close() ?? Promise.resolve();
     },
   };
+}
+
+/** The denylist of `auth.jwt.revocation`, in the top-level `redis` (the config checks require it). */
+function revocationOf(
+  jwt: JwtConfig,
+  config: GatewayConfig,
+  logger: Logger,
+  clock: Clock,
+  seed: TokenRevocations | null,
+): TokenRevocations | null {
+  const settings = jwt.revocation;
+  if (settings === undefined || !settings.enabled) return null;
+  const redis = config.redis;
+  if (redis === undefined) throw new Error('auth.jwt.revocation: needs `redis`');
+  return new TokenRevocations({
+    redis: redis.cluster ? { cluster: redis.cluster } : { url: redis.url ?? 'redis://127.0.0.1:6379' },
+    config: settings,
+    toleranceMs: jwt.clockTolerance,
+    logger,
+    clock,
+    seed,
+  });
 }
 
 /**

@@ -7,10 +7,20 @@
  *   cannot keep an entry (perhaps of a withdrawn key) for longer.
  */
 import { createHash } from 'node:crypto';
-import type { Consumer } from '../types.js';
+import type { AuthAttempt, Consumer } from '../types.js';
 
-type Entry = {
+/** What a verified token left in the cache: its consumer, and what revocation looks at. */
+export type CachedToken = {
   readonly consumer: Consumer;
+  /** the answer for this token, made once (a cache hit allocates nothing) */
+  readonly ok: AuthAttempt;
+  /** its `jti` (null: none, or not a string) */
+  readonly jti: string | null;
+  /** its `iat` in seconds (null: none) */
+  readonly iat: number | null;
+};
+
+type Entry = CachedToken & {
   /** wall-clock ms; Infinity when the token states no end */
   readonly notAfter: number;
   /** monotonic ms */
@@ -31,21 +41,35 @@ export class TokenCache {
 
   /** `wallNow`: Date.now(); `monoNow`: performance.now() (or the injected clocks) */
   get(key: string, wallNow: number, monoNow: number): Consumer | null {
+    return this.entry(key, wallNow, monoNow)?.consumer ?? null;
+  }
+
+  /** the cached token under `key`, as `get` finds it */
+  entry(key: string, wallNow: number, monoNow: number): CachedToken | null {
     const entry = this.entries.get(key);
     if (entry === undefined) return null;
     this.entries.delete(key);
     if (entry.notAfter <= wallNow || entry.staleAt <= monoNow) return null;
     this.entries.set(key, entry); // most recently used last
-    return entry.consumer;
+    return entry;
   }
 
   /** `notAfterMs`: the wall-clock time (ms) the token stops being valid, or null when it has none */
-  set(key: string, consumer: Consumer, notAfterMs: number | null, wallNow: number, monoNow: number): void {
+  set(
+    key: string,
+    consumer: Consumer,
+    notAfterMs: number | null,
+    wallNow: number,
+    monoNow: number,
+    jti: string | null = null,
+    iat: number | null = null,
+  ): void {
     if (this.maxEntries === 0 || this.maxTtlMs <= 0) return;
     const notAfter = notAfterMs ?? Infinity;
     if (notAfter <= wallNow) return;
     this.entries.delete(key);
-    this.entries.set(key, { consumer, notAfter, staleAt: monoNow + this.maxTtlMs });
+    const ok: AuthAttempt = Object.freeze({ kind: 'ok', consumer });
+    this.entries.set(key, { consumer, ok, jti, iat, notAfter, staleAt: monoNow + this.maxTtlMs });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done === true) break;

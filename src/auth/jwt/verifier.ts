@@ -25,6 +25,7 @@ import type { AuthAttempt, Consumer } from '../types.js';
 import { looksLikeJws } from './bearer.js';
 import { systemClock, type Clock } from '../../clock.js';
 import type { KeySource } from './keys.js';
+import { MAX_ID_LENGTH, PASS, REVOKED, TOKEN_REVOKED, type RevocationCheck } from './revocation.js';
 import { TokenCache } from './token-cache.js';
 
 export type VerifierTuning = {
@@ -57,6 +58,8 @@ export class JwtVerifier {
     private readonly keys: KeySource,
     private readonly tuning: VerifierTuning = DEFAULT_VERIFIER_TUNING,
     private readonly clock: Clock = systemClock,
+    /** the denylist (revocation.ts), checked after the signature or the cache hit; null: none */
+    private readonly revocation: RevocationCheck | null = null,
   ) {
     this.cache = new TokenCache(tuning.cacheEntries, tuning.cacheTtlMs);
     this.algorithms = new Set(jwt.algorithms);
@@ -79,8 +82,11 @@ export class JwtVerifier {
   quick(token: string): AuthAttempt | null {
     if (token.length > this.tuning.maxTokenBytes) return invalid('token_too_large');
     if (!looksLikeJws(token)) return invalid('malformed');
-    const hit = this.cache.get(TokenCache.key(token), this.clock.wall(), this.clock.now());
-    return hit === null ? null : { kind: 'ok', consumer: hit };
+    const hit = this.cache.entry(TokenCache.key(token), this.clock.wall(), this.clock.now());
+    if (hit === null) return null;
+    if (this.revocation === null) return hit.ok;
+    const verdict = this.revocation.check(hit.consumer.id, hit.jti, hit.iat);
+    return verdict === PASS ? hit.ok : verdict === REVOKED ? REVOKED_ATTEMPT : DENYLIST_UNKNOWN;
   }
 
   async verify(token: string): Promise<AuthAttempt> {
@@ -113,9 +119,14 @@ export class JwtVerifier {
       checked = await this.check(token, keyHeader);
     }
     if (checked.kind !== 'verified') return checked;
-    const { consumer, notAfterMs, wallNow } = checked;
+    const { consumer, notAfterMs, wallNow, jti, iat } = checked;
+    // cached even when revoked: the next try of a revoked token costs no signature check
     if (this.keys.generation === generation)
-      this.cache.set(TokenCache.key(token), consumer, notAfterMs, wallNow, this.clock.now());
+      this.cache.set(TokenCache.key(token), consumer, notAfterMs, wallNow, this.clock.now(), jti, iat);
+    if (this.revocation !== null) {
+      const verdict = this.revocation.check(consumer.id, jti, iat);
+      if (verdict !== PASS) return verdict === REVOKED ? REVOKED_ATTEMPT : DENYLIST_UNKNOWN;
+    }
     return { kind: 'ok', consumer };
   }
 
@@ -146,7 +157,15 @@ export class JwtVerifier {
     if (typeof payload.iat === 'number' && payload.iat > nowS + this.toleranceS) return invalid('bad_iat');
     const consumer = this.consumerOf(payload);
     if (consumer === null) return invalid('bad_sub');
-    return { kind: 'verified', consumer, notAfterMs: this.notAfterMs(payload), wallNow };
+    return {
+      kind: 'verified',
+      consumer,
+      notAfterMs: this.notAfterMs(payload),
+      wallNow,
+      // a jti longer than the admin API takes could never be revoked by it: not kept
+      jti: typeof payload.jti === 'string' && payload.jti.length <= MAX_ID_LENGTH ? payload.jti : null,
+      iat: typeof payload.iat === 'number' && Number.isFinite(payload.iat) ? payload.iat : null,
+    };
   }
 
   /** the wall-clock time (ms) the token stops being valid: its `exp`, `iat + maxTokenAge` */
@@ -194,7 +213,13 @@ type Checked =
       readonly consumer: Consumer;
       readonly notAfterMs: number | null;
       readonly wallNow: number;
+      readonly jti: string | null;
+      readonly iat: number | null;
     };
+
+const REVOKED_ATTEMPT: AuthAttempt = Object.freeze({ kind: 'invalid', reason: TOKEN_REVOKED });
+/** the denylist was never read and `onUnavailable` is `closed` */
+const DENYLIST_UNKNOWN: AuthAttempt = Object.freeze({ kind: 'unavailable', reason: 'denylist_unavailable' });
 
 /** `typ` compares case-insensitively, `application/` optional (RFC 7515 §4.1.9) */
 function normalizeTyp(typ: string): string {

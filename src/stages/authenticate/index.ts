@@ -10,6 +10,7 @@
  */
 import type { Authenticators } from '../../auth/index.js';
 import { bearerToken } from '../../auth/jwt/bearer.js';
+import { TOKEN_REVOKED } from '../../auth/jwt/revocation.js';
 import type { AuthAttempt, AuthMethod, Authenticator } from '../../auth/types.js';
 import { problem, type Problem } from '../../problems/registry.js';
 import { METRICS } from '../metrics.js';
@@ -46,10 +47,11 @@ export const authenticate = defineStage<Section>({
       absent: metrics?.authFailures.labels(a.method, 'absent') ?? noop,
       invalid: metrics?.authFailures.labels(a.method, 'invalid') ?? noop,
       unavailable: metrics?.authFailures.labels(a.method, 'unavailable') ?? noop,
+      revoked: metrics?.authFailures.labels(a.method, 'revoked') ?? noop,
     }));
     // one 401 per set of methods whose credential was there but invalid (bit i: method i), built
     // once: such a method answers with its `invalidChallenge` (RFC 6750 §3 `error="invalid_token"`)
-    const unauthenticated = Array.from({ length: 1 << authenticators.length }, (_, invalidMask) => {
+    const challengesOf = (invalidMask: number): string[] => {
       const challenges: string[] = [];
       authenticators.forEach((a, i) =>
         challenges.push(
@@ -57,8 +59,15 @@ export const authenticate = defineStage<Section>({
           (invalidMask & (1 << i)) !== 0 ? (a.invalidChallenge ?? a.challenge) : a.challenge,
         ),
       );
-      return problem('unauthenticated', 'valid credentials are required', challenges);
-    });
+      return challenges;
+    };
+    const unauthenticated = Array.from({ length: 1 << authenticators.length }, (_, invalidMask) =>
+      problem('unauthenticated', 'valid credentials are required', challengesOf(invalidMask)),
+    );
+    // a revoked bearer token (auth.jwt.revocation) is told apart: the client must get a new one
+    const revoked = unauthenticated.map((_, invalidMask) =>
+      problem('token_revoked', 'the token has been revoked', challengesOf(invalidMask)),
+    );
     const unavailable = problem(
       'store_unavailable',
       'credentials cannot be checked right now (the key store or the JWKS endpoint is unavailable)',
@@ -69,6 +78,7 @@ export const authenticate = defineStage<Section>({
       from: number,
       sawUnavailable: boolean,
       invalidMask: number,
+      sawRevoked: boolean,
     ): StageOutcome | Promise<StageOutcome> => {
       for (let i = from; i < authenticators.length; i++) {
         const attempt = (authenticators[i] as Authenticator).authenticate(ctx.req);
@@ -77,20 +87,25 @@ export const authenticate = defineStage<Section>({
             const done = settle(ctx, a, i);
             if (done !== null) return done;
             const invalid = a.kind === 'invalid' ? invalidMask | (1 << i) : invalidMask;
-            return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable', invalid);
+            const wasRevoked = sawRevoked || (a.kind === 'invalid' && a.reason === TOKEN_REVOKED);
+            return run(ctx, i + 1, sawUnavailable || a.kind === 'unavailable', invalid, wasRevoked);
           });
         }
         const done = settle(ctx, attempt, i);
         if (done !== null) return done;
         if (attempt.kind === 'unavailable') sawUnavailable = true;
-        if (attempt.kind === 'invalid') invalidMask |= 1 << i;
+        if (attempt.kind === 'invalid') {
+          invalidMask |= 1 << i;
+          if (attempt.reason === TOKEN_REVOKED) sawRevoked = true;
+        }
       }
-      return sawUnavailable ? unavailable : (unauthenticated[invalidMask] as Problem);
+      if (sawUnavailable) return unavailable;
+      return (sawRevoked ? revoked[invalidMask] : unauthenticated[invalidMask]) as Problem;
     };
     /** undefined: authenticated; null: try the next method */
     const settle = (ctx: RequestContext, a: AuthAttempt, i: number): Problem | undefined | null => {
       if (a.kind !== 'ok') {
-        failures[i]?.[a.kind].inc();
+        failures[i]?.[a.kind === 'invalid' && a.reason === TOKEN_REVOKED ? 'revoked' : a.kind].inc();
         return null;
       }
       ctx.consumer = a.consumer;
@@ -100,7 +115,7 @@ export const authenticate = defineStage<Section>({
       return undefined;
     };
     return {
-      onRequest: (ctx) => run(ctx, 0, false, 0),
+      onRequest: (ctx) => run(ctx, 0, false, 0, false),
       onLog(ctx, record) {
         const consumer = ctx.consumer;
         if (consumer === null) return;
