@@ -9,7 +9,7 @@ import { checkRateLimit } from '../ratelimit/config.js';
 import { checkRoutes } from '../router/config.js';
 import { checkServer } from '../server/config.js';
 import { checkStores } from '../stores/config.js';
-import { checkServices } from '../upstream/config.js';
+import { checkServices, checkUpstreamTlsFiles } from '../upstream/config.js';
 import type { ConfigCheck, ConfigParts, Report } from './fields.js';
 
 /** Pure: the parts in, problems out. */
@@ -25,4 +25,5 @@ export const CHECKS: readonly ConfigCheck[] = [
 /** The checks that read the files the config names (loadConfigFile runs them; loadConfigText does not). */
 export const FILE_CHECKS: ReadonlyArray<(config: ConfigParts, report: Report) => Promise<void>> = [
   checkKeyFiles,
+  checkUpstreamTlsFiles,
 ];
