@@ -16,17 +16,18 @@ import type { ServiceConfig, UpstreamTlsConfig } from './config.js';
 /** The part of undici's Client/Pool options that says how to connect. */
 /** What the TLS connector is given (the ConnectionOptions of node:tls the gateway sets). */
 export type TlsConnect = {
-  rejectUnauthorized: boolean;
+  rejectUnauthorized?: boolean;
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
   servername?: string;
+  /** here, not beside `allowH2`: undici's Pool builds the connector from `connect` and drops a top-level useH2c */
+  useH2c?: boolean;
 };
 
 export type UpstreamConnect = {
   readonly connect?: TlsConnect;
   readonly allowH2?: boolean;
-  readonly useH2c?: boolean;
 };
 
 /** Pool options for a service's targets; reads the service's PEM files (not on the hot path). */
@@ -34,9 +35,9 @@ export function upstreamConnect(
   config: ServiceConfig,
   read: (file: string) => Buffer = (file) => readFileSync(file),
 ): UpstreamConnect {
-  const out: { connect?: TlsConnect; allowH2?: boolean; useH2c?: boolean } = {};
+  const out: { connect?: TlsConnect; allowH2?: boolean } = {};
   if (config.protocol === 'h2') out.allowH2 = true;
-  else if (config.protocol === 'h2c') out.useH2c = true;
+  else if (config.protocol === 'h2c') out.connect = { useH2c: true };
   const tls = config.tls;
   if (tls === undefined) return out;
   const connect: TlsConnect = { rejectUnauthorized: tls.verify };

@@ -20,7 +20,7 @@ type TlsUpstream = {
   /** full handshakes and resumed ones, as the server saw them */
   handshakes: { full: number; resumed: number };
   /** per request: the SNI name and the client certificate's CN (mTLS) */
-  seen: Array<{ servername: string | false; clientCn: string | null }>;
+  seen: Array<{ servername: string | false | null; clientCn: string | null }>;
   close(): Promise<void>;
 };
 
@@ -30,7 +30,8 @@ async function startTlsUpstream(pki: TestPki, extra: ServerOptions = {}): Promis
   const server = createServer({ cert: pki.serverCert, key: pki.serverKey, ...extra }, (req, res) => {
     const socket = req.socket as TLSSocket;
     const peer = socket.getPeerCertificate();
-    seen.push({ servername: socket.servername, clientCn: peer?.subject?.CN ?? null });
+    const cn = peer?.subject?.CN;
+    seen.push({ servername: socket.servername, clientCn: cn === undefined ? null : String(cn) });
     res.setHeader('content-type', 'text/plain');
     res.end(`hello over ${socket.getProtocol() ?? '?'}`);
   });
