@@ -58,6 +58,10 @@ export class GatewayMetrics {
   readonly configReloads: FastCounter;
   readonly handlerFailures: FastCounter;
   readonly unparsedRequests: FastCounter;
+  // protocols (server/protocols/): TLS handshakes, certificate reloads, HTTP/2 sessions closed
+  readonly tlsHandshakeFailures: FastCounter;
+  readonly tlsCertificateReloads: FastCounter;
+  readonly http2SessionsClosed: FastCounter;
   /** label children by route, method and status: no label hashing per request */
   private readonly requestChildren = new Map<string, Map<string, Map<number, RequestChildren>>>();
   private services: () => Iterable<ServiceView> = () => [];
@@ -144,6 +148,24 @@ export class GatewayMetrics {
       'gatehouse_unparsed_requests_total',
       "Requests refused before they became requests: node's HTTP parser could not read them, or they came too slowly (reason: the parser's error code); not in gatehouse_requests_total",
       ['status', 'reason'],
+      this.registry,
+    );
+    this.tlsHandshakeFailures = new FastCounter(
+      'gatehouse_tls_handshake_failures_total',
+      'TLS handshakes on the proxy port that failed (reason: timeout, reset, not_tls, protocol_version, no_shared_cipher, no_client_certificate, bad_client_certificate, alert, other)',
+      ['reason'],
+      this.registry,
+    );
+    this.tlsCertificateReloads = new FastCounter(
+      'gatehouse_tls_certificate_reloads_total',
+      'Re-reads of the proxy port certificates (file change, SIGHUP, POST /reload) by result; on failure the certificates in use are kept',
+      ['result'],
+      this.registry,
+    );
+    this.http2SessionsClosed = new FastCounter(
+      'gatehouse_http2_sessions_closed_total',
+      'HTTP/2 client connections the gateway closed for abuse or errors (reason: rapid_reset, flood, protocol_error, session_error)',
+      ['reason'],
       this.registry,
     );
     this.upstreamDuration = new FastHistogram(

@@ -77,7 +77,8 @@ export type ForwardedFrom = {
  * these names is believed only from a trusted proxy (`peerTrusted`):
  * - X-Forwarded-For and Forwarded: the proxy's chain, extended with the peer (a Forwarded
  *   chain that does not parse is dropped; forwarded.ts);
- * - X-Forwarded-Proto and -Host: the proxy's values, else `http` and the `Host` (left out when
+ * - X-Forwarded-Proto and -Host: the proxy's values, else `http` or `https` (the client's
+ *   connection is TLS) and the `Host` (left out when
  *   there is no host to report: HTTP/1.0 without Host);
  * - X-Real-IP: always the client address the gateway settled on (`clientIp`);
  * - X-Forwarded-Prefix: the proxy's prefix, then the one the route strips (`stripped`).
@@ -91,6 +92,8 @@ export function appendForwarded(
   sent: ForwardedFrom,
   /** the path prefix the route strips ('' for none) */
   stripped: string,
+  /** the client's connection is TLS (X-Forwarded-Proto and Forwarded say https) */
+  tls = false,
 ): void {
   headers.push(
     'x-request-id',
@@ -98,12 +101,12 @@ export function appendForwarded(
     'x-forwarded-for',
     peerTrusted && sent.forwardedFor !== undefined ? `${sent.forwardedFor}, ${peer}` : peer,
     'x-forwarded-proto',
-    peerTrusted && sent.forwardedProto !== undefined ? sent.forwardedProto : 'http',
+    peerTrusted && sent.forwardedProto !== undefined ? sent.forwardedProto : tls ? 'https' : 'http',
   );
   const host = peerTrusted && sent.forwardedHost !== undefined ? sent.forwardedHost : sent.host;
   if (host !== undefined && host !== '') headers.push('x-forwarded-host', host);
   if (clientIp !== '') headers.push('x-real-ip', clientIp);
-  const own = forwardedElement(peer, sent.host);
+  const own = forwardedElement(peer, sent.host, tls);
   const chain = peerTrusted ? sent.forwarded : undefined;
   headers.push(
     'forwarded',

@@ -14,11 +14,16 @@ import {
   isLoopbackHost,
   type ConfigCheck,
 } from '../config/fields.js';
+import { Http2Schema, PlainListenerSchema, TlsSchema, checkProtocols } from './protocols/config.js';
 
 export const ListenSchema = Section(
   {
     host: Type.String({ default: '0.0.0.0', description: 'address the proxy port binds' }),
     port: Port(8080),
+    // protocols (protocols/config.ts): HTTPS, HTTP/2, the cleartext listener beside HTTPS
+    tls: Type.Optional(TlsSchema),
+    http2: Http2Schema,
+    plain: Type.Optional(PlainListenerSchema),
   },
   'The proxy (data-plane) listener. The PORT environment variable overrides `port`.',
 );
@@ -123,4 +128,5 @@ export const checkServer: ConfigCheck = (config, report) => {
     const err = addAddressOrCidr(new BlockList(), entry);
     if (err) report(['trustedProxies', i], `must be an IP address or CIDR such as "10.0.0.0/8": ${err}`);
   }
+  checkProtocols(config, report);
 };

@@ -15,7 +15,7 @@ import { writeRawProblem } from './respond.js';
 
 export type { DataPlaneState } from './request-flow.js';
 
-export function createDataPlane(state: DataPlaneState): Server {
+export function createDataPlane(state: DataPlaneState, flow = new RequestFlow(state)): Server {
   const limits = state.runtime.config.limits;
   const server = createServer({
     requestTimeout: limits.requestTimeout,
@@ -31,13 +31,24 @@ export function createDataPlane(state: DataPlaneState): Server {
     ServerResponse: GatewayResponse,
   });
 
-  const flow = new RequestFlow(state);
   server.on('request', (req, res) => flow.request(req, res as GatewayResponse, false));
   server.on('checkContinue', (req, res) => flow.request(req, res as GatewayResponse, true));
+  onUpgradeAndClientError(server, flow, state.events);
+  return server;
+}
+
+/**
+ * What an HTTP/1 connection adds to requests (upgrades, unparseable input), on node's HTTP
+ * server or on the HTTP/2 server's HTTP/1.1 fallback (protocols/listeners.ts).
+ */
+export function onUpgradeAndClientError(
+  server: NodeJS.EventEmitter,
+  flow: RequestFlow,
+  events: PortEvents,
+): void {
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
     flow.upgrade(req, socket, head),
   );
-  const events = state.events;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     try {
       onClientError(err, socket, events);
@@ -46,7 +57,6 @@ export function createDataPlane(state: DataPlaneState): Server {
       reportFailure(events, failure, null);
     }
   });
-  return server;
 }
 
 const CLIENT_ERRORS: Readonly<Record<string, Problem>> = {

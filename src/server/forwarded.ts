@@ -32,14 +32,15 @@ export function tokenOrQuoted(value: string): string {
 
 /**
  * The gateway's element: `for=` the peer (an IPv6 address quoted and bracketed, `unknown` when
- * the connection has no address any more), `proto=http`, `host=` the `Host` it received (left
+ * the connection has no address any more), `proto=http` (`https` over TLS), `host=` the `Host` it received (left
  * out when there was none).
  */
-export function forwardedElement(peer: string, host: string | undefined): string {
+export function forwardedElement(peer: string, host: string | undefined, tls = false): string {
   const node = peer === '' ? 'unknown' : peer.includes(':') ? `"[${peer}]"` : peer;
+  const proto = tls ? 'https' : 'http';
   return host === undefined || host === ''
-    ? `for=${node};proto=http`
-    : `for=${node};proto=http;host=${tokenOrQuoted(host)}`;
+    ? `for=${node};proto=${proto}`
+    : `for=${node};proto=${proto};host=${tokenOrQuoted(host)}`;
 }
 
 /**

@@ -18,7 +18,8 @@ import { PortEvents } from '../observability/port-events.js';
 import { RequestObserver } from '../observability/request-observer.js';
 import { startupMark } from '../observability/startup-timing.js';
 import { Tracing } from '../observability/tracing/index.js';
-import { createDataPlane, type DataPlaneState } from './data-plane.js';
+import type { DataPlaneState } from './data-plane.js';
+import { DataPlaneListeners } from './protocols/listeners.js';
 import { watchConfigFile, type ConfigWatcher } from './config-watch.js';
 import { closeRuntime, compileRuntime, readyRuntime, runtimeReadiness, type Runtime } from './runtime.js';
 
@@ -95,8 +96,11 @@ export function acceptGraceMs(setting: number | 'auto', env: NodeJS.ProcessEnv =
 
 export class Gateway {
   private readonly state: DataPlaneState;
-  private readonly data: Server;
+  /** the proxy port (and the cleartext one beside HTTPS): protocols/listeners.ts */
+  private readonly data: DataPlaneListeners;
   private readonly admin: Server;
+  /** the certificates' re-read of the last reload (awaited by it) */
+  private certificatesReloaded: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
 
   private reloading: Promise<ReloadResult> | null = null;
@@ -132,7 +136,7 @@ export class Gateway {
       observer: new RequestObserver(this.metrics, this.accessLog, this.tracing),
       events: new PortEvents(this.metrics, logger),
     };
-    this.data = createDataPlane(this.state);
+    this.data = new DataPlaneListeners(this.state, this.metrics, logger);
     this.metrics.watchServices(() => this.state.runtime.services.values());
     this.keys = createKeysAdmin(
       () => this.state.runtime.config,
@@ -197,7 +201,8 @@ export class Gateway {
       // bounded: an unreachable Redis means starting degraded (by policy), not hanging
       await readyRuntime(gw.state.runtime);
       startupMark('runtime ready');
-      await listen(gw.data, config.listen.host, config.listen.port);
+      await gw.data.prepare();
+      await gw.data.listen();
       await listen(gw.admin, config.admin.host, config.admin.port);
       startupMark('listening');
     } catch (err) {
@@ -217,7 +222,12 @@ export class Gateway {
   }
 
   get port(): number {
-    return (this.data.address() as AddressInfo).port;
+    return this.data.port;
+  }
+
+  /** the cleartext listener beside HTTPS (`listen.plain`), or null */
+  get plainPort(): number | null {
+    return this.data.plainPort;
   }
 
   get adminPort(): number {
@@ -226,9 +236,7 @@ export class Gateway {
 
   /** open client connections on the proxy port (for tests and diagnostics) */
   connectionCount(): Promise<number> {
-    return new Promise((resolve, reject) =>
-      this.data.getConnections((err, n) => (err ? reject(err) : resolve(n))),
-    );
+    return this.data.connectionCount();
   }
 
   get draining(): boolean {
@@ -281,6 +289,7 @@ export class Gateway {
     const prepared = await this.prepare(result.config);
     if (!prepared.ok) return this.reloadFailed(trigger, new Error(prepared.detail));
     if (!this.commit()) return { ok: true, restartNeeded: [] }; // shut down meanwhile
+    await this.certificatesReloaded;
     const needed = restartNeeded(old, result.config);
     if (needed.length > 0)
       this.logger.warn({ restartNeeded: needed }, 'these settings change only on restart');
@@ -345,6 +354,8 @@ export class Gateway {
     }
     this.state.runtime = prepared.runtime;
     this.logger.level = prepared.config.logging.level;
+    // every reload re-reads the TLS certificates (renewed ones are taken without a restart)
+    this.certificatesReloaded = this.data.reloadCertificates('reload');
     const retired = this.discard(old, prepared.runtime).finally(() => this.retiring.delete(retired));
     this.retiring.add(retired);
     return true;
@@ -395,7 +406,7 @@ export class Gateway {
       await new Promise((resolve) => setTimeout(resolve, acceptGrace));
       this.logger.info('accept grace over; closing the proxy listener');
     }
-    const closed = new Promise<void>((resolve) => this.data.close(() => resolve()));
+    const closed = this.data.close();
     this.data.closeIdleConnections();
     const sweep = setInterval(() => this.data.closeIdleConnections(), 100);
     let timer: NodeJS.Timeout | undefined;
@@ -432,9 +443,8 @@ export class Gateway {
     this.watcher?.close();
     await closeRuntime(this.state.runtime);
     await Promise.all([this.accessLog.close(0), this.tracing.shutdown(0), this.keys.close()]);
-    for (const server of [this.data, this.admin]) {
-      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await this.data.close();
+    if (this.admin.listening) await new Promise<void>((resolve) => this.admin.close(() => resolve()));
   }
 }
 

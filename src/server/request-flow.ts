@@ -12,8 +12,10 @@
  * of here (node would end the process): a failure becomes a `500 internal_error` (or a cut
  * connection once the answer has started), counted and logged (`PortEvents`).
  */
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { PortEvents } from '../observability/port-events.js';
 import type { RequestObserver } from '../observability/request-observer.js';
 import { runChain, type ChainEnd } from '../pipeline/chain.js';
@@ -27,7 +29,7 @@ import { appendForwarded, clientIpFor, plainAddress } from './client-address.js'
 import { scanRequestHeaders, type RequestHeaderScan } from './request-headers.js';
 import { requestIdFor } from './request-id.js';
 import { endAndLinger, sendProblem, writeRawProblem } from './respond.js';
-import { GatewayResponse } from './response.js';
+import { GatewayResponse, type GatewayH2Response } from './response.js';
 import type { Runtime } from './runtime.js';
 
 export type DataPlaneState = {
@@ -80,8 +82,21 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     }
   }
 
+  /**
+   * An HTTP/2 stream (over TLS, or h2c): the same flow. The compatibility API's request and
+   * response have every member the flow, the stages and the proxy use (response.ts says which
+   * differences GatewayH2Response smooths over); the rest is decided on `res.http2`.
+   */
+  requestH2(req: Http2ServerRequest, res: GatewayH2Response, expectContinue: boolean): void {
+    this.request(req as unknown as IncomingMessage, res as unknown as GatewayResponse, expectContinue);
+  }
+
   /** A connection upgrade: a response object stands in for the answer, written to `socket`. */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (req.headers.upgrade?.trim().toLowerCase() === 'h2c') {
+      this.h2cOffer(req, socket, head);
+      return;
+    }
     const res = new GatewayResponse(req);
     res.startTime = performance.now();
     res.upgrade = { socket, head };
@@ -97,6 +112,44 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     }
   }
 
+  /**
+   * `Upgrade: h2c` (what `curl --http2 http://` sends): the offer is ignored and the request
+   * answered as HTTP/1.1 (RFC 9110 §7.8: a server may ignore Upgrade). node's server gave the
+   * connection up at the upgrade, so the answer is written on a response attached to the socket
+   * by hand, and the connection closes after it; a body declared by Content-Length is read from
+   * the socket (after `head`), a chunked one is refused (no parser is left to read it).
+   */
+  private h2cOffer(offer: IncomingMessage, socket: Socket, head: Buffer): void {
+    const te = offer.headers['transfer-encoding'];
+    const length = Number(offer.headers['content-length'] ?? 0);
+    // node ended the upgrade request's body stream: a body is read into a request of our own
+    const req =
+      te === undefined && length > 0 && Number.isSafeInteger(length)
+        ? bodyReader(offer, socket, head, length)
+        : offer;
+    const res = new GatewayResponse(req);
+    try {
+      res.shouldKeepAlive = false;
+      res.assignSocket(socket);
+      res.once('finish', () => {
+        res.detachSocket(socket);
+        endAndLinger(socket);
+      });
+      socket.on('error', () => socket.destroy());
+      if (te !== undefined) {
+        res.startTime = performance.now();
+        res.on('close', this.onResponseClose);
+        res.on('error', this.onResponseError);
+        this.answer(res, problems.badRequest('an Upgrade: h2c offer with a chunked body'));
+        return;
+      }
+    } catch (err) {
+      this.crashed(res, err);
+      return;
+    }
+    this.request(req, res, false);
+  }
+
   /** The flow itself; what it does not finish here, the chain and the proxy finish. */
   private handle(req: IncomingMessage, res: GatewayResponse, expectContinue: boolean): void {
     const rt = this.state.runtime;
@@ -104,13 +157,19 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     const peer = plainAddress(req.socket.remoteAddress);
     const peerTrusted = rt.trustedProxies.has(peer);
     const scan = scanRequestHeaders(req.rawHeaders, peerTrusted, rt.config.limits.headersWithUnderscores);
+    const h2 = res.http2;
+    // an HTTP/2 request body needs no Content-Length: one is coming unless HEADERS ended the stream
+    if (h2 && scan.bodyLength === 0 && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders)
+      scan.bodyLength = -1;
     res.bodyLength = scan.bodyLength;
     // 2. request id: the client's when it is plain, else a new UUID
     const requestId = (res.requestId = requestIdFor(scan.requestId));
     // 3. trace: the client's trace context continued, or a new one
     const trace = (res.trace = rt.tracing.begin(scan.traceparent, scan.tracestate));
     // 4. target: HTTP/1 framing that holds together, the request target normalised once
-    const refused = checkFraming(req, scan, rt.config.limits.maxUrlLength);
+    const refused = h2
+      ? checkH2(req, scan, rt.config.limits.maxUrlLength)
+      : checkFraming(req, scan, rt.config.limits.maxUrlLength);
     if (refused !== null) return this.refuse(res, refused);
     const target = parseRequestTarget(req.url ?? '/');
     if (!target.ok) return this.refuse(res, problems.badRequest(target.reason));
@@ -121,7 +180,8 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     const clientIp = peerTrusted ? clientIpFor(peer, scan.forwardedFor, rt.trustedProxies) : peer;
     const headers = scan.forward;
     const stripped = route.stripLength > 0 ? target.path.slice(0, route.stripLength) : '';
-    appendForwarded(headers, requestId, peer, peerTrusted, clientIp, scan, stripped);
+    const tls = (req.socket as TLSSocket).encrypted === true;
+    appendForwarded(headers, requestId, peer, peerTrusted, clientIp, scan, stripped, tls);
     headers.push('traceparent', trace.traceparent);
     if (trace.tracestate !== null) headers.push('tracestate', trace.tracestate);
     const ctx = (res.ctx = new RequestContext(req, res, route));
@@ -194,7 +254,8 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
   private answer(res: GatewayResponse, p: Problem): void {
     const upgrade = res.upgrade;
     if (upgrade === null) {
-      sendProblem(res, p, res.requestId, res.bodyLength !== 0 || this.state.draining);
+      // HTTP/2: the connection stays (no Connection header there); an unread body ends with its stream
+      sendProblem(res, p, res.requestId, !res.http2 && (res.bodyLength !== 0 || this.state.draining));
       return;
     }
     res.problemCode = p.code;
@@ -245,6 +306,45 @@ function checkFraming(req: IncomingMessage, scan: RequestHeaderScan, maxUrlLengt
   if (scan.invalid !== undefined) return problems.badRequest(scan.invalid);
   if (scan.host === undefined && req.httpVersionMinor === 1)
     return problems.badRequest('missing Host header');
+  if ((req.url ?? '/').length > maxUrlLength) return problems.urlTooLong(maxUrlLength);
+  return null;
+}
+
+/**
+ * A request like `offer` whose body (`length` bytes: `head`, then the socket) is read as it
+ * comes; the connection's later bytes are never read as a request (it closes after the answer).
+ */
+function bodyReader(offer: IncomingMessage, socket: Socket, head: Buffer, length: number): IncomingMessage {
+  const req = new IncomingMessage(socket);
+  req.method = offer.method as string;
+  req.url = offer.url as string;
+  req.headers = offer.headers;
+  req.rawHeaders = offer.rawHeaders;
+  req.httpVersion = offer.httpVersion;
+  req.httpVersionMajor = offer.httpVersionMajor;
+  req.httpVersionMinor = offer.httpVersionMinor;
+  let left = length;
+  const take = (chunk: Buffer): void => {
+    const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
+    left -= part.length;
+    req.push(part);
+    if (left === 0) {
+      socket.off('data', take);
+      socket.pause();
+      req.complete = true;
+      req.push(null);
+    }
+  };
+  if (head.length > 0) take(head);
+  if (left > 0) socket.on('data', take);
+  return req;
+}
+
+/** An HTTP/2 request, before routing (node's parser checked the pseudo-headers): a problem, or null. */
+function checkH2(req: IncomingMessage, scan: RequestHeaderScan, maxUrlLength: number): Problem | null {
+  if (scan.invalid !== undefined) return problems.badRequest(scan.invalid);
+  if (scan.host === undefined) return problems.badRequest('missing :authority');
+  if (req.method === 'CONNECT') return problems.badRequest('CONNECT is not proxied');
   if ((req.url ?? '/').length > maxUrlLength) return problems.urlTooLong(maxUrlLength);
   return null;
 }

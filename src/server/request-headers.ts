@@ -12,8 +12,9 @@
  * The gateway's own headers (`X-Request-Id`, `X-Forwarded-*`, `X-Real-IP`, `Forwarded`,
  * `traceparent`, `tracestate` and `Content-Length`) are added after the removal of what
  * `Connection` names, so a client cannot strip them that way.
- * Refused (`invalid`): contradictory framing, several or malformed `Host`, several
- * `Authorization`, more fields than node keeps, an upgrade to anything but WebSocket, and any
+ * Refused (`invalid`): contradictory framing, several or malformed `Host` (or one that differs
+ * from HTTP/2's `:authority`), several `Authorization`, more fields than node keeps, an upgrade
+ * to anything but WebSocket (an `h2c` offer is ignored: request-flow.ts), and any
  * `_` name when `headersWithUnderscores` is `reject`.
  */
 import { isValidHost } from '../router/host.js';
@@ -81,6 +82,15 @@ const SPECIAL = new Map<string, number>([
   // the client address, as the gateway sees it, is set by appendForwarded
   ['x-real-ip', DROP],
   ['host', READ],
+  // HTTP/2's pseudo-headers (node's HTTP/2 parser validates them): the request line is the
+  // request's own, `:authority` stands for Host (RFC 9113 §8.3.1)
+  [':authority', READ],
+  [':method', DROP],
+  [':path', DROP],
+  [':scheme', DROP],
+  [':protocol', DROP],
+  // an `Upgrade: h2c` offer's settings: the offer is answered as HTTP/1.1
+  ['http2-settings', DROP],
   ['x-request-id', READ],
   ['x-forwarded-for', READ],
   ['x-forwarded-proto', READ],
@@ -136,6 +146,7 @@ export function scanRequestHeaders(
   let transferEncoding: string | undefined;
   let upgrade: string | undefined;
   let authorization = false;
+  let authority = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -166,8 +177,19 @@ export function scanRequestHeaders(
         upgrade = join(upgrade, value);
         break;
       case 'host':
-        if (scan.host !== undefined) scan.invalid = 'multiple Host headers';
+        // HTTP/2 may send Host beside :authority (it comes first): they must agree
+        if (scan.host !== undefined)
+          scan.invalid = !authority
+            ? 'multiple Host headers'
+            : scan.host !== value
+              ? 'Host differs from :authority'
+              : scan.invalid;
         else if (!isValidHost(value)) scan.invalid = 'invalid Host header';
+        scan.host = value;
+        break;
+      case ':authority':
+        authority = true;
+        if (!isValidHost(value)) scan.invalid = 'invalid :authority';
         scan.host = value;
         break;
       case 'x-request-id':
@@ -222,10 +244,13 @@ export function scanRequestHeaders(
   if (connection !== undefined) {
     const tokens = connectionTokens(connection);
     // An upgrade is a tunnel to the upstream, outside routing: only WebSocket is relayed. Any
-    // other protocol (h2c above all) would let the client send the upstream requests for
-    // paths no route allows.
-    if (upgrade !== undefined && tokens.includes('upgrade') && upgrade.trim().toLowerCase() !== 'websocket') {
-      scan.invalid = 'unsupported Upgrade (only websocket is relayed)';
+    // other protocol would let the client send the upstream requests for paths no route
+    // allows. An h2c offer is not relayed either: it is ignored, the request answered as
+    // HTTP/1.1 (RFC 9113 deprecates the offer; `curl --http2 http://` makes it).
+    if (upgrade !== undefined && tokens.includes('upgrade')) {
+      const protocol = upgrade.trim().toLowerCase();
+      if (protocol !== 'websocket' && protocol !== 'h2c')
+        scan.invalid = 'unsupported Upgrade (only websocket is relayed)';
     }
     dropNamedByConnection(forward, tokens);
   }

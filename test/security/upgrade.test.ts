@@ -30,7 +30,9 @@ beforeAll(async () => {
       if (head.includes('\r\n\r\n')) return; // after the head: tunnel bytes, recorded only
       head += d.toString('latin1');
       if (!head.includes('\r\n\r\n')) return;
-      if (head.startsWith('GET /refuse')) {
+      if (!/\r\nupgrade:/i.test(head)) {
+        socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'); // a plain request
+      } else if (head.startsWith('GET /refuse')) {
         socket.write('HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n'); // and stays open
       } else {
         const proto = /\r\nupgrade: ([^\r]*)/i.exec(head)?.[1] ?? 'x';
@@ -58,7 +60,7 @@ afterEach(async () => {
 });
 
 describe('upgrades other than WebSocket are refused', () => {
-  it.each(['h2c', 'H2C', 'h2c, websocket', 'websocket, h2c', 'TLS/1.0', 'foo'])(
+  it.each(['h2c, websocket', 'websocket, h2c', 'TLS/1.0', 'foo'])(
     'Upgrade: %s → 400, nothing upstream',
     async (protocol) => {
       const { responses, closed } = await exchange(gw.gateway.port, upgrade('/public/x', protocol));
@@ -69,14 +71,29 @@ describe('upgrades other than WebSocket are refused', () => {
     },
   );
 
-  it('an h2c preface sent after the upgrade request never reaches the upstream', async () => {
+  it.each(['h2c', 'H2C'])(
+    'an Upgrade: %s offer is ignored: answered as HTTP/1.1, the connection then closes',
+    async (protocol) => {
+      const { responses, closed } = await exchange(
+        gw.gateway.port,
+        upgrade('/public/x', protocol, 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n'),
+      );
+      expect(closed).toBe(true);
+      expect(responses.map((r) => r.status)).toEqual([200]);
+      expect(wire).toMatch(/^GET \/public\/x HTTP\/1\.1\r\n/);
+      expect(wire).not.toMatch(/upgrade|http2-settings/i);
+    },
+  );
+
+  it('an h2c preface sent after the offer never reaches the upstream', async () => {
     const { responses } = await exchange(
       gw.gateway.port,
       upgrade('/public/x', 'h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n') +
         'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
     );
-    expect(responses.map((r) => r.status)).toEqual([400]);
-    expect(wire).toBe('');
+    expect(responses.map((r) => r.status)).toEqual([200]);
+    expect(wire).not.toMatch(/PRI|upgrade/i);
+    expect(wire.match(/HTTP\/1\.1\r\n/g)).toHaveLength(1);
   });
 
   it('WebSocket (any case) is relayed', async () => {

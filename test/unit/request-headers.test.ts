@@ -147,7 +147,7 @@ describe('scanRequestHeaders', () => {
   });
 
   describe('Upgrade', () => {
-    it.each(['h2c', 'websocket, h2c', 'TLS/1.0'])(
+    it.each(['websocket, h2c', 'h2c, websocket', 'TLS/1.0'])(
       'Connection: upgrade with Upgrade: %s is refused',
       (proto) => {
         expect(scan(['Connection', 'Upgrade, HTTP2-Settings'], ['Upgrade', proto]).invalid).toMatch(
@@ -155,6 +155,17 @@ describe('scanRequestHeaders', () => {
         );
       },
     );
+
+    it('an h2c offer is not refused (it is answered as HTTP/1.1); its headers are not forwarded', () => {
+      const s = scan(
+        ['Connection', 'Upgrade, HTTP2-Settings'],
+        ['Upgrade', 'h2c'],
+        ['HTTP2-Settings', 'AAMAAABkAAQCAAAAAAIAAAAA'],
+        ['Accept', '1'],
+      );
+      expect(s.invalid).toBeUndefined();
+      expect(s.forward).toEqual(['accept', '1']);
+    });
 
     it('WebSocket is accepted; Upgrade is never in the forwarded list (the relay sets it)', () => {
       const s = scan(['Connection', 'Upgrade'], ['Upgrade', 'WebSocket']);
@@ -173,6 +184,21 @@ describe('scanRequestHeaders', () => {
     it('several Host headers are refused, even with the same value', () => {
       expect(scan(['Host', 'a'], ['Host', 'b']).invalid).toMatch(/multiple Host/);
       expect(scan(['Host', 'a'], ['Host', 'a']).invalid).toMatch(/multiple Host/);
+    });
+
+    it('HTTP/2: :authority is the Host; a Host beside it must agree; pseudo-headers are not forwarded', () => {
+      const h2 = (...pairs: Array<[string, string]>) =>
+        scan([':method', 'GET'], [':path', '/x'], [':scheme', 'https'], ...pairs);
+      const s = h2([':authority', 'api.test'], ['accept', '1']);
+      expect(s.invalid).toBeUndefined();
+      expect(s.host).toBe('api.test');
+      expect(s.forward).toEqual(['accept', '1']);
+      expect(h2([':authority', 'api.test'], ['host', 'api.test']).invalid).toBeUndefined();
+      expect(h2([':authority', 'api.test'], ['host', 'admin.internal']).invalid).toMatch(
+        /differs from :authority/,
+      );
+      expect(h2([':authority', 'a b']).invalid).toMatch(/invalid :authority/);
+      expect(h2([':protocol', 'websocket'], [':authority', 'a']).forward).toEqual([]);
     });
 
     it.each([
