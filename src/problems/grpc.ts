@@ -85,20 +85,20 @@ export function writeGrpcProblem(res: ServerResponse, p: Problem, requestId: str
     res.destroy();
     return;
   }
-  const headers: Record<string, string> = {
-    'content-type': 'application/grpc',
-    'grpc-status': String(grpcStatusOf(p)),
-    'grpc-message': grpcMessage(`${p.code}: ${p.detail}`),
-    'x-request-id': requestId,
-  };
+  res.statusCode = 200;
+  res.setHeader('content-type', 'application/grpc');
+  res.setHeader('grpc-status', String(grpcStatusOf(p)));
+  res.setHeader('grpc-message', grpcMessage(`${p.code}: ${p.detail}`));
+  res.setHeader('x-request-id', requestId);
   if (p.headers) {
     for (let i = 0; i + 1 < p.headers.length; i += 2)
-      headers[p.headers[i] as string] = p.headers[i + 1] as string;
+      res.setHeader(p.headers[i] as string, p.headers[i + 1] as string);
   }
   if (res.req.httpVersionMajor === 1) {
-    headers['content-length'] = '0';
-    if (close) headers['connection'] = 'close';
+    res.setHeader('content-length', '0');
+    if (close) res.setHeader('connection', 'close');
   }
-  res.writeHead(200, headers);
+  // no writeHead: on HTTP/2 it sends the headers at once, without END_STREAM, and a gRPC client
+  // then finds no status (trailers-only means one HEADERS frame that ends the stream)
   res.end();
 }

@@ -28,7 +28,7 @@ import { isIdempotent, retryAfterOf, retryReasonOf, type RetryReason } from './r
 import { SendWatch } from './send-watch.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
-import { addTrailers, trailersOf } from './trailers.js';
+import { addTrailers, endHeadOnly, isHttp2, trailersOf } from './trailers.js';
 
 // undici refuses an upstream's unsolicited 100 Continue; the filter drops it first (once per process)
 dropUnsolicitedContinue();
@@ -351,7 +351,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     const res = this.ctx.res;
     const trailers = trailersOf(controller.rawTrailers);
     if (trailers !== null && !res.writableEnded) addTrailers(res, trailers);
-    if (this.head !== null) this.writeHead(res, this.head);
+    if (this.head !== null) {
+      if (trailers === null && isHttp2(res)) {
+        endHeadOnly(res, this.status, this.head); // e.g. a gRPC trailers-only answer
+        this.head = null;
+      } else this.writeHead(res, this.head);
+    }
     if (!res.writableEnded) {
       res.end();
       if (res.writableLength > 0) this.watchSend(res);

@@ -54,3 +54,43 @@ export function addTrailers(res: ServerResponse, trailers: OutgoingHttpHeaders):
     // ERR_INVALID_HTTP_TOKEN / ERR_INVALID_CHAR: thrown out of undici's callback it would cut the response
   }
 }
+
+/** The client's response is an HTTP/2 stream (the server's HTTP/2 response marks itself so). */
+export function isHttp2(res: ServerResponse): boolean {
+  return (res as { http2?: boolean }).http2 === true;
+}
+
+/** Headers a response over HTTP/2 may not carry. */
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Ends a bodyless HTTP/2 response with its head in one HEADERS frame that ends the stream. Its
+ * writeHead would send the headers at once without END_STREAM and end the stream after: a gRPC
+ * client reads a status only from a HEADERS frame that ends the stream (a "trailers-only"
+ * answer), so the head is set and sent by end() instead.
+ */
+export function endHeadOnly(res: ServerResponse, status: number, head: readonly string[]): void {
+  res.statusCode = status;
+  const values = new Map<string, string[]>();
+  for (let i = 0; i + 1 < head.length; i += 2) {
+    const name = (head[i] as string).toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    const list = values.get(name);
+    if (list === undefined) values.set(name, [head[i + 1] as string]);
+    else list.push(head[i + 1] as string);
+  }
+  try {
+    for (const [name, list] of values) res.setHeader(name, list.length === 1 ? (list[0] as string) : list);
+  } catch {
+    // a header node refuses: the response cannot be sent as the upstream meant it
+    res.destroy();
+    return;
+  }
+  res.end();
+}

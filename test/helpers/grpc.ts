@@ -10,8 +10,8 @@ const text = {
   deserialize: (b: Buffer): string => b.toString('utf8'),
 };
 
-const method = (name: string, responseStream: boolean) => ({
-  path: `/test.Echo/${name}`,
+const method = (pkg: string, name: string, responseStream: boolean) => ({
+  path: `/${pkg}/${name}`,
   requestStream: false,
   responseStream,
   requestSerialize: text.serialize,
@@ -20,11 +20,56 @@ const method = (name: string, responseStream: boolean) => ({
   responseDeserialize: text.deserialize,
 });
 
-export const EchoService = {
-  Unary: method('Unary', false),
-  ServerStream: method('ServerStream', true),
-  Fail: method('Fail', false),
-} satisfies grpc.ServiceDefinition;
+/** The Echo service's definition under a package name (the test server implements "test.Echo"). */
+export function echoService(pkg = 'test.Echo') {
+  return {
+    Unary: method(pkg, 'Unary', false),
+    ServerStream: method(pkg, 'ServerStream', true),
+    Fail: method(pkg, 'Fail', false),
+  } satisfies grpc.ServiceDefinition;
+}
+
+export const EchoService = echoService();
+
+export type EchoClient = grpc.Client & {
+  Unary(
+    req: string,
+    meta: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: string) => void,
+  ): grpc.ClientUnaryCall;
+  ServerStream(req: string, meta?: grpc.Metadata): grpc.ClientReadableStream<string>;
+  Fail(
+    req: string,
+    meta: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: string) => void,
+  ): grpc.ClientUnaryCall;
+};
+
+/** A grpc-js client of the Echo service at `address` ("host:port"). */
+export function echoClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  pkg = 'test.Echo',
+): EchoClient {
+  const Client = grpc.makeGenericClientConstructor(echoService(pkg), pkg);
+  return new Client(address, credentials) as unknown as EchoClient;
+}
+
+/** One unary call: the answer, or the error status (code, details, trailing metadata). */
+export function unary(
+  client: EchoClient,
+  req: string,
+  metadata = new grpc.Metadata(),
+  method: 'Unary' | 'Fail' = 'Unary',
+): Promise<{ ok: true; value: string } | { ok: false; error: grpc.ServiceError }> {
+  return new Promise((resolve) => {
+    client[method](req, metadata, { deadline: Date.now() + 5000 }, (error, value) =>
+      resolve(error ? { ok: false, error } : { ok: true, value: value as string }),
+    );
+  });
+}
 
 export type GrpcTestServer = {
   port: number;
