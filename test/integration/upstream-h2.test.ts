@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { grpcFrame, grpcMessages, startGrpcServer, type GrpcTestServer } from '../helpers/grpc.js';
 import { request, type Reply } from '../helpers/http-client.js';
-import { closedPort } from '../helpers/upstream.js';
+import { closedPort, startRawUpstream } from '../helpers/upstream.js';
 import { makeTestPki, type TestPki } from '../helpers/test-certs.js';
 
 type H2Upstream = {
@@ -63,6 +63,7 @@ describe('HTTP/2 upstreams and gRPC', () => {
   let tlsH2: H2Upstream;
   let h2c: H2Upstream;
   let grpc: GrpcTestServer;
+  let raw: { url: string; close(): Promise<void> };
   let gw: TestGateway;
 
   beforeAll(async () => {
@@ -71,13 +72,25 @@ describe('HTTP/2 upstreams and gRPC', () => {
     h2c = await startH2Upstream(createServer(), 'http');
     grpc = await startGrpcServer();
     const dead = await closedPort();
+    // an HTTP/1.1 upstream whose trailers try to forge framing and gateway headers
+    raw = await startRawUpstream((socket) => {
+      socket.once('data', () =>
+        socket.end(
+          'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n' +
+            '5\r\nhello\r\n0\r\nx-checksum: abc\r\nx-request-id: forged\r\n' +
+            'host: evil.example\r\nconnection: close\r\n\r\n',
+        ),
+      );
+    });
     gw = await startGateway(`
 services:
   h2: { targets: ["${tlsH2.url}"], protocol: h2, tls: { ca: "${pki.files.ca}" } }
   h2c: { targets: ["${h2c.url}"], protocol: h2c }
   grpc: { targets: ["http://127.0.0.1:${grpc.port}"], protocol: h2c }
   dead: { targets: ["http://127.0.0.1:${dead}"], protocol: h2c, retry: { attempts: 1 } }
+  raw: { targets: ["${raw.url}"] }
 routes:
+  - { name: raw, match: { path: /raw/** }, service: raw }
   - { name: h2, match: { path: /h2/** }, service: h2, stripPrefix: /h2 }
   - { name: h2c, match: { path: /h2c/** }, service: h2c, stripPrefix: /h2c }
   - { name: grpc, match: { path: /test.Echo/** }, service: grpc }
@@ -100,7 +113,7 @@ rateLimit:
   });
   afterAll(async () => {
     await gw?.close();
-    await Promise.all([tlsH2?.close(), h2c?.close(), grpc?.close()]);
+    await Promise.all([tlsH2?.close(), h2c?.close(), grpc?.close(), raw?.close()]);
     pki?.remove();
   });
 
@@ -177,6 +190,14 @@ rateLimit:
     const limited = await call('/limited.Echo/Unary');
     expect(grpcStatus(limited)).toBe('8'); // RESOURCE_EXHAUSTED
     expect(limited.headers['retry-after']).toMatch(/^\d+$/);
+  });
+
+  it("passes an HTTP/1.1 upstream's trailers on, but none that would forge framing or our headers", async () => {
+    const res = await request(`${gw.url}/raw/x`, { headers: { te: 'trailers' } });
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('hello');
+    expect(res.trailers).toEqual({ 'x-checksum': 'abc' });
+    expect(res.headers['x-request-id']).not.toBe('forged');
   });
 
   it('answers plain requests on the same routes with problem+json', async () => {
