@@ -21,6 +21,9 @@ export type TestPki = {
   serverKey: Buffer;
   clientCert: Buffer;
   clientKey: Buffer;
+  /** a server certificate the other CA signed (refused by a gateway that trusts only `ca`) */
+  otherServerCert: Buffer;
+  otherServerKey: Buffer;
   remove(): void;
 };
 
@@ -29,6 +32,7 @@ export function makeTestPki(): TestPki {
   const other = new Pki('Other Test CA');
   const server = pki.server(['localhost', 'orders.internal']);
   const client = pki.client('gatehouse');
+  const otherServer = other.server(['localhost']);
   return {
     files: {
       ca: pki.ca.cert,
@@ -43,6 +47,8 @@ export function makeTestPki(): TestPki {
     serverKey: Buffer.from(server.keyPem),
     clientCert: Buffer.from(client.certPem),
     clientKey: Buffer.from(client.keyPem),
+    otherServerCert: Buffer.from(otherServer.certPem),
+    otherServerKey: Buffer.from(otherServer.keyPem),
     remove: () => {
       pki.remove();
       other.remove();

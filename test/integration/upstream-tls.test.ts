@@ -59,6 +59,7 @@ describe('HTTPS upstreams', () => {
   let pki: TestPki;
   let plain: TlsUpstream;
   let mtls: TlsUpstream;
+  let impostor: TlsUpstream;
   let es: FakeElasticsearch;
   let gw: TestGateway;
 
@@ -66,6 +67,7 @@ describe('HTTPS upstreams', () => {
     pki = makeTestPki();
     plain = await startTlsUpstream(pki);
     mtls = await startTlsUpstream(pki, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
+    impostor = await startTlsUpstream(pki, { cert: pki.otherServerCert, key: pki.otherServerKey });
     es = await startFakeElasticsearch();
     const f = pki.files;
     gw = await startGateway(`
@@ -78,6 +80,10 @@ services:
   insecure: { targets: ["${plain.url}"], tls: { verify: false } }
   mtls: { targets: ["${mtls.url}"], tls: { ca: "${f.ca}", cert: "${f.clientCert}", key: "${f.clientKey}" } }
   nocert: { targets: ["${mtls.url}"], tls: { ca: "${f.ca}" } }
+  mixed:
+    targets: ["${plain.url}", "${impostor.url}"]
+    tls: { ca: "${f.ca}" }
+    passiveHealth: { consecutiveErrors: 2, ejectFor: 1m }
 routes:
   - { name: trusted, match: { path: /trusted/** }, service: trusted, stripPrefix: /trusted }
   - { name: named, match: { path: /named/** }, service: named, stripPrefix: /named }
@@ -87,6 +93,7 @@ routes:
   - { name: insecure, match: { path: /insecure/** }, service: insecure, stripPrefix: /insecure }
   - { name: mtls, match: { path: /mtls/** }, service: mtls, stripPrefix: /mtls }
   - { name: nocert, match: { path: /nocert/** }, service: nocert, stripPrefix: /nocert }
+  - { name: mixed, match: { path: /mixed/** }, service: mixed, stripPrefix: /mixed }
 logging:
   access:
     elasticsearch: { url: "${es.url}", index: access-tls, batchSize: 10, flushInterval: 50ms }
@@ -94,7 +101,7 @@ logging:
   });
   afterAll(async () => {
     await gw?.close();
-    await Promise.all([plain?.close(), mtls?.close(), es?.close()]);
+    await Promise.all([plain?.close(), mtls?.close(), impostor?.close(), es?.close()]);
     pki?.remove();
   });
 
@@ -162,6 +169,21 @@ logging:
     expect(metricValue(text, 'gatehouse_upstream_errors_total', { service: 'wrongca', reason: 'tls' })).toBe(
       1,
     );
+  });
+
+  it('ejects a target whose certificate is refused (passive health); the others keep serving', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await request(`${gw.url}/mixed/x`)).status);
+    // round robin: the impostor fails twice (502, not retried), then is ejected
+    expect(statuses.filter((s) => s === 502)).toHaveLength(2);
+    expect(statuses.slice(4)).toEqual(Array(8).fill(200));
+    expect(impostor.seen).toHaveLength(0);
+    const services = JSON.parse((await request(`${gw.adminUrl}/services`)).body.toString()) as {
+      services: Array<{ name: string; targets: Array<{ target: string; ejected: boolean }> }>;
+    };
+    const mixed = services.services.find((s) => s.name === 'mixed');
+    expect(mixed?.targets.find((t) => t.target === impostor.url)?.ejected).toBe(true);
+    expect(mixed?.targets.find((t) => t.target === plain.url)?.ejected).toBe(false);
   });
 
   it('presents the client certificate to a target that requires one (mTLS)', async () => {
