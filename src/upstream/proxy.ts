@@ -197,6 +197,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (target.inflight > target.connections) this.startQueueTimer();
     ctx.attempts++;
     ctx.upstream = target.address;
+    if (ctx.upstreamError !== null) ctx.upstreamError = null; // it tells of the last attempt
     this.controller = null;
     this.discarding = false;
     this.contentLength = -1;
