@@ -84,10 +84,52 @@ export const ApiKeySchema = Type.Object(
   { ...strict, description: 'API keys issued by `gatehouse keys`' },
 );
 
+export const MtlsSchema = Type.Object(
+  {
+    identity: Type.Union(
+      [Type.Literal('commonName'), Type.Literal('dnsName'), Type.Literal('email'), Type.Literal('uri')],
+      {
+        default: 'commonName',
+        description:
+          "which name of the verified client certificate is the consumer's: its subject CN, or a DNS, email or URI subjectAltName (the first one listed in `consumers`)",
+      },
+    ),
+    consumers: Type.Record(
+      Type.String({ minLength: 1 }),
+      Type.Object(
+        {
+          roles: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), {
+            default: [],
+            uniqueItems: true,
+            description: 'roles (rbac.roles) of this consumer',
+          }),
+          tier: Type.String({
+            default: '',
+            pattern: '^[\\x21-\\x7e]{0,64}$',
+            description: 'rate-limit tier; empty = rateLimit.defaultTier',
+          }),
+        },
+        strict,
+      ),
+      {
+        minProperties: 1,
+        description:
+          'certificate name → consumer; a verified certificate naming none of them is refused (401)',
+      },
+    ),
+  },
+  {
+    ...strict,
+    description:
+      'client certificates verified by the TLS listener (listen.tls.clientCertificates) as credentials (docs/protocols.md#mtls)',
+  },
+);
+
 export const AuthSchema = Type.Object(
   {
     jwt: Type.Optional(JwtSchema),
     apiKey: Type.Optional(ApiKeySchema),
+    mtls: Type.Optional(MtlsSchema),
     forwardCredentials: Type.Boolean({
       default: true,
       description:
@@ -115,10 +157,13 @@ export const RbacSchema = Type.Object(
 );
 
 /** A route's `auth`. */
-export const RouteAuth = Type.Array(Type.Union([Type.Literal('jwt'), Type.Literal('apiKey')]), {
-  uniqueItems: true,
-  description: 'credentials accepted on this route, any one suffices; [] or absent = public',
-});
+export const RouteAuth = Type.Array(
+  Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('mtls')]),
+  {
+    uniqueItems: true,
+    description: 'credentials accepted on this route, any one suffices; [] or absent = public',
+  },
+);
 
 /** A route's `permissions`. */
 export const RoutePermissions = Type.Array(
@@ -131,7 +176,11 @@ export const RoutePermissions = Type.Array(
 
 export type JwtConfig = StaticDecode<typeof JwtSchema>;
 export type ApiKeyConfig = StaticDecode<typeof ApiKeySchema>;
+export type MtlsConfig = StaticDecode<typeof MtlsSchema>;
 export type AuthConfig = StaticDecode<typeof AuthSchema>;
+
+/** `listen.tls.clientCertificates`, which the server's section owns (its presence is all that matters). */
+const ClientCertificates = Type.Object({ ca: Type.String() });
 
 /** `limits.headersWithUnderscores`, which the server's section owns. */
 const UnderscoreMode = Type.Object({ headersWithUnderscores: Type.String() });
@@ -163,13 +212,26 @@ export const checkAuth: ConfigCheck = (config, report) => {
       `"${header}" has "_", and limits.headersWithUnderscores: reject refuses every request carrying it; spell it with "-" or choose drop or allow`,
     );
   }
+  if (auth?.mtls && config.valid(ClientCertificates, 'listen', 'tls', 'clientCertificates') === undefined) {
+    report(
+      ['auth', 'mtls'],
+      'needs listen.tls.clientCertificates: only a certificate the TLS listener verified names a consumer',
+    );
+  }
+  if (auth?.mtls && roles) {
+    for (const [name, entry] of Object.entries(auth.mtls.consumers)) {
+      for (const role of entry.roles)
+        if (!(role in roles))
+          report(['auth', 'mtls', 'consumers', name, 'roles'], `"${role}" is not in rbac.roles`);
+    }
+  }
   const table = roles ? compileRoles(roles) : null;
   const count = config.length('routes');
   for (let i = 0; i < count; i++) {
     const methods = config.valid(RouteAuth, 'routes', i, 'auth') ?? [];
     const perms = config.valid(RoutePermissions, 'routes', i, 'permissions') ?? [];
     for (const method of methods) {
-      if (auth !== undefined && (method === 'jwt' ? auth.jwt : auth.apiKey) === undefined) {
+      if (auth !== undefined && auth[method] === undefined) {
         report(['routes', i, 'auth'], `uses ${method}, but auth.${method} is not configured`);
       } else if (auth === undefined && !authWrong) {
         report(['routes', i, 'auth'], `uses ${method}, but there is no \`auth\` section`);

@@ -17,7 +17,7 @@ export type AuthAttempt =
   | { readonly kind: 'invalid'; readonly reason: string }
   | { readonly kind: 'unavailable'; readonly reason: string };
 
-export type AuthMethod = 'jwt' | 'apiKey';
+export type AuthMethod = 'jwt' | 'apiKey' | 'mtls';
 
 export interface Authenticator {
   readonly method: AuthMethod;

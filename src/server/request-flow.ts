@@ -12,7 +12,7 @@
  * of here (node would end the process): a failure becomes a `500 internal_error` (or a cut
  * connection once the answer has started), counted and logged (`PortEvents`).
  */
-import { IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -28,6 +28,7 @@ import { forwardUpgrade, type UpgradeEnv } from '../upstream/upgrade.js';
 import { appendForwarded, clientIpFor, plainAddress } from './client-address.js';
 import { scanRequestHeaders, type RequestHeaderScan } from './request-headers.js';
 import { requestIdFor } from './request-id.js';
+import { answerAsHttp1 } from './protocols/h2c-offer.js';
 import { endAndLinger, sendProblem, writeRawProblem } from './respond.js';
 import { GatewayResponse, type GatewayH2Response } from './response.js';
 import type { Runtime } from './runtime.js';
@@ -94,7 +95,12 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
   /** A connection upgrade: a response object stands in for the answer, written to `socket`. */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     if (req.headers.upgrade?.trim().toLowerCase() === 'h2c') {
-      this.h2cOffer(req, socket, head);
+      try {
+        this.h2cOffer(req, socket, head);
+      } catch (err) {
+        socket.destroy();
+        this.report(err, '');
+      }
       return;
     }
     const res = new GatewayResponse(req);
@@ -112,42 +118,14 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     }
   }
 
-  /**
-   * `Upgrade: h2c` (what `curl --http2 http://` sends): the offer is ignored and the request
-   * answered as HTTP/1.1 (RFC 9110 §7.8: a server may ignore Upgrade). node's server gave the
-   * connection up at the upgrade, so the answer is written on a response attached to the socket
-   * by hand, and the connection closes after it; a body declared by Content-Length is read from
-   * the socket (after `head`), a chunked one is refused (no parser is left to read it).
-   */
+  /** `Upgrade: h2c`: the offer is ignored, the request answered as HTTP/1.1 (protocols/h2c-offer.ts). */
   private h2cOffer(offer: IncomingMessage, socket: Socket, head: Buffer): void {
-    const te = offer.headers['transfer-encoding'];
-    const length = Number(offer.headers['content-length'] ?? 0);
-    // node ended the upgrade request's body stream: a body is read into a request of our own
-    const req =
-      te === undefined && length > 0 && Number.isSafeInteger(length)
-        ? bodyReader(offer, socket, head, length)
-        : offer;
-    const res = new GatewayResponse(req);
-    try {
-      res.shouldKeepAlive = false;
-      res.assignSocket(socket);
-      res.once('finish', () => {
-        res.detachSocket(socket);
-        endAndLinger(socket);
-      });
-      socket.on('error', () => socket.destroy());
-      if (te !== undefined) {
-        res.startTime = performance.now();
-        res.on('close', this.onResponseClose);
-        res.on('error', this.onResponseError);
-        this.answer(res, problems.badRequest('an Upgrade: h2c offer with a chunked body'));
-        return;
-      }
-    } catch (err) {
-      this.crashed(res, err);
-      return;
-    }
-    this.request(req, res, false);
+    const { req, res, chunked } = answerAsHttp1(offer, socket, head);
+    if (!chunked) return this.request(req, res, false);
+    res.startTime = performance.now();
+    res.on('close', this.onResponseClose);
+    // no parser is left to read a chunked body: refused, and the connection closes
+    this.answer(res, problems.badRequest('an Upgrade: h2c offer with a chunked body'));
   }
 
   /** The flow itself; what it does not finish here, the chain and the proxy finish. */
@@ -308,36 +286,6 @@ function checkFraming(req: IncomingMessage, scan: RequestHeaderScan, maxUrlLengt
     return problems.badRequest('missing Host header');
   if ((req.url ?? '/').length > maxUrlLength) return problems.urlTooLong(maxUrlLength);
   return null;
-}
-
-/**
- * A request like `offer` whose body (`length` bytes: `head`, then the socket) is read as it
- * comes; the connection's later bytes are never read as a request (it closes after the answer).
- */
-function bodyReader(offer: IncomingMessage, socket: Socket, head: Buffer, length: number): IncomingMessage {
-  const req = new IncomingMessage(socket);
-  req.method = offer.method as string;
-  req.url = offer.url as string;
-  req.headers = offer.headers;
-  req.rawHeaders = offer.rawHeaders;
-  req.httpVersion = offer.httpVersion;
-  req.httpVersionMajor = offer.httpVersionMajor;
-  req.httpVersionMinor = offer.httpVersionMinor;
-  let left = length;
-  const take = (chunk: Buffer): void => {
-    const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
-    left -= part.length;
-    req.push(part);
-    if (left === 0) {
-      socket.off('data', take);
-      socket.pause();
-      req.complete = true;
-      req.push(null);
-    }
-  };
-  if (head.length > 0) take(head);
-  if (left > 0) socket.on('data', take);
-  return req;
 }
 
 /** An HTTP/2 request, before routing (node's parser checked the pseudo-headers): a problem, or null. */

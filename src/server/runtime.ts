@@ -255,7 +255,11 @@ export async function closeRuntime(rt: Runtime, keep: Runtime | null = null): Pr
   await Promise.all([...rt.services.values()].filter(drop).map((s) => s.close()));
   if (drop(rt.limitStore)) await rt.limitStore.close();
   const { jwt, apiKey } = rt.authenticators;
-  await closeAuthenticators({ jwt: drop(jwt) ? jwt : null, apiKey: drop(apiKey) ? apiKey : null });
+  await closeAuthenticators({
+    jwt: drop(jwt) ? jwt : null,
+    apiKey: drop(apiKey) ? apiKey : null,
+    mtls: null,
+  });
   // stage instances belong to one runtime: never taken over
   await Promise.all(rt.stages.map((s) => s.close?.()));
 }

@@ -85,6 +85,23 @@ describe('upgrades other than WebSocket are refused', () => {
     },
   );
 
+  it('an h2c offer with a body: the body (Content-Length) goes upstream; a chunked one is refused', async () => {
+    const offer = (framing: string, body: string) =>
+      `POST /public/up HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n` +
+      `HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n${framing}\r\n${body}`;
+    const sent = await exchange(gw.gateway.port, offer('Content-Length: 5\r\n', 'hello'));
+    expect(sent.responses.map((r) => r.status)).toEqual([200]);
+    await expect.poll(() => wire).toMatch(/\r\n\r\nhello$/);
+    wire = '';
+    const chunked = await exchange(
+      gw.gateway.port,
+      offer('Transfer-Encoding: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    );
+    expect(chunked.closed).toBe(true);
+    expect(chunked.responses.map((r) => r.status)).toEqual([400]);
+    expect(wire).toBe('');
+  });
+
   it('an h2c preface sent after the offer never reaches the upstream', async () => {
     const { responses } = await exchange(
       gw.gateway.port,

@@ -177,7 +177,7 @@ describe('authenticate', () => {
     authenticate.build(
       routeWith({ auth }),
       config,
-      testDeps([AUTHENTICATORS, { jwt: null, apiKey: null, ...authenticators }], [METRICS, null]),
+      testDeps([AUTHENTICATORS, { jwt: null, apiKey: null, mtls: null, ...authenticators }], [METRICS, null]),
     );
 
   it('is not built for a route without auth', () => {

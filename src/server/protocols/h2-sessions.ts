@@ -16,6 +16,7 @@
  * session at error level.
  */
 import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { FastCounter } from '../../observability/fast-metrics.js';
 import type { Http2Config } from './config.js';
 
@@ -39,41 +40,46 @@ export function http2Options(config: Http2Config, maxHeaderSize: number) {
   };
 }
 
-type Guard = { resets: number; since: number };
+/** per session: its resets in the current window, and its connection */
+type Guard = { resets: number; since: number; readonly socket: Socket | null };
 
 export class Http2Sessions {
   readonly open = new Set<ServerHttp2Session>();
   private readonly guards = new WeakMap<ServerHttp2Session, Guard>();
-  /** counts the client's resets (one function for every stream: `this` is the stream) */
-  private readonly onStreamClose: (this: ServerHttp2Stream) => void;
-
+  /**
+   * The connection a session is being made on: node gives a session only a proxy of its socket,
+   * which refuses `destroy`, and a destroyed session over TLS may wait on a client that keeps
+   * sending. The server's connection event comes just before the session's, synchronously.
+   */
+  private connecting: Socket | null = null;
   constructor(
     private readonly config: Http2Config,
     private readonly closed: FastCounter | null,
-  ) {
-    const reset = (session: ServerHttp2Session): void => this.reset(session);
-    this.onStreamClose = function (this: ServerHttp2Stream): void {
-      // reset before it was answered: by the client (the gateway answers every request it reads)
-      if (this.rstCode === constants.NGHTTP2_NO_ERROR || this.headersSent) return;
-      const session = this.session;
-      if (session !== undefined) reset(session as ServerHttp2Session);
-    };
-  }
+  ) {}
 
   /** Manages the sessions of `server`. */
-  attach(server: NodeJS.EventEmitter): void {
-    server.on('session', (session: ServerHttp2Session) => this.add(session));
+  attach(server: NodeJS.EventEmitter, connectionEvent: 'connection' | 'secureConnection'): void {
+    server.prependListener(connectionEvent, (socket: Socket) => (this.connecting = socket));
+    server.on('session', (session: ServerHttp2Session) => {
+      const socket = this.connecting;
+      this.connecting = null;
+      this.add(session, socket);
+    });
     // a session error is the session's end: counted on the session; nothing else to do
     server.on('sessionError', () => undefined);
-    const onStreamClose = this.onStreamClose;
     server.on('stream', (stream: ServerHttp2Stream) => {
-      stream.once('close', onStreamClose);
+      // a closed stream no longer knows its session: it is taken now
+      const session = stream.session as ServerHttp2Session;
+      stream.once('close', () => {
+        // reset before it was answered: by the client (the gateway answers every request it reads)
+        if (stream.rstCode !== constants.NGHTTP2_NO_ERROR && !stream.headersSent) this.reset(session);
+      });
     });
   }
 
-  private add(session: ServerHttp2Session): void {
+  private add(session: ServerHttp2Session, socket: Socket | null): void {
     this.open.add(session);
-    this.guards.set(session, { resets: 0, since: performance.now() });
+    this.guards.set(session, { resets: 0, since: performance.now(), socket });
     session.once('close', () => this.open.delete(session));
     session.on('error', (err: NodeJS.ErrnoException) => this.count(reasonOf(err)));
     session.on('frameError', () => undefined);
@@ -83,15 +89,18 @@ export class Http2Sessions {
 
   private reset(session: ServerHttp2Session): void {
     const guard = this.guards.get(session);
-    if (guard === undefined || session.destroyed) return;
+    if (guard === undefined || guard.resets < 0 || session.destroyed) return;
     const now = performance.now();
     if (now - guard.since > this.config.resetWindow) {
       guard.since = now;
       guard.resets = 0;
     }
     if (++guard.resets <= this.config.maxResets) return;
+    guard.resets = -1; // closing: counted once
     this.count('rapid_reset');
-    session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // GOAWAY first (no new stream is taken after it), then the connection goes once it is out
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    setImmediate(() => this.cut(session));
   }
 
   private count(reason: string): void {
@@ -105,7 +114,12 @@ export class Http2Sessions {
 
   /** Drain timeout: whatever is left is cut. */
   closeAll(): void {
-    for (const session of this.open) session.destroy();
+    for (const session of this.open) this.cut(session);
+  }
+
+  private cut(session: ServerHttp2Session): void {
+    session.destroy();
+    this.guards.get(session)?.socket?.destroy();
   }
 }
 

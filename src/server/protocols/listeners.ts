@@ -63,7 +63,7 @@ export class DataPlaneListeners {
       else {
         const redirect = createRedirectServer(
           plain.redirectStatus,
-          plain.httpsPort ?? listen.port,
+          () => plain.httpsPort ?? this.port,
           config.limits,
         );
         this.http1.push(redirect);
@@ -83,17 +83,24 @@ export class DataPlaneListeners {
       Http2ServerResponse: GatewayH2Response,
     });
     this.onHttp2Requests(h2c, flow);
-    this.sessions.attach(h2c);
+    this.sessions.attach(h2c, 'connection');
     // node's own connection listener runs only for connections that are not HTTP/2
     const http1 = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
     const timeout = this.state.runtime.config.limits.headersTimeout;
+    const events = this.state.events;
     server.on('connection', (socket: Socket) =>
       sniff(socket, timeout, (isH2) => {
-        if (isH2) h2c.emit('connection', socket);
-        else {
-          for (const listener of http1) listener.call(server, socket);
-          socket.resume(); // the bytes put back reach node's parser as 'data'
+        // runs in a 'data' listener: nothing above would catch
+        try {
+          if (isH2) h2c.emit('connection', socket);
+          else {
+            for (const listener of http1) listener.call(server, socket);
+            socket.resume(); // the bytes put back reach node's parser as 'data'
+          }
+        } catch (err) {
+          socket.destroy();
+          reportFailure(events, err, null);
         }
       }),
     );
@@ -134,7 +141,7 @@ export class DataPlaneListeners {
       });
       this.onHttp2Requests(secure, flow);
       onUpgradeAndClientError(secure, flow, this.state.events);
-      this.sessions.attach(secure);
+      this.sessions.attach(secure, 'secureConnection');
       server = secure as unknown as TlsServer;
     } else {
       const https = createHttpsServer({

@@ -11,10 +11,10 @@ import { requestIdFor } from '../request-id.js';
 
 export function createRedirectServer(
   status: number,
-  httpsPort: number,
+  /** the port of the HTTPS URL (the TLS listener's, once it listens) */
+  httpsPort: () => number,
   limits: { headersTimeout: number; requestTimeout: number; keepAliveTimeout: number; maxHeaderSize: number },
 ): Server {
-  const portSuffix = httpsPort === 443 ? '' : `:${httpsPort}`;
   const server = createServer(
     {
       headersTimeout: limits.headersTimeout,
@@ -36,6 +36,8 @@ export function createRedirectServer(
           return;
         }
         const url = req.url ?? '/';
+        const port = httpsPort();
+        const portSuffix = port === 443 ? '' : `:${port}`;
         const location = `https://${hostName(host)}${portSuffix}${url.startsWith('/') ? url : '/'}`;
         // the request body is not read: the connection closes rather than parse it as a request
         res.writeHead(status, {
