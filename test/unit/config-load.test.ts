@@ -100,7 +100,8 @@ describe('loading a valid file', () => {
     const empty = load('');
     expect(empty).toEqual(load('# nothing here\n'));
     expect(empty).toEqual(load('routes:\n# - { name: a }\nservices:\nadmin:\n'));
-    expect(empty.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(empty.listen).toMatchObject({ host: '0.0.0.0', port: 8080 });
+    expect(empty.listen.tls).toBeUndefined();
     expect(empty.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '' });
     expect(empty.workers).toBe(1);
     expect(empty.routes).toEqual([]);
@@ -164,7 +165,7 @@ describe('reporting every problem at once', () => {
   it('lists each mistake of the bad fixture with its line and column', () => {
     const result = loadConfigText(readFileSync(fixture('bad.yaml'), 'utf8'), 'bad.yaml', { env: {} });
     expect(lines(result)).toEqual([
-      'bad.yaml:2:40: listen.tls: unknown key (expected one of: host, port)',
+      'bad.yaml:2:40: listen.quic: unknown key (expected one of: host, port, tls, http2, plain)',
       'bad.yaml:3:1: admin.token: is required when the admin port binds a non-loopback address (0.0.0.0)',
       'bad.yaml:6:1: workers: must be a number of processes (1 or more) or "auto" (one per CPU core)',
       'bad.yaml:7:30: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
@@ -427,7 +428,7 @@ describe('files', () => {
     const error: unknown = await readConfig(fixture('bad.yaml'), { env: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).problems.length).toBeGreaterThan(10);
-    expect((error as ConfigError).message).toContain('bad.yaml:2:40: listen.tls: unknown key');
+    expect((error as ConfigError).message).toContain('bad.yaml:2:40: listen.quic: unknown key');
   });
 
   it('reads the JWT public key files: missing, a directory, not a key, a private key are problems of their entry', async () => {
