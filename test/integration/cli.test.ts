@@ -51,7 +51,9 @@ describe.concurrent('gatehouse validate', () => {
     expect(printed.length).toBeGreaterThanOrEqual(20);
     for (const line of printed)
       expect(line).toMatch(/^test\/fixtures\/config\/bad\.yaml:\d+:\d+: [^:]+: \S.*$/);
-    expect(printed).toContain(`${BAD}:2:40: listen.tls: unknown key (expected one of: host, port)`);
+    expect(printed).toContain(
+      `${BAD}:2:40: listen.quic: unknown key (expected one of: host, port, tls, http2, plain)`,
+    );
     expect(printed).toContain(
       `${BAD}:29:5: routes[1].service: names an unknown service "order" (expected one of: orders, empty, bad name, _hidden)`,
     );
@@ -83,7 +85,7 @@ auth: { jwt: { publicKeys: [keys/not-deployed.pem] } }
     const run = await gatehouse(['validate'], { GATEHOUSE_CONFIG: BAD });
     expect(run.code).toBe(1);
     expect(run.stderr.split('\n')[0]).toBe(
-      `${BAD}:2:40: listen.tls: unknown key (expected one of: host, port)`,
+      `${BAD}:2:40: listen.quic: unknown key (expected one of: host, port, tls, http2, plain)`,
     );
   });
 });

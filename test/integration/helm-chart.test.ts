@@ -324,7 +324,7 @@ describe('what the chart renders', () => {
         port: 9080,
         token: env.GATEHOUSE_ADMIN_TOKEN,
       });
-      expect(result.config.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+      expect(result.config.listen).toMatchObject({ host: '0.0.0.0', port: 8080 });
       expect(result.config.configWatch).toBe(true);
     }
     const example = configOf(rendered.get(VARIANTS[1]!.name)!);
