@@ -10,8 +10,7 @@ import { checkRoutes } from '../router/config.js';
 import { checkServiceSplit } from '../router/split-config.js';
 import { checkServer } from '../server/config.js';
 import { checkStores } from '../stores/config.js';
-import { checkServices } from '../upstream/config.js';
-import { checkRoutePolicy } from '../upstream/config.js';
+import { checkRoutePolicy, checkServices, checkUpstreamTlsFiles } from '../upstream/config.js';
 import type { ConfigCheck, ConfigParts, Report } from './fields.js';
 
 /** Pure: the parts in, problems out. */
@@ -29,4 +28,5 @@ export const CHECKS: readonly ConfigCheck[] = [
 /** The checks that read the files the config names (loadConfigFile runs them; loadConfigText does not). */
 export const FILE_CHECKS: ReadonlyArray<(config: ConfigParts, report: Report) => Promise<void>> = [
   checkKeyFiles,
+  checkUpstreamTlsFiles,
 ];

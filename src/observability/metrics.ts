@@ -190,7 +190,7 @@ export class GatewayMetrics {
     );
     this.upstreamErrors = new FastCounter(
       'gatehouse_upstream_errors_total',
-      'Upstream attempts that failed without an HTTP answer (reason: connect-error, connect-timeout, timeout, reset, protocol)',
+      'Upstream attempts that failed without an HTTP answer (reason: connect-error, connect-timeout, tls, timeout, reset, protocol)',
       ['service', 'reason'],
       this.registry,
     );

@@ -35,6 +35,7 @@ export interface ObservedContext {
   readonly clientIp: string;
   readonly upstream: string | null;
   readonly upstreamDurationMs: number;
+  readonly upstreamError: string | null;
   readonly attempts: number;
   readonly bodyLength: number;
   readonly bytesIn: number;
@@ -98,6 +99,7 @@ export function accessRecord(res: ObservedResponse, status: number, ms: number):
     upstream: ctx?.upstream ?? null,
     upstreamDurationMs:
       ctx === null || ctx.upstreamDurationMs < 0 ? null : Math.round(ctx.upstreamDurationMs * 1000) / 1000,
+    upstreamError: ctx?.upstreamError ?? null,
     attempts: ctx?.attempts ?? 0,
     consumerId: null,
     tier: null,

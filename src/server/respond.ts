@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { problemBody } from '../problems/body.js';
 import type { Problem } from '../problems/registry.js';
+import { isGrpc, writeGrpcProblem } from '../problems/grpc.js';
 import { writeProblem } from '../problems/write.js';
 import type { GatewayResponse } from './response.js';
 
@@ -13,8 +14,12 @@ export function sendProblem(res: GatewayResponse, p: Problem, requestId: string,
     res.destroy();
     return;
   }
-  const body = problemBody(p, requestId);
   res.problemCode = p.code;
+  if (isGrpc(res.req.headers['content-type'])) {
+    writeGrpcProblem(res, p, requestId, close); // a gRPC client reads grpc-status, not a body
+    return;
+  }
+  const body = problemBody(p, requestId);
   res.bytesOut = Buffer.byteLength(body);
   writeProblem(res, p, requestId, close, body);
 }

@@ -45,6 +45,7 @@ import type { CompiledRoute, Dependency, StageDeps, StageInstance } from '../sta
 import { TrustedProxies } from './client-address.js';
 import { createDiscovery } from '../upstream/discovery/index.js';
 import { Service } from '../upstream/service.js';
+import { readsTlsFiles } from '../upstream/tls.js';
 
 export type Runtime = {
   readonly config: GatewayConfig;
@@ -192,6 +193,8 @@ function sameService(before: GatewayConfig, after: GatewayConfig, name: string):
   const svc = after.services[name];
   return (
     isDeepStrictEqual(before.services[name], svc) &&
+    // TLS files are read again on every reload (how a rotated CA or client certificate is picked up)
+    (svc === undefined || !readsTlsFiles(svc)) &&
     (svc?.discovery === undefined || isDeepStrictEqual(before.dns, after.dns))
   );
 }

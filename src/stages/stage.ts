@@ -169,6 +169,8 @@ export class RequestContext<Res extends ProxyResponse = ProxyResponse> implement
   upstream: string | null = null;
   /** milliseconds the last attempt took, until its response ended or failed */
   upstreamDurationMs = -1;
+  /** why the last attempt failed without an answer (access log), e.g. a refused certificate */
+  upstreamError: string | null = null;
 
   constructor(
     readonly req: IncomingMessage,

@@ -8,6 +8,7 @@
  */
 import { Client } from 'undici';
 import type { HealthCheckConfig } from '../config/schema.js';
+import type { UpstreamConnect } from './tls.js';
 
 export type CheckVerdict = { healthy: boolean; passes: number; failures: number };
 
@@ -32,6 +33,7 @@ export class ActiveHealthCheck {
     origin: string,
     private readonly config: HealthCheckConfig,
     private readonly onChange: (healthy: boolean) => void,
+    connect: UpstreamConnect = {},
   ) {
     this.client = new Client(origin, {
       connectTimeout: config.timeout,
@@ -39,6 +41,7 @@ export class ActiveHealthCheck {
       bodyTimeout: config.timeout,
       keepAliveTimeout: Math.max(config.interval * 2, 4000),
       pipelining: 1,
+      ...connect,
     });
   }
 

@@ -3,6 +3,8 @@
  * target is picked, timeouts and pools, health (active and passive), the circuit breaker and
  * retries; and the checks within a service.
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Type, type StaticDecode } from '@sinclair/typebox';
 import {
   Duration,
@@ -10,6 +12,7 @@ import {
   Size,
   strict,
   type ConfigCheck,
+  type ConfigParts,
   type PathSegment,
   type Report,
 } from '../config/fields.js';
@@ -186,6 +189,42 @@ export const DnsSchema = Type.Object(
   { ...strict, description: 'the resolver `discovery` uses' },
 );
 
+const PemFile = (description: string) =>
+  Type.String({
+    minLength: 1,
+    description,
+    errorMessage: 'must be the path of a PEM file, such as "/etc/gatehouse/upstream-ca.pem"',
+  });
+
+export const UpstreamTlsSchema = Type.Object(
+  {
+    ca: Type.Optional(
+      PemFile(
+        "CA certificates (PEM bundle) that the targets' certificates must chain to, instead of the system's; default: the system CAs",
+      ),
+    ),
+    cert: Type.Optional(PemFile('client certificate (PEM) presented to the targets (mTLS); needs `key`')),
+    key: Type.Optional(PemFile('private key (PEM) of the client certificate; needs `cert`')),
+    serverName: Type.Optional(
+      Type.String({
+        pattern: DNS_NAME,
+        description:
+          "the name sent as SNI and verified in the targets' certificates; default: each target's host name",
+        errorMessage: 'must be a DNS name such as "orders.internal"',
+      }),
+    ),
+    verify: Type.Boolean({
+      default: true,
+      description:
+        "false = the targets' certificates are not verified (encryption without authentication: logged at warn, shown in GET /services)",
+    }),
+  },
+  {
+    ...strict,
+    description: 'TLS to the `https://` targets: CA bundle, client certificate, SNI, verification',
+  },
+);
+
 export const ServiceSchema = Type.Object(
   {
     targets: Type.Optional(
@@ -217,6 +256,12 @@ export const ServiceSchema = Type.Object(
       },
       'keep-alive connection pool per target',
     ),
+    protocol: Type.Union([Type.Literal('http1'), Type.Literal('h2'), Type.Literal('h2c')], {
+      default: 'http1',
+      description:
+        'how the gateway talks to the targets: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, negotiated by ALPN: `https://` targets; a target that only speaks HTTP/1.1 still works), h2c (HTTP/2 in cleartext with prior knowledge: `http://` targets; needed by gRPC services without TLS)',
+    }),
+    tls: Type.Optional(UpstreamTlsSchema),
     healthCheck: Type.Optional(HealthCheckSchema),
     passiveHealth: PassiveHealthSchema,
     circuitBreaker: CircuitBreakerSchema,
@@ -248,6 +293,7 @@ export type HealthCheckConfig = StaticDecode<typeof HealthCheckSchema>;
 export type PassiveHealthConfig = StaticDecode<typeof PassiveHealthSchema>;
 export type CircuitBreakerConfig = StaticDecode<typeof CircuitBreakerSchema>;
 export type RetryConfig = StaticDecode<typeof RetrySchema>;
+export type UpstreamTlsConfig = StaticDecode<typeof UpstreamTlsSchema>;
 
 /** Each target a URL Node can connect to; each service that satisfied its schema, consistent. */
 export const checkServices: ConfigCheck = (config, report) => {
@@ -301,6 +347,7 @@ function checkService(service: ServiceConfig, report: Report): void {
       );
     }
   }
+  checkProtocol(service, report);
   if (retry.backoff > retry.maxBackoff) {
     report(['retry', 'backoff'], `must not be longer than retry.maxBackoff (${retry.maxBackoff} ms)`);
   }
@@ -417,3 +464,113 @@ export const checkRoutePolicy: ConfigCheck = (config, report) => {
     }
   }
 };
+
+/** The schemes of a service's targets: the static ones, or discovery's. */
+function schemesOf(service: ServiceConfig): Set<string> {
+  if (service.discovery !== undefined) return new Set([service.discovery.scheme]);
+  return new Set((service.targets ?? []).map((t) => t.slice(0, t.indexOf(':'))));
+}
+
+/** `tls` and `protocol` against the targets' schemes. */
+function checkProtocol(service: ServiceConfig, report: Report): void {
+  const schemes = schemesOf(service);
+  const { tls, protocol } = service;
+  if (tls !== undefined) {
+    if (!schemes.has('https')) {
+      report(['tls'], 'applies to `https://` targets only, and this service has none');
+    }
+    if (tls.cert !== undefined && tls.key === undefined) {
+      report(['tls', 'key'], 'is required with tls.cert: the client certificate needs its private key');
+    }
+    if (tls.key !== undefined && tls.cert === undefined) {
+      report(['tls', 'cert'], 'is required with tls.key: the private key needs its client certificate');
+    }
+  }
+  if (protocol === 'h2' && schemes.has('http')) {
+    report(
+      ['protocol'],
+      'h2 is negotiated over TLS (ALPN) and needs `https://` targets; for cleartext HTTP/2 use "h2c"',
+    );
+  }
+  if (protocol === 'h2c' && schemes.has('https')) {
+    report(['protocol'], 'h2c is cleartext HTTP/2 and needs `http://` targets; over TLS use "h2"');
+  }
+}
+
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * The files `services.*.tls` names, read and checked: `ca` holds certificates, `cert` a
+ * certificate, `key` a private key that matches it. Run by loadConfigFile (with the other file
+ * checks), so `validate` and a reload catch them before anything is built on them.
+ */
+export async function checkUpstreamTlsFiles(
+  config: ConfigParts,
+  report: Report,
+  read: (file: string) => Promise<string> = (file) => readFile(file, 'utf8'),
+): Promise<void> {
+  const services = config.valid(ServicesSchema, 'services') ?? {};
+  await Promise.all(
+    Object.entries(services).map(([name, svc]) =>
+      svc.tls === undefined ? undefined : checkFiles(svc.tls, ['services', name, 'tls'], report, read),
+    ),
+  );
+}
+
+async function checkFiles(
+  tls: UpstreamTlsConfig,
+  at: readonly PathSegment[],
+  report: Report,
+  read: (file: string) => Promise<string>,
+): Promise<void> {
+  const text = async (field: 'ca' | 'cert' | 'key', file: string): Promise<string | null> => {
+    try {
+      return await read(file);
+    } catch (err) {
+      report([...at, field], `cannot read "${file}": ${ioReason(err)}`);
+      return null;
+    }
+  };
+  const [ca, cert, key] = await Promise.all([
+    tls.ca === undefined ? null : text('ca', tls.ca),
+    tls.cert === undefined ? null : text('cert', tls.cert),
+    tls.key === undefined ? null : text('key', tls.key),
+  ]);
+  if (ca !== null && certificates(ca) === null) {
+    report([...at, 'ca'], `"${tls.ca}" holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  }
+  const leaf = cert === null ? null : (certificates(cert)?.[0] ?? null);
+  if (cert !== null && leaf === null) {
+    report([...at, 'cert'], `"${tls.cert}" holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  }
+  if (key === null) return;
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    report([...at, 'key'], `"${tls.key}" is not a PEM private key (an encrypted key is not supported)`);
+    return;
+  }
+  if (leaf !== null && !leaf.checkPrivateKey(privateKey)) {
+    report([...at, 'key'], `"${tls.key}" is not the private key of the certificate in "${tls.cert}"`);
+  }
+}
+
+/** The certificates of a PEM text; null when it holds none, or one that does not parse. */
+function certificates(text: string): X509Certificate[] | null {
+  const blocks = text.match(CERT_BLOCK);
+  if (blocks === null) return null;
+  try {
+    return blocks.map((b) => new X509Certificate(b));
+  } catch {
+    return null;
+  }
+}
+
+function ioReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return code ?? String(err);
+}

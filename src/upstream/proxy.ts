@@ -16,10 +16,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { isGrpc } from '../problems/grpc.js';
 import { problems, type Problem } from '../problems/registry.js';
 import { Attempts } from './attempts.js';
 import { REJECTED } from './circuit-breaker.js';
-import { classify, problemFor, type UpstreamFailure } from './errors.js';
+import { classify, failureReason, problemFor, type UpstreamFailure } from './errors.js';
 import { dropUnsolicitedContinue } from './interim-responses.js';
 import { limitedBody } from './request-body.js';
 import { responseHeaders } from './response-headers.js';
@@ -33,6 +34,7 @@ import {
 import { SendWatch } from './send-watch.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
+import { addTrailers, endHeadOnly, isHttp2, trailersOf } from './trailers.js';
 
 // undici refuses an upstream's unsolicited 100 Continue; the filter drops it first (once per process)
 dropUnsolicitedContinue();
@@ -91,6 +93,8 @@ export interface ProxyRequest {
   attempts: number;
   upstream: string | null;
   upstreamDurationMs: number;
+  /** why the last attempt failed without an answer (access log: `upstreamError`) */
+  upstreamError: string | null;
   /** lets the stages add, remove or rewrite the upstream response's headers before they go out */
   responseHeaders(headers: string[], status: number): void;
 }
@@ -147,6 +151,9 @@ export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   const retry = overrides === null ? service.retry : (overrides.get(service) ?? service.retry);
   // the budget's base: every request of a service that retries, whatever its route's own rules
   if (retry.attempts > 1 || service.retry.attempts > 1) retry.countRequest();
+  // gRPC servers may insist on it (HTTP/2 allows `te` with this value only); dropped as hop-by-hop
+  if (service.config.protocol !== 'http1' && isGrpc(ctx.req.headers['content-type']))
+    ctx.upstreamHeaders.push('te', 'trailers');
   const exchange = new Exchange(ctx, env, service, retry, upstreamPath(ctx));
   ctx.res.exchange = exchange; // the data plane's one 'close' listener calls onClientClose
   exchange.attempt(generation);
@@ -212,6 +219,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (target.inflight > target.connections) this.startQueueTimer();
     ctx.attempts++;
     ctx.upstream = target.address;
+    if (ctx.upstreamError !== null) ctx.upstreamError = null; // it tells of the last attempt
     this.controller = null;
     this.discarding = false;
     this.contentLength = -1;
@@ -359,7 +367,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     (this.sendWatch ??= new SendWatch(res, limit)).watch();
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
     if (this.discarding) {
       this.scheduleRetry(this.nextDelay);
       return;
@@ -367,7 +375,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.done = true;
     this.finishAttempt(null, this.status);
     const res = this.ctx.res;
-    if (this.head !== null) this.writeHead(res, this.head);
+    const trailers = trailersOf(controller.rawTrailers);
+    if (trailers !== null && !res.writableEnded) addTrailers(res, trailers);
+    if (this.head !== null) {
+      if (trailers === null && isHttp2(res)) {
+        endHeadOnly(res, this.status, this.head); // e.g. a gRPC trailers-only answer
+        this.head = null;
+      } else this.writeHead(res, this.head);
+    }
     if (!res.writableEnded) {
       res.end();
       if (res.writableLength > 0) this.watchSend(res);
@@ -377,6 +392,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const res = this.ctx.res;
     const failure = classify(err);
+    if (failure !== 'client-gone') this.ctx.upstreamError = failureReason(failure, err);
     if (this.discarding) {
       // the retried answer broke off while being thrown away: retry as decided, unless the
       // client left meanwhile; then the retry's admission goes back (a half-open breaker's

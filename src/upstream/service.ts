@@ -15,6 +15,7 @@ import type { UpstreamFailure } from './errors.js';
 import { mayEject, nextEjection } from './passive-health.js';
 import { RetryPolicy } from './retry-policy.js';
 import { Target } from './target.js';
+import { tlsSnapshot, upstreamConnect, type UpstreamConnect } from './tls.js';
 
 /**
  * What a service counts in metrics; the gateway's registry implements it (no-ops otherwise).
@@ -59,6 +60,8 @@ export class Service {
   readonly breaker: CircuitBreaker;
   readonly retry: RetryPolicy;
   private closed = false;
+  /** how the pools connect (TLS files read once, when the service is built) */
+  private readonly connect: UpstreamConnect;
 
   private readonly source: Discovery;
   readonly metrics: ServiceMetrics;
@@ -79,6 +82,13 @@ export class Service {
     this.balancer = createBalancer(config.balancer);
     this.breaker = new CircuitBreaker(config.circuitBreaker, (state) => this.breakerChanged(state), clock);
     this.retry = new RetryPolicy(config.retry, clock);
+    this.connect = upstreamConnect(config);
+    if (config.tls?.verify === false) {
+      this.logger.warn(
+        { service: name },
+        "TLS verification is off (tls.verify: false): the targets' certificates are not checked",
+      );
+    }
     this.setOrigins(this.source.origins);
     this.source.start((origins) => this.setOrigins(origins));
   }
@@ -209,10 +219,10 @@ export class Service {
   }
 
   private addTarget(origin: string): Target {
-    const target = new Target(origin, this.config);
+    const target = new Target(origin, this.config, this.connect);
     const hc = this.config.healthCheck;
     if (hc) {
-      target.check = new ActiveHealthCheck(origin, hc, () => this.healthChanged());
+      target.check = new ActiveHealthCheck(origin, hc, () => this.healthChanged(), this.connect);
       target.check.start();
     }
     return target;
@@ -232,6 +242,8 @@ export class Service {
       name: this.name,
       balancer: this.config.balancer,
       discovery: this.config.discovery ? { dns: this.config.discovery.dns } : { static: true },
+      protocol: this.config.protocol,
+      tls: tlsSnapshot(this.config.tls),
       breaker: {
         state: this.breaker.state,
         enabled: this.config.circuitBreaker.enabled,

@@ -4,6 +4,7 @@ import type { ServiceConfig } from '../config/schema.js';
 import type { ActiveHealthCheck } from './active-health.js';
 import { warmHttpParser } from './parser-warmup.js';
 import type { PassiveState } from './passive-health.js';
+import type { UpstreamConnect } from './tls.js';
 
 export class Target implements PassiveState {
   readonly pool: Pool;
@@ -26,6 +27,7 @@ export class Target implements PassiveState {
   constructor(
     readonly origin: string,
     config: ServiceConfig,
+    connect: UpstreamConnect = {},
   ) {
     warmHttpParser();
     this.address = new URL(origin).host;
@@ -39,6 +41,7 @@ export class Target implements PassiveState {
       headersTimeout: config.timeouts.response,
       bodyTimeout: config.timeouts.response,
       strictContentLength: true,
+      ...connect,
     });
   }
 

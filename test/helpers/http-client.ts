@@ -17,6 +17,8 @@ export type Reply = {
   headers: IncomingMessage['headers'];
   rawHeaders: string[];
   body: Buffer;
+  /** trailers after a chunked body (gRPC's grpc-status) */
+  trailers: IncomingMessage['trailers'];
 };
 
 export type RequestOptions = {
@@ -49,6 +51,7 @@ export function request(url: string, options: RequestOptions = {}): Promise<Repl
             headers: res.headers,
             rawHeaders: res.rawHeaders,
             body: Buffer.concat(chunks),
+            trailers: res.trailers,
           });
       });
     });

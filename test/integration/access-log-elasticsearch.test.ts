@@ -30,6 +30,7 @@ const record = (i: number, overrides: Partial<AccessRecord> = {}): AccessRecord 
   clientIp: '198.51.100.4',
   upstream: 'http://127.0.0.1:9',
   upstreamDurationMs: 2.5,
+  upstreamError: null,
   attempts: 1,
   consumerId: 'consumer-1',
   tier: 'gold',

@@ -24,6 +24,7 @@ const sampleRecord: AccessRecord = {
   clientIp: '203.0.113.7',
   upstream: 'http://10.0.0.5:8080',
   upstreamDurationMs: 10.25,
+  upstreamError: null,
   attempts: 1,
   consumerId: 'c-1',
   tier: 'gold',

@@ -19,6 +19,7 @@ const record = (i: number): AccessRecord => ({
   clientIp: '127.0.0.1',
   upstream: null,
   upstreamDurationMs: null,
+  upstreamError: null,
   attempts: 0,
   consumerId: null,
   tier: null,

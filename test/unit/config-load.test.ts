@@ -49,6 +49,7 @@ describe('loading a valid file', () => {
       balancer: 'round-robin',
       timeouts: { connect: 2000, response: 15_000 },
       pool: { connections: 128, keepAlive: 60_000 },
+      protocol: 'http1',
       passiveHealth: { consecutiveErrors: 5, ejectFor: 10_000, maxEjectFor: 300_000, maxEjectedPercent: 50 },
       circuitBreaker: {
         enabled: true,

@@ -29,6 +29,8 @@ export type AccessRecord = {
   /** target origin of the last upstream attempt */
   upstream: string | null;
   upstreamDurationMs: number | null;
+  /** why the last upstream attempt failed without an answer (e.g. "tls: ..."); null otherwise */
+  upstreamError: string | null;
   /** upstream attempts (0 = never proxied) */
   attempts: number;
   consumerId: string | null;
@@ -65,6 +67,7 @@ export const ACCESS_RECORD_MAPPINGS = {
     clientIp: { type: 'ip', ignore_malformed: true },
     upstream: keyword,
     upstreamDurationMs: { type: 'float' },
+    upstreamError: keyword,
     attempts: { type: 'short' },
     consumerId: keyword,
     tier: keyword,
