@@ -36,6 +36,8 @@ describe('circuit breaker', () => {
       else res.writeHead(req.url === '/fail' ? 500 : 200).end('slow');
     });
     refused = `http://127.0.0.1:${await closedPort()}`;
+    // cbskip stays open (30 s): its second request must meet the open breaker, not a half-open
+    // one after a slow machine took 300 ms between the two
     const quick = 'circuitBreaker: { errorRate: 0.5, window: 1s, minRequests: 2, openFor: 300ms, probes: 1 }';
     gw = await startGateway(`
 services:
@@ -43,7 +45,7 @@ services:
   cb4xx: ${svc(g.url)}
   cbconn: ${svc(refused)}
   cbtimeout: ${svc(hang.url, ', timeouts: { response: 100ms }')}
-  cbskip: { targets: [${refused}], ${quick}, retry: { attempts: 3, backoff: 1ms, maxBackoff: 1ms }, passiveHealth: { consecutiveErrors: 0 } }
+  cbskip: { targets: [${refused}], ${quick.replace('300ms', '30s')}, retry: { attempts: 3, backoff: 1ms, maxBackoff: 1ms }, passiveHealth: { consecutiveErrors: 0 } }
   cbprobe: { targets: [${slow.url}], ${quick}, retry: { attempts: 2, backoff: 1ms, maxBackoff: 1ms }, passiveHealth: { consecutiveErrors: 0 } }
 ${routes(['cb', 'cb4xx', 'cbconn', 'cbtimeout', 'cbskip', 'cbprobe'])}
 `);
