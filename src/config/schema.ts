@@ -30,7 +30,7 @@ export const RouteSchema = Type.Object(
   {
     name: RouteName,
     match: RouteMatch,
-    service: RouteService,
+    service: Type.Optional(RouteService),
     auth: Type.Optional(RouteAuth),
     permissions: Type.Optional(RoutePermissions),
     rateLimit: Type.Optional(RouteRateLimit),

@@ -28,7 +28,7 @@ export interface ObservedContext {
   readonly route: {
     readonly name: string;
     readonly config: { readonly match: { readonly path: string } };
-    readonly service: { readonly name: string };
+    readonly service: { readonly name: string } | null;
   };
   readonly path: string;
   readonly clientIp: string;
@@ -72,7 +72,7 @@ export class RequestObserver {
         route: ctx === null ? null : ctx.route.config.match.path,
         method,
         status: status === CLIENT_CLOSED ? 0 : status,
-        service: ctx === null ? null : ctx.route.service.name,
+        service: ctx?.route.service?.name ?? null,
         target: ctx?.upstream ?? null,
         error: res.problemCode,
       });

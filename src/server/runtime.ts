@@ -137,8 +137,9 @@ function compile(
   const specs = config.routes.map((route) => {
     const pattern = parsePattern(route.match.path);
     if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
-    const service = services.get(route.service);
-    if (!service) throw new Error(`routes "${route.name}": unknown service ${route.service}`);
+    // no service: the route answers in its stages (respond, redirect; checked by the loader)
+    const service = route.service === undefined ? null : services.get(route.service);
+    if (service === undefined) throw new Error(`routes "${route.name}": unknown service ${route.service}`);
     const stages = compileStages(STAGES, route, config, deps);
     instances.push(...stages.instances);
     const compiled: CompiledRoute = {

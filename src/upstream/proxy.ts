@@ -61,10 +61,13 @@ export interface ProxyRequest {
   readonly req: IncomingMessage;
   readonly res: ProxyResponse;
   readonly requestId: string;
-  readonly route: { readonly service: Service; readonly stripLength: number };
+  /** `service` is null only on a route that answers in its stages and never reaches the proxy */
+  readonly route: { readonly service: Service | null; readonly stripLength: number };
   /** normalised path and query, as routed */
   readonly path: string;
   readonly query: string;
+  /** the path and query a stage rewrote them to (transform); null = `path` less `stripPrefix`, and `query` */
+  readonly upstreamTarget: string | null;
   /** request headers to send upstream: a flat [name, value, ...] list, already cleaned */
   readonly upstreamHeaders: string[];
   /** declared body length; -1 = chunked; 0 = no body */
@@ -80,8 +83,16 @@ export interface ProxyRequest {
   responseHeaders(headers: string[], status: number): void;
 }
 
+/** The route's service (a route without one answers in its stages: reaching here is a bug, a 500). */
+export function serviceOf(ctx: ProxyRequest): Service {
+  const service = ctx.route.service;
+  if (service === null) throw new Error(`a request of a route without a service reached the proxy`);
+  return service;
+}
+
 /** The path the upstream gets: the normalised path less `stripPrefix`, and the query. */
 export function upstreamPath(ctx: ProxyRequest): string {
+  if (ctx.upstreamTarget !== null) return ctx.upstreamTarget;
   const strip = ctx.route.stripLength;
   let path = ctx.path;
   if (strip > 0) {
@@ -96,10 +107,10 @@ export function upstreamPath(ctx: ProxyRequest): string {
  * `503 circuit_open` (REJECTED). Plain requests and upgrades start the same way.
  */
 export function admit(ctx: ProxyRequest, env: ProxyEnv): number {
-  const breaker = ctx.route.service.breaker;
+  const service = serviceOf(ctx);
+  const breaker = service.breaker;
   const generation = breaker.admit();
-  if (generation === REJECTED)
-    env.fail(ctx, problems.circuitOpen(ctx.route.service.name, breaker.retryAfterMs()));
+  if (generation === REJECTED) env.fail(ctx, problems.circuitOpen(service.name, breaker.retryAfterMs()));
   return generation;
 }
 
@@ -113,7 +124,7 @@ export function pickTarget(
   generation: number,
   tried: readonly Target[] | null,
 ): Target | null {
-  const service = ctx.route.service;
+  const service = serviceOf(ctx);
   const target = service.pick(tried);
   if (target === null) {
     service.breaker.record(generation, 'cancelled');
@@ -125,7 +136,7 @@ export function pickTarget(
 export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   // the client left while a stage waited (a slow key lookup): nothing is sent for nobody
   if (ctx.res.destroyed) return;
-  const service = ctx.route.service;
+  const service = serviceOf(ctx);
   const generation = admit(ctx, env);
   if (generation === REJECTED) return;
   if (ctx.expectContinue) ctx.res.writeContinue();
