@@ -7,6 +7,7 @@
 import { checkAuth, checkKeyFiles } from '../auth/config.js';
 import { checkRateLimit } from '../ratelimit/config.js';
 import { checkRoutes } from '../router/config.js';
+import { checkPolicy } from '../router/policy-config.js';
 import { checkServer } from '../server/config.js';
 import { checkStores } from '../stores/config.js';
 import { checkServices } from '../upstream/config.js';
@@ -17,6 +18,7 @@ export const CHECKS: readonly ConfigCheck[] = [
   checkServer,
   checkServices,
   checkRoutes,
+  checkPolicy,
   checkStores,
   checkRateLimit,
   checkAuth,

@@ -14,6 +14,14 @@ import { LoggingSchema, TracingSchema } from '../observability/config.js';
 import { RateLimitSchema, RouteRateLimit } from '../ratelimit/config.js';
 import { RouteMatch, RouteName, RouteService, StripPrefix } from '../router/config.js';
 import {
+  CorsSchema,
+  IpFilterSchema,
+  RedirectSchema,
+  RespondSchema,
+  RouteCors,
+  TransformSchema,
+} from '../router/policy-config.js';
+import {
   AdminSchema,
   ConfigWatchSchema,
   LimitsSchema,
@@ -35,6 +43,12 @@ export const RouteSchema = Type.Object(
     permissions: Type.Optional(RoutePermissions),
     rateLimit: Type.Optional(RouteRateLimit),
     stripPrefix: Type.Optional(StripPrefix),
+    // edge policies (router/policy-config.ts)
+    cors: Type.Optional(RouteCors),
+    ip: Type.Optional(IpFilterSchema),
+    transform: Type.Optional(TransformSchema),
+    respond: Type.Optional(RespondSchema),
+    redirect: Type.Optional(RedirectSchema),
   },
   { ...strict, description: 'a route: which requests go to which service' },
 );
@@ -58,6 +72,9 @@ export const ConfigSchema = Type.Object(
     rateLimit: RateLimitSchema,
     logging: LoggingSchema,
     tracing: Type.Optional(TracingSchema),
+    // edge policies: the defaults of every route (router/policy-config.ts)
+    cors: Type.Optional(CorsSchema),
+    ip: Type.Optional(IpFilterSchema),
   },
   {
     ...strict,
