@@ -36,6 +36,15 @@ const HeaderValue = (description: string) =>
 export const ORIGIN_PATTERN =
   '^(\\*|null|https?://(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?)$';
 
+/** what an option left out means (a route's `cors` is a union, which the loader fills in no default for) */
+export const CORS_DEFAULTS = {
+  methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as Array<(typeof HTTP_METHODS)[number]>,
+  headers: [] as string[],
+  exposeHeaders: [] as string[],
+  credentials: false,
+  maxAgeMs: 5000,
+};
+
 export const CorsSchema = Type.Object(
   {
     origins: Type.Array(
@@ -52,11 +61,13 @@ export const CorsSchema = Type.Object(
         description: 'the origins allowed (the Origin header compares exactly)',
       },
     ),
-    methods: Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
-      uniqueItems: true,
-      default: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      description: 'methods a preflight allows (Access-Control-Allow-Methods)',
-    }),
+    methods: Type.Optional(
+      Type.Array(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m))), {
+        uniqueItems: true,
+        default: CORS_DEFAULTS.methods,
+        description: 'methods a preflight allows (Access-Control-Allow-Methods)',
+      }),
+    ),
     headers: Type.Array(
       HeaderName('a request header a preflight allows, or "*" (any; not with credentials)'),
       {
@@ -66,18 +77,22 @@ export const CorsSchema = Type.Object(
           'request headers a preflight allows (Access-Control-Allow-Headers); "*" = any (with credentials: those the preflight asks for)',
       },
     ),
-    exposeHeaders: Type.Array(HeaderName('a response header the browser lets the page read'), {
-      uniqueItems: true,
-      default: [],
-      description:
-        'response headers the page may read beyond the safelisted ones (Access-Control-Expose-Headers)',
-    }),
-    credentials: Type.Boolean({
-      default: false,
-      description:
-        'the page may send cookies and credentials and read the answer (Access-Control-Allow-Credentials); the origin is then reflected, never "*"',
-    }),
-    maxAge: Duration('5s', { zero: 'the browser does not cache the preflight' }),
+    exposeHeaders: Type.Optional(
+      Type.Array(HeaderName('a response header the browser lets the page read'), {
+        uniqueItems: true,
+        default: [],
+        description:
+          'response headers the page may read beyond the safelisted ones (Access-Control-Expose-Headers)',
+      }),
+    ),
+    credentials: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'the page may send cookies and credentials and read the answer (Access-Control-Allow-Credentials); the origin is then reflected, never "*"',
+      }),
+    ),
+    maxAge: Type.Optional(Duration('5s', { zero: 'the browser does not cache the preflight' })),
   },
   { ...strict, description: 'cross-origin resource sharing: which web pages may call the route' },
 );
@@ -111,7 +126,7 @@ export type IpFilterConfig = StaticDecode<typeof IpFilterSchema>;
 // ---- transform ----------------------------------------------------------------------------------
 
 const TEMPLATE_DOC =
-  'may use ${consumer.id}, ${consumer.tier}, ${route}, ${request.id}, ${client.ip}, ${header.NAME}, ${jwt.claim.NAME}';
+  'may use ${consumer.id}, ${consumer.tier}, ${route.name}, ${request.id}, ${client.ip}, ${header.NAME}, ${jwt.claim.NAME}';
 
 const HeaderOps = (side: 'request' | 'response') =>
   Type.Object(
@@ -257,9 +272,9 @@ export const RedirectSchema = Type.Object(
     to: Type.String({
       pattern: '^(https?://[^\\s]+|/[^\\s]*)$',
       description:
-        'the Location: an absolute URL or a path; ${path} is the request path, ${query} its query with "?" (or nothing)',
+        'the Location: an absolute URL or a path; ${request.path} is the request path, ${request.query} its query with "?" (or nothing)',
       errorMessage:
-        'must be an http(s) URL or a path starting with "/", such as "https://new.example.com${path}${query}"',
+        'must be an http(s) URL or a path starting with "/", such as "https://new.example.com${request.path}${request.query}"',
     }),
     status: Type.Union(
       REDIRECT_STATUSES.map((s) => Type.Literal(s)),
@@ -315,7 +330,7 @@ const OWNED_FRAMING = new Set([
 
 /** The placeholders a transform value may use. */
 export const TEMPLATE_VARIABLE =
-  /^(consumer\.id|consumer\.tier|route|request\.id|client\.ip|header\.[!#$%&'*+.^_`|~0-9A-Za-z-]+|jwt\.claim\.[^\s{}]+)$/;
+  /^(consumer\.id|consumer\.tier|route\.name|request\.id|client\.ip|header\.[!#$%&'*+.^_`|~0-9A-Za-z-]+|jwt\.claim\.[^\s{}]+)$/;
 
 /** `${...}` placeholders of a value, or the first unknown one. */
 export function templateProblem(value: string, known: RegExp = TEMPLATE_VARIABLE): string | null {
@@ -384,8 +399,8 @@ export const checkPolicy: ConfigCheck = (config, report) => {
       report(at('transform'), 'has no effect on a route that answers itself (`respond` or `redirect`)');
     const to = config.valid(ROUTE_FIELDS.redirect, ...at('redirect'))?.to;
     if (to !== undefined) {
-      const p = templateProblem(to, /^(path|query)$/);
-      if (p !== null) report(at('redirect', 'to'), `${p} (use \${path} or \${query})`);
+      const p = templateProblem(to, /^request\.(path|query)$/);
+      if (p !== null) report(at('redirect', 'to'), `${p} (use \${request.path} or \${request.query})`);
     }
   }
 };
@@ -396,7 +411,7 @@ function checkCors(
   report: (p: PathSegment[], m: string) => void,
 ) {
   if (cors === undefined) return;
-  if (cors.credentials && cors.headers.includes('*'))
+  if (cors.credentials === true && (cors.headers ?? []).includes('*'))
     report(
       [...at, 'headers'],
       '"*" means any header only without credentials; with `credentials: true` list the headers',

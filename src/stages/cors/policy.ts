@@ -14,7 +14,7 @@
  *   on every response, those without an Origin too, so a cache never serves one origin's answer
  *   to another.
  */
-import type { CorsConfig } from '../../router/policy-config.js';
+import { CORS_DEFAULTS, type CorsConfig } from '../../router/policy-config.js';
 
 /** RFC 9110 token, for a requested header list echoed back */
 const TOKEN_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
@@ -44,13 +44,13 @@ export class CorsPolicy {
     this.exact = exact;
     this.patterns = patterns;
     this.any = any;
-    this.credentials = config.credentials;
-    this.varies = !any || config.credentials;
-    this.methods = config.methods.join(', ');
-    const anyHeader = config.headers.includes('*');
-    this.allowHeaders = anyHeader && config.credentials ? null : config.headers.join(', ');
-    this.exposeHeaders = config.exposeHeaders.join(', ');
-    this.maxAge = String(Math.floor(config.maxAge / 1000));
+    const credentials = (this.credentials = config.credentials ?? CORS_DEFAULTS.credentials);
+    this.varies = !any || credentials;
+    this.methods = (config.methods ?? CORS_DEFAULTS.methods).join(', ');
+    const headers = config.headers ?? CORS_DEFAULTS.headers;
+    this.allowHeaders = headers.includes('*') && credentials ? null : headers.join(', ');
+    this.exposeHeaders = (config.exposeHeaders ?? CORS_DEFAULTS.exposeHeaders).join(', ');
+    this.maxAge = String(Math.floor((config.maxAge ?? CORS_DEFAULTS.maxAgeMs) / 1000));
   }
 
   allows(origin: string): boolean {

@@ -1,7 +1,7 @@
 /**
  * A route that answers itself: `respond` (a fixed response: a maintenance page, a stub) or
- * `redirect` (a moved API: `to` may use `${path}`, the request's path, and `${query}`, its query
- * with the "?" or nothing). Such a route has no service. It runs after the IP lists and CORS
+ * `redirect` (a moved API: `to` may use `${request.path}`, the request's path, and
+ * `${request.query}`, its query with the "?" or nothing). Such a route has no service. It runs after the IP lists and CORS
  * (whose headers it carries) and before authentication: a maintenance page or a moved API
  * answers whoever asks.
  */
@@ -40,19 +40,20 @@ export function fixedReply(config: RespondConfig): Reply {
 }
 
 /**
- * `to` compiled into a function of the request: its literal parts and `${path}`/`${query}`. The
+ * `to` compiled into a function of the request: its literal parts, `${request.path}` and
+ * `${request.query}`. The
  * path and query are the request target as parsed and normalised (no control characters or
  * spaces reach here: node's parser refuses them), so the Location cannot carry a second header.
  */
 export function compileLocation(to: string): (ctx: Pick<RequestContext, 'path' | 'query'>) => string {
-  const parts = to.split(/(\$\{(?:path|query)\})/);
+  const parts = to.split(/(\$\{request\.(?:path|query)\})/);
   if (parts.length === 1) return () => to;
   return (ctx) => {
     let out = '';
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i] as string;
-      if (p === '${path}') out += ctx.path;
-      else if (p === '${query}') out += ctx.query === '' ? '' : '?' + ctx.query;
+      if (p === '${request.path}') out += ctx.path;
+      else if (p === '${request.query}') out += ctx.query === '' ? '' : '?' + ctx.query;
       else out += p;
     }
     return out;

@@ -55,7 +55,7 @@ function getter(name: string): Getter {
       return (ctx) => ctx.consumer?.id ?? '';
     case 'consumer.tier':
       return (ctx) => ctx.consumer?.tier ?? '';
-    case 'route':
+    case 'route.name':
       return (ctx) => ctx.route.name;
     case 'request.id':
       return (ctx) => ctx.requestId;
