@@ -68,14 +68,13 @@ export const CorsSchema = Type.Object(
         description: 'methods a preflight allows (Access-Control-Allow-Methods)',
       }),
     ),
-    headers: Type.Array(
-      HeaderName('a request header a preflight allows, or "*" (any; not with credentials)'),
-      {
+    headers: Type.Optional(
+      Type.Array(HeaderName('a request header a preflight allows, or "*" (any; not with credentials)'), {
         uniqueItems: true,
         default: [],
         description:
           'request headers a preflight allows (Access-Control-Allow-Headers); "*" = any (with credentials: those the preflight asks for)',
-      },
+      }),
     ),
     exposeHeaders: Type.Optional(
       Type.Array(HeaderName('a response header the browser lets the page read'), {
