@@ -393,7 +393,7 @@ export const checkPolicy: ConfigCheck = (config, report) => {
         `must not be set with \`${respond ? 'respond' : 'redirect'}\`: the route answers itself and never proxies`,
       );
     if (!respond && !redirect && !service)
-      report(at(), 'needs a `service` (or `respond` or `redirect`, to answer without one)');
+      report(at('service'), 'is required, unless the route answers itself (`respond` or `redirect`)');
     if ((respond || redirect) && transform !== undefined)
       report(at('transform'), 'has no effect on a route that answers itself (`respond` or `redirect`)');
     const to = config.valid(ROUTE_FIELDS.redirect, ...at('redirect'))?.to;
