@@ -6,6 +6,10 @@
 // Each build serves SMALL and then LARGE keep-alive requests (8 at a time) under callgrind; the
 // difference of the two totals over LARGE − SMALL requests is the cost of one warm request,
 // without start-up. Takes several minutes: node runs about 50 times slower under valgrind.
+//
+// The cost of a feature: BENCH_ROUTE (JSON) is merged into the bench route and BENCH_CONFIG (JSON)
+// into the top level of the config of this checkout only; with BASE_REV = HEAD the ratio is the
+// feature's cost, e.g. BENCH_ROUTE='{"cors":{"origins":["*"]}}' node bench/instructions.js HEAD
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -20,6 +24,19 @@ import { envNumber, fail } from './lib/settings.js';
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SMALL = envNumber('BENCH_SMALL', 500, { integer: true });
 const LARGE = envNumber('BENCH_LARGE', 2500, { integer: true });
+const ROUTE_EXTRA = jsonEnv('BENCH_ROUTE');
+const CONFIG_EXTRA = jsonEnv('BENCH_CONFIG');
+
+/** @param {string} name */
+function jsonEnv(name) {
+  const text = process.env[name];
+  if (text === undefined || text === '') return null;
+  try {
+    return /** @type {Record<string, unknown>} */ (JSON.parse(text));
+  } catch {
+    fail(`${name} must be a JSON object`);
+  }
+}
 
 /**
  * Checks out `rev` into a temporary worktree and builds it: with this checkout's node_modules when
@@ -100,13 +117,22 @@ function load(url, n) {
  * @param {string} dir
  * @param {string} upstreamUrl
  * @param {number} n
+ * @param {boolean} [extras]  BENCH_ROUTE and BENCH_CONFIG applied (this checkout only)
  */
-async function instructions(dir, upstreamUrl, n) {
+async function instructions(dir, upstreamUrl, n, extras = false) {
   const work = makeTempDir('gatehouse-bench-cg-');
   const port = await freePort();
   const adminPort = await freePort();
   const configPath = path.join(work, 'gatehouse.yaml');
-  writeFileSync(configPath, toYaml(benchConfig({ port, adminPort, upstreamUrl })));
+  const config = benchConfig({ port, adminPort, upstreamUrl });
+  if (extras) {
+    Object.assign(config, CONFIG_EXTRA ?? {});
+    const routes = /** @type {Array<Record<string, unknown>>} */ (config.routes);
+    for (const route of routes) Object.assign(route, ROUTE_EXTRA ?? {});
+    if (ROUTE_EXTRA !== null && ('respond' in ROUTE_EXTRA || 'redirect' in ROUTE_EXTRA))
+      for (const route of routes) delete route.service;
+  }
+  writeFileSync(configPath, toYaml(config));
   const out = path.join(work, 'callgrind.out');
   const proc = spawnProcess({
     name: 'gatehouse (callgrind)',
@@ -142,15 +168,15 @@ async function main() {
   installCleanupHooks();
   const base = process.argv[2] ?? 'HEAD~1';
   const builds = [
-    { name: base, dir: buildRevision(base) },
-    { name: 'this checkout', dir: REPO_DIR },
+    { name: base, dir: buildRevision(base), extras: false },
+    { name: 'this checkout', dir: REPO_DIR, extras: true },
   ];
   const upstream = await startNginx({ name: 'upstream' });
   const perRequest = [];
   try {
     for (const b of builds) {
-      const small = await instructions(b.dir, upstream.url, SMALL);
-      const large = await instructions(b.dir, upstream.url, LARGE);
+      const small = await instructions(b.dir, upstream.url, SMALL, b.extras);
+      const large = await instructions(b.dir, upstream.url, LARGE, b.extras);
       const each = (large - small) / (LARGE - SMALL);
       perRequest.push(each);
       console.log(`${b.name}: ${Math.round(each).toLocaleString('en')} instructions per request`);
