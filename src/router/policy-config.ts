@@ -396,6 +396,20 @@ export const checkPolicy: ConfigCheck = (config, report) => {
       report(at('service'), 'is required, unless the route answers itself (`respond` or `redirect`)');
     if ((respond || redirect) && transform !== undefined)
       report(at('transform'), 'has no effect on a route that answers itself (`respond` or `redirect`)');
+    const fixed = config.valid(ROUTE_FIELDS.respond, ...at('respond'));
+    if (fixed !== undefined) {
+      if ((fixed.status === 204 || fixed.status === 304) && fixed.body !== '')
+        report(at('respond', 'body'), `must be empty: a ${fixed.status} has no body`);
+      for (const name of Object.keys(fixed.headers ?? {})) {
+        if (gatewayOwnedResponseHeader(name) || name.toLowerCase() === 'content-type')
+          report(
+            at('respond', 'headers', name),
+            name.toLowerCase() === 'content-type'
+              ? 'is set by `contentType`'
+              : `"${name}" is set by the gateway and cannot be given here`,
+          );
+      }
+    }
     const to = config.valid(ROUTE_FIELDS.redirect, ...at('redirect'))?.to;
     if (to !== undefined) {
       const p = templateProblem(to, /^request\.(path|query)$/);

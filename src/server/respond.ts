@@ -21,6 +21,8 @@ export function sendProblem(res: GatewayResponse, p: Problem, requestId: string,
   writeProblem(res, p, requestId, close, body);
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** `p` with `extra` headers after its own (a stage's `answerHeaders`). */
 export function withHeaders(p: Problem, extra: readonly string[]): Problem {
   return { ...p, headers: p.headers === undefined ? extra : [...p.headers, ...extra] };
@@ -40,8 +42,11 @@ export function sendReply(
     res.destroy();
     return;
   }
-  const body = reply.body;
-  const headers = [...reply.headers, 'content-length', String(body.length), 'x-request-id', res.requestId];
+  // RFC 9110 §8.6: no Content-Length (and no body) on a 204 or a 304
+  const bodiless = reply.status === 204 || reply.status === 304;
+  const body = bodiless ? EMPTY : reply.body;
+  const headers = bodiless ? [...reply.headers] : [...reply.headers, 'content-length', String(body.length)];
+  headers.push('x-request-id', res.requestId);
   if (extra !== null) headers.push(...extra);
   if (close) headers.push('connection', 'close');
   res.bytesOut = body.length;
@@ -60,12 +65,16 @@ export function writeRawReply(
     socket.destroy();
     return;
   }
+  const bodiless = reply.status === 204 || reply.status === 304;
   const lines = (list: readonly string[]) =>
     list.reduce((s, v, i, a) => (i % 2 === 0 ? `${s}${v}: ${a[i + 1]}\r\n` : s), '');
   const head =
     `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? ''}\r\n${lines(reply.headers)}${lines(extra ?? [])}` +
-    `content-length: ${reply.body.length}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n`;
-  socket.write(reply.body.length > 0 ? Buffer.concat([Buffer.from(head, 'latin1'), reply.body]) : head);
+    (bodiless ? '' : `content-length: ${reply.body.length}\r\n`) +
+    `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n`;
+  socket.write(
+    !bodiless && reply.body.length > 0 ? Buffer.concat([Buffer.from(head, 'latin1'), reply.body]) : head,
+  );
   endAndLinger(socket);
 }
 

@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { exchange } from '../helpers/hostile.js';
 import { expectProblem, request } from '../helpers/http-client.js';
 import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -247,6 +248,28 @@ describe('routes that answer themselves', () => {
     expect(res.headers['retry-after']).toBe('3600');
     expect(res.headers['x-request-id']).toBeTruthy();
     expect(upstream.received.length).toBe(before);
+  });
+
+  it('respond: HEAD gets the headers without the body; an upgrade gets the answer on its socket', async () => {
+    const head = await request(`${gw.url}/maintenance/x`, { method: 'HEAD' });
+    expect(head.status).toBe(503);
+    expect(head.headers['content-length']).toBe('9');
+    expect(head.body.length).toBe(0);
+    const before = upstream.received.length;
+    const { responses, closed } = await exchange(
+      gw.gateway.port,
+      'GET /maintenance/ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
+    expect(closed).toBe(true);
+    expect(responses).toHaveLength(1);
+    expect(responses[0]).toMatchObject({ status: 503 });
+    expect(upstream.received.length).toBe(before);
+  });
+
+  it('a 204 (the preflight) has no Content-Length and no body', async () => {
+    const res = await preflight('/open/x', 'https://app.example.com');
+    expect(res.status).toBe(204);
+    expect(res.headers['content-length']).toBeUndefined();
   });
 
   it('redirect: Location built from the path and query', async () => {

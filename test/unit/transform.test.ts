@@ -222,6 +222,7 @@ describe('the config checks', () => {
   - { name: e, match: { path: /e }, redirect: { to: "https://x.test\${request.host}", status: 307 } }
   - { name: f, match: { path: /f }, redirect: { to: /x, status: 200 } }
   - { name: g, match: { path: /g }, service: svc, transform: { request: { path: { pattern: { from: "/g/{id}", to: "/{other}" } } } } }
+  - { name: h, match: { path: /h }, respond: { status: 204, body: x, headers: { Content-Length: "1", content-type: a } } }
 `);
     const has = (s: string) =>
       expect(
@@ -230,11 +231,14 @@ describe('the config checks', () => {
       ).toBe(true);
     has('routes[0].service: must not be set with `respond`');
     has('routes[1].redirect: cannot be used with `respond`');
-    has('routes[2]: needs a `service` (or `respond` or `redirect`');
+    has('routes[2].service: is required, unless the route answers itself');
     has('routes[3].transform.request.path: cannot be used with `stripPrefix`');
     has('routes[4].redirect.to: "${request.host}" is not a known placeholder');
     has('routes[5].redirect.status:');
     has('routes[6].transform.request.path.pattern.to: {other} is not a placeholder of `from`');
+    has('routes[7].respond.body: must be empty: a 204 has no body');
+    has('routes[7].respond.headers.Content-Length: "Content-Length" is set by the gateway');
+    has('routes[7].respond.headers.content-type: is set by `contentType`');
     expect(out.every((l) => /^gw\.yaml:\d+:\d+: /.test(l))).toBe(true);
   });
 
