@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CorsConfig } from '../../src/router/policy-config.js';
+import { authenticate } from '../../src/stages/authenticate/index.js';
 import { cors } from '../../src/stages/cors/index.js';
 import { CorsPolicy, dropCorsHeaders, originPattern, varyOrigin } from '../../src/stages/cors/policy.js';
 import { Reply, type StageInstance } from '../../src/stages/stage.js';
@@ -160,6 +161,10 @@ routes:
 `);
   const build = (i: number) => cors.build(config.routes[i]!, config, testDeps());
   const instance = build(0) as StageInstance;
+
+  it('runs before authentication: a preflight carries no credentials', () => {
+    expect(cors.order).toBeLessThan(authenticate.order);
+  });
 
   it('applies the top-level policy, a route’s own, or none (cors: false)', () => {
     expect(instance).not.toBeNull();
