@@ -11,8 +11,12 @@
 // token, so each build measures a verified-token cache hit. BENCH_REVOCATION=1 (with it) turns
 // `auth.jwt.revocation` on for this checkout only (an earlier revision may not know the option;
 // needs Redis at REDIS_URL): the ratio is then the cost of the denylist check per request.
-import { generateKeyPairSync, sign } from 'node:crypto';
+//
+// The cost of a feature: BENCH_ROUTE (JSON) is merged into the bench route and BENCH_CONFIG (JSON)
+// into the top level of the config of this checkout only; with BASE_REV = HEAD the ratio is the
+// feature's cost, e.g. BENCH_ROUTE='{"cors":{"origins":["*"]}}' node bench/instructions.js HEAD
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -66,6 +70,20 @@ function configFor(where, thisCheckout) {
   if (denylist) config.redis = { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' };
   config.routes = config.routes.map((/** @type {object} */ r) => ({ ...r, auth: ['jwt'], rateLimit: 'off' }));
   return config;
+}
+
+const ROUTE_EXTRA = jsonEnv('BENCH_ROUTE');
+const CONFIG_EXTRA = jsonEnv('BENCH_CONFIG');
+
+/** @param {string} name */
+function jsonEnv(name) {
+  const text = process.env[name];
+  if (text === undefined || text === '') return null;
+  try {
+    return /** @type {Record<string, unknown>} */ (JSON.parse(text));
+  } catch {
+    fail(`${name} must be a JSON object`);
+  }
 }
 
 /**
@@ -148,14 +166,23 @@ function load(url, n) {
  * @param {string} dir
  * @param {string} upstreamUrl
  * @param {number} n
+ * @param {boolean} [extras]  BENCH_ROUTE and BENCH_CONFIG applied (this checkout only)
  */
-async function instructions(dir, upstreamUrl, n) {
+async function instructions(dir, upstreamUrl, n, extras = false) {
   const thisCheckout = dir === REPO_DIR;
   const work = makeTempDir('gatehouse-bench-cg-');
   const port = await freePort();
   const adminPort = await freePort();
   const configPath = path.join(work, 'gatehouse.yaml');
-  writeFileSync(configPath, toYaml(configFor({ port, adminPort, upstreamUrl }, thisCheckout)));
+  const config = configFor({ port, adminPort, upstreamUrl }, thisCheckout);
+  if (extras) {
+    Object.assign(config, CONFIG_EXTRA ?? {});
+    const routes = /** @type {Array<Record<string, unknown>>} */ (config.routes);
+    for (const route of routes) Object.assign(route, ROUTE_EXTRA ?? {});
+    if (ROUTE_EXTRA !== null && ('respond' in ROUTE_EXTRA || 'redirect' in ROUTE_EXTRA))
+      for (const route of routes) delete route.service;
+  }
+  writeFileSync(configPath, toYaml(config));
   const out = path.join(work, 'callgrind.out');
   const proc = spawnProcess({
     name: 'gatehouse (callgrind)',
@@ -191,15 +218,15 @@ async function main() {
   installCleanupHooks();
   const base = process.argv[2] ?? 'HEAD~1';
   const builds = [
-    { name: base, dir: buildRevision(base) },
-    { name: 'this checkout', dir: REPO_DIR },
+    { name: base, dir: buildRevision(base), extras: false },
+    { name: 'this checkout', dir: REPO_DIR, extras: true },
   ];
   const upstream = await startNginx({ name: 'upstream' });
   const perRequest = [];
   try {
     for (const b of builds) {
-      const small = await instructions(b.dir, upstream.url, SMALL);
-      const large = await instructions(b.dir, upstream.url, LARGE);
+      const small = await instructions(b.dir, upstream.url, SMALL, b.extras);
+      const large = await instructions(b.dir, upstream.url, LARGE, b.extras);
       const each = (large - small) / (LARGE - SMALL);
       perRequest.push(each);
       console.log(`${b.name}: ${Math.round(each).toLocaleString('en')} instructions per request`);

@@ -2,7 +2,13 @@ import type { IncomingMessage } from 'node:http';
 import type { RouteConfig } from '../config/schema.js';
 
 /** Who is calling, as authentication established it. */
-export type Consumer = { readonly id: string; readonly tier: string; readonly roles: readonly string[] };
+export type Consumer = {
+  readonly id: string;
+  readonly tier: string;
+  readonly roles: readonly string[];
+  /** the verified token's claims (JWT only: `${jwt.claim.NAME}` in a transform) */
+  readonly claims?: Readonly<Record<string, unknown>>;
+};
 
 /**
  * What one authentication method made of a request:

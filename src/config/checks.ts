@@ -8,6 +8,7 @@ import { checkAuth, checkKeyFiles } from '../auth/config.js';
 import { checkRateLimit } from '../ratelimit/config.js';
 import { checkRoutes } from '../router/config.js';
 import { checkServiceSplit } from '../router/split-config.js';
+import { checkPolicy } from '../router/policy-config.js';
 import { checkServer } from '../server/config.js';
 import { checkStores } from '../stores/config.js';
 import { checkRoutePolicy, checkServices, checkUpstreamTlsFiles } from '../upstream/config.js';
@@ -20,6 +21,7 @@ export const CHECKS: readonly ConfigCheck[] = [
   checkRoutes,
   checkServiceSplit,
   checkRoutePolicy,
+  checkPolicy,
   checkStores,
   checkRateLimit,
   checkAuth,

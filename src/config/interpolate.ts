@@ -11,6 +11,9 @@
  *   default runs to the first `}`, so it cannot itself contain `}`; it is taken literally (no
  *   nested `${...}`).
  * - `$${` is a literal `${` (so `$${X}` gives the text `${X}`).
+ * - The gateway's own per-request placeholders (`${consumer.id}`, `${request.path}`...: a
+ *   known prefix and a dot, which no environment variable name has) are kept as written, for the
+ *   route's `transform` and `redirect` to fill in per request.
  * - Any other `${` (`${}`, `${1X}`, `${X:y}`, `${X` without `}`) is reported as an invalid
  *   interpolation rather than silently kept.
  * - Tokens inside comments are never looked at (comments are not scalars).
@@ -19,6 +22,8 @@
  */
 const TOKEN = /\$\$\{|\$\{([^}\n]*)(\})?|\uE000/g;
 const VALID = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
+/** router/policy-config.ts checks which of these a field accepts */
+const GATEWAY_PLACEHOLDER = /^(consumer|route|request|client|header|jwt)\.[^\s{}$]+$/;
 const PLACEHOLDER = /\uE000(\d+)\uE001/g;
 
 type Token = { literal: string } | { name: string; fallback: string | undefined } | { invalid: string };
@@ -42,6 +47,7 @@ export function extractTokens(text: string): Extracted {
       if (match === '$${') tokens.push({ literal: '${' });
       else if (match === '\uE000') tokens.push({ literal: match });
       else if (valid) tokens.push({ name: valid[1] as string, fallback: valid[2] });
+      else if (close !== undefined && GATEWAY_PLACEHOLDER.test(inner ?? '')) tokens.push({ literal: match });
       else tokens.push({ invalid: match });
       const placeholder = `\uE000${tokens.length - 1}\uE001`;
       swaps.push({ at: offset + shift, length: placeholder.length, from: offset, to: offset + match.length });

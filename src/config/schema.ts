@@ -16,6 +16,14 @@ import { RouteMatch, RouteName, RouteService, StripPrefix } from '../router/conf
 import { RouteCanary, RouteServices, RouteSticky } from '../router/split-config.js';
 import { RouteLimits, RouteRetry, RouteTimeouts } from '../upstream/config.js';
 import {
+  CorsSchema,
+  IpFilterSchema,
+  RedirectSchema,
+  RespondSchema,
+  RouteCors,
+  TransformSchema,
+} from '../router/policy-config.js';
+import {
   AdminSchema,
   ConfigWatchSchema,
   LimitsSchema,
@@ -32,7 +40,8 @@ export const RouteSchema = Type.Object(
   {
     name: RouteName,
     match: RouteMatch,
-    // `service`, or `services` with weights: exactly one (router/split-config.ts checks)
+    // `service`, or `services` with weights: exactly one (router/split-config.ts checks), and
+    // neither on a route that answers itself (`respond`, `redirect`: router/policy-config.ts)
     service: Type.Optional(RouteService),
     auth: Type.Optional(RouteAuth),
     permissions: Type.Optional(RoutePermissions),
@@ -46,6 +55,12 @@ export const RouteSchema = Type.Object(
     limits: Type.Optional(RouteLimits),
     timeouts: Type.Optional(RouteTimeouts),
     retry: Type.Optional(RouteRetry),
+    // edge policies (router/policy-config.ts)
+    cors: Type.Optional(RouteCors),
+    ip: Type.Optional(IpFilterSchema),
+    transform: Type.Optional(TransformSchema),
+    respond: Type.Optional(RespondSchema),
+    redirect: Type.Optional(RedirectSchema),
   },
   { ...strict, description: 'a route: which requests go to which service' },
 );
@@ -69,6 +84,9 @@ export const ConfigSchema = Type.Object(
     rateLimit: RateLimitSchema,
     logging: LoggingSchema,
     tracing: Type.Optional(TracingSchema),
+    // edge policies: the defaults of every route (router/policy-config.ts)
+    cors: Type.Optional(CorsSchema),
+    ip: Type.Optional(IpFilterSchema),
   },
   {
     ...strict,

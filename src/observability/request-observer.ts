@@ -29,8 +29,11 @@ export interface ObservedContext {
     readonly name: string;
     readonly config: { readonly match: { readonly path: string } };
   };
-  /** the service the request went to (or would have, had it not been refused first) */
-  readonly service: { readonly name: string };
+  /**
+   * the service the request went to (or would have, had it not been refused first); null on a
+   * route that answers itself (`respond`, `redirect`)
+   */
+  readonly service: { readonly name: string } | null;
   readonly path: string;
   readonly clientIp: string;
   readonly upstream: string | null;
@@ -67,7 +70,7 @@ export class RequestObserver {
     const ctx = res.ctx;
     const method = res.req.method ?? 'GET';
     if (ctx === null) this.metrics?.recordRequest('', '', method, status, ms / 1000);
-    else this.metrics?.recordRequest(ctx.route.name, ctx.service.name, method, status, ms / 1000);
+    else this.metrics?.recordRequest(ctx.route.name, ctx.service?.name ?? '', method, status, ms / 1000);
     if (this.accessLog?.enabled === true) this.accessLog.push(accessRecord(res, status, ms));
     const trace = res.trace;
     if (trace !== null && trace.sampled && this.tracing !== null) {
@@ -75,7 +78,7 @@ export class RequestObserver {
         route: ctx === null ? null : ctx.route.config.match.path,
         method,
         status: status === CLIENT_CLOSED ? 0 : status,
-        service: ctx === null ? null : ctx.service.name,
+        service: ctx?.service?.name ?? null,
         target: ctx?.upstream ?? null,
         error: res.problemCode,
       });

@@ -1,11 +1,12 @@
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import type {
-  RequestContext,
-  RequestStage,
-  Stage,
-  StageDeps,
-  StageInstance,
-  StageOutcome,
+import {
+  Reply,
+  type RequestContext,
+  type RequestStage,
+  type Stage,
+  type StageDeps,
+  type StageInstance,
+  type StageOutcome,
 } from '../stages/stage.js';
 import type { Problem } from '../problems/registry.js';
 
@@ -42,6 +43,8 @@ export function compileStages(
 export type ChainEnd<C extends RequestContext> = {
   proceed(ctx: C): void;
   reject(ctx: C, problem: Problem): void;
+  /** A stage answered the request itself (not an error): the server writes `reply`. */
+  respond(ctx: C, reply: Reply): void;
   /**
    * A stage threw or its promise rejected, or `proceed`/`reject` threw: a bug, to answer with
    * `500 internal_error` (or a closed connection) and to report. Once the chain has gone async no
@@ -88,9 +91,10 @@ export function runChain<C extends RequestContext>(
   }
 }
 
-function settle<C extends RequestContext>(ctx: C, end: ChainEnd<C>, p: Problem): void {
+function settle<C extends RequestContext>(ctx: C, end: ChainEnd<C>, p: Problem | Reply): void {
   try {
-    end.reject(ctx, p);
+    if (p instanceof Reply) end.respond(ctx, p);
+    else end.reject(ctx, p);
   } catch (err) {
     fail(ctx, end, err);
   }

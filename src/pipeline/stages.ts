@@ -5,6 +5,11 @@ import { rateLimit } from '../stages/rate-limit/index.js';
 import { limitFailedAuthentication } from '../stages/rate-limit/unauthenticated.js';
 import { serviceSplit } from '../stages/service-split/index.js';
 import type { Stage } from '../stages/stage.js';
+// edge policies (router/policy-config.ts)
+import { cors } from '../stages/cors/index.js';
+import { ipFilter } from '../stages/ip-filter/index.js';
+import { respond } from '../stages/respond/index.js';
+import { transform } from '../stages/transform/index.js';
 
 /**
  * Every per-route stage. Adding one is a folder under `src/stages/` and a line here; the list
@@ -17,6 +22,12 @@ export const STAGES: readonly Stage[] = inOrder([
   authorize,
   rateLimit,
   serviceSplit,
+  // edge policies: IP lists first, CORS before authentication (a preflight has no
+  // credentials), routes that answer themselves next, transformation last before the proxy
+  ipFilter,
+  cors,
+  respond,
+  transform,
 ]);
 
 function inOrder(stages: Stage[]): readonly Stage[] {

@@ -63,6 +63,12 @@ export const PROBLEM_REGISTRY = {
     port: 'proxy',
     when: "the credential is valid but the consumer's roles lack a permission the route requires",
   },
+  ip_denied: {
+    status: 403,
+    title: 'Forbidden',
+    port: 'proxy',
+    when: 'the client address is refused by an IP deny list, or not in a non-empty allow list (`ip`)',
+  },
   no_route: {
     status: 404,
     title: 'Not Found',

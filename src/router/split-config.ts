@@ -110,7 +110,7 @@ export const checkServiceSplit: ConfigCheck = (config, report) => {
     const hasServices = config.has(...route('services'));
     if (hasService && hasServices)
       report(route('services'), 'must not be set together with `service`: use one or the other');
-    else if (!hasService && !hasServices) report(route('service'), 'is required');
+    // neither: router/policy-config.ts reports it, unless the route answers itself
     const services = config.valid(RouteServices, ...route('services'));
     if (services !== undefined) {
       const seen = new Map<string, number>();

@@ -22,14 +22,21 @@ import { runChain, type ChainEnd } from '../pipeline/chain.js';
 import { problems, type Problem } from '../problems/registry.js';
 import { normaliseHost } from '../router/host.js';
 import { parseRequestTarget } from '../router/request-target.js';
-import { RequestContext } from '../stages/stage.js';
+import { RequestContext, type Reply } from '../stages/stage.js';
 import { forward } from '../upstream/proxy.js';
 import { forwardUpgrade, type UpgradeEnv } from '../upstream/upgrade.js';
 import { appendForwarded, clientIpFor, plainAddress } from './client-address.js';
 import { scanRequestHeaders, type RequestHeaderScan } from './request-headers.js';
 import { requestIdFor } from './request-id.js';
 import { answerAsHttp1 } from './protocols/h2c-offer.js';
-import { endAndLinger, sendProblem, writeRawProblem } from './respond.js';
+import {
+  endAndLinger,
+  sendProblem,
+  sendReply,
+  withHeaders,
+  writeRawProblem,
+  writeRawReply,
+} from './respond.js';
 import { GatewayResponse, type GatewayH2Response } from './response.js';
 import type { Runtime } from './runtime.js';
 
@@ -195,6 +202,18 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
     this.answer(ctx.res, problem);
   }
 
+  /** A stage answered the request itself (a preflight, a fixed response, a redirect). */
+  respond(ctx: FlowContext, reply: Reply): void {
+    const res = ctx.res;
+    const upgrade = res.upgrade;
+    if (upgrade === null) {
+      sendReply(res, reply, ctx.answerHeaders, res.bodyLength !== 0 || this.state.draining);
+      return;
+    }
+    this.observeUpgrade(res, reply.status);
+    writeRawReply(upgrade.socket, reply, res.requestId, ctx.answerHeaders);
+  }
+
   /** The proxy gave up on the request (no target, a timeout, an upstream failure...). */
   fail(ctx: FlowContext, problem: Problem): void {
     this.answer(ctx.res, problem);
@@ -228,6 +247,8 @@ export class RequestFlow implements ChainEnd<FlowContext>, UpgradeEnv {
    * draining; an upgrade's answer goes to its raw socket, which always closes.
    */
   private answer(res: GatewayResponse, p: Problem): void {
+    const extra = res.ctx?.answerHeaders ?? null;
+    if (extra !== null) p = withHeaders(p, extra);
     const upgrade = res.upgrade;
     if (upgrade === null) {
       // HTTP/2: the connection stays (no Connection header there); an unread body ends with its stream

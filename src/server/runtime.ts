@@ -152,8 +152,10 @@ function compile(
   const specs = config.routes.map((route) => {
     const pattern = parsePattern(route.match.path);
     if (!pattern.ok) throw new Error(`routes "${route.name}": ${pattern.reason}`); // checked by the loader
-    const service = services.get(primaryService(route));
-    if (!service) throw new Error(`routes "${route.name}": unknown service ${primaryService(route)}`);
+    // none: the route answers in its stages (respond, redirect; checked by the loader)
+    const primary = primaryService(route);
+    const service = primary === '' ? null : services.get(primary);
+    if (service === undefined) throw new Error(`routes "${route.name}": unknown service ${primary}`);
     const stages = compileStages(STAGES, route, config, deps);
     instances.push(...stages.instances);
     const compiled: CompiledRoute = {

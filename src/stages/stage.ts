@@ -7,8 +7,9 @@
  * - a definition (`defineStage`) declares its name, its place in the order, the part of the
  *   config it reads (`section`: null when a route does not use it) and `create`, called once
  *   per route when a config is loaded;
- * - an instance may act on the request (`onRequest`: continue with `undefined`, or end the
- *   request with a Problem value; async only when it must be), on the upstream response's
+ * - an instance may act on the request (`onRequest`: continue with `undefined`, end the request
+ *   with a Problem value, or answer it itself with a `Reply`, which is not an error: a CORS
+ *   preflight, a fixed response, a redirect; async only when it must be), on the upstream response's
  *   headers (`onResponseHeaders`: add, remove or rewrite them in place), and on the access-log
  *   record (`onLog`: fill in its fields); `close` when the runtime is replaced.
  */
@@ -21,14 +22,29 @@ import type { ProxyRequest, ProxyResponse } from '../upstream/proxy.js';
 import type { RetryPolicy } from '../upstream/retry-policy.js';
 import type { Service } from '../upstream/service.js';
 
-export type StageOutcome = Problem | undefined;
+/**
+ * An answer the gateway makes itself that is not an error (a CORS preflight, a fixed response,
+ * a redirect): a stage returns it to end the chain, and the server writes it. Stages build their
+ * replies once per route (the headers a flat [name, value, ...] list, without Content-Length).
+ */
+export class Reply {
+  constructor(
+    readonly status: number,
+    readonly headers: readonly string[],
+    readonly body: Buffer = EMPTY_BODY,
+  ) {}
+}
+
+const EMPTY_BODY = Buffer.alloc(0);
+
+export type StageOutcome = Problem | Reply | undefined;
 
 export interface StageInstance {
   onRequest?(ctx: RequestContext): StageOutcome | Promise<StageOutcome>;
   /**
    * The upstream's response headers, as a flat [name, value, ...] list (lower-case names are
    * the stage's own), before they are sent: changed in place. Not called for the gateway's own
-   * error answers.
+   * answers (see `RequestContext.answerHeaders`).
    */
   onResponseHeaders?(ctx: RequestContext, headers: string[], status: number): void;
   /** The request ended: the stage fills in its fields of the access-log record. */
@@ -99,9 +115,10 @@ export type CompiledRoute = {
   readonly config: RouteConfig;
   /**
    * the route's service (`service`, or the heaviest of `services`): each request's until a stage
-   * picks another (`RequestContext.service`)
+   * picks another (`RequestContext.service`); null: the route answers in its stages (`respond`,
+   * `redirect`) and never proxies
    */
-  readonly service: Service;
+  readonly service: Service | null;
   /** length of `stripPrefix` without a trailing slash; 0 = none */
   readonly stripLength: number;
   /** the instances with `onRequest`, in order: the chain */
@@ -141,7 +158,18 @@ export class RequestContext<Res extends ProxyResponse = ProxyResponse> implement
    * where the request goes: the route's service, unless a stage picks another (weighted or
    * canary routing, after authentication: stickiness needs the consumer)
    */
-  service: Service;
+  service: Service | null;
+  /**
+   * Headers (a flat [name, value, ...] list) a stage wants on every answer the gateway makes
+   * itself for this request, problems and replies alike: CORS headers, so a browser can read a
+   * 401 or a 429. null = none.
+   */
+  answerHeaders: readonly string[] | null = null;
+  /**
+   * The path and query the upstream gets, when a stage rewrote them (transform); null = the
+   * routed path less `stripPrefix`, and the query.
+   */
+  upstreamTarget: string | null = null;
   /** the stages' per-request state (ScratchKey), made on the first `set` */
   private scratch: unknown[] | null = null;
 

@@ -77,11 +77,16 @@ export interface ProxyRequest {
     /** the route's retry policy per service; null = the service's own */
     readonly retryPolicies: ReadonlyMap<Service, RetryPolicy> | null;
   };
-  /** the service the request goes to (the route's, or the one a stage picked) */
-  readonly service: Service;
+  /**
+   * the service the request goes to (the route's, or the one a stage picked); null only on a
+   * route that answers in its stages and never reaches the proxy
+   */
+  readonly service: Service | null;
   /** normalised path and query, as routed */
   readonly path: string;
   readonly query: string;
+  /** the path and query a stage rewrote them to (transform); null = `path` less `stripPrefix`, and `query` */
+  readonly upstreamTarget: string | null;
   /** request headers to send upstream: a flat [name, value, ...] list, already cleaned */
   readonly upstreamHeaders: string[];
   /** declared body length; -1 = chunked; 0 = no body */
@@ -99,8 +104,16 @@ export interface ProxyRequest {
   responseHeaders(headers: string[], status: number): void;
 }
 
+/** The route's service (a route without one answers in its stages: reaching here is a bug, a 500). */
+export function serviceOf(ctx: ProxyRequest): Service {
+  const service = ctx.service;
+  if (service === null) throw new Error(`a request of a route without a service reached the proxy`);
+  return service;
+}
+
 /** The path the upstream gets: the normalised path less `stripPrefix`, and the query. */
 export function upstreamPath(ctx: ProxyRequest): string {
+  if (ctx.upstreamTarget !== null) return ctx.upstreamTarget;
   const strip = ctx.route.stripLength;
   let path = ctx.path;
   if (strip > 0) {
@@ -115,9 +128,10 @@ export function upstreamPath(ctx: ProxyRequest): string {
  * `503 circuit_open` (REJECTED). Plain requests and upgrades start the same way.
  */
 export function admit(ctx: ProxyRequest, env: ProxyEnv): number {
-  const breaker = ctx.service.breaker;
+  const service = serviceOf(ctx);
+  const breaker = service.breaker;
   const generation = breaker.admit();
-  if (generation === REJECTED) env.fail(ctx, problems.circuitOpen(ctx.service.name, breaker.retryAfterMs()));
+  if (generation === REJECTED) env.fail(ctx, problems.circuitOpen(service.name, breaker.retryAfterMs()));
   return generation;
 }
 
@@ -131,7 +145,7 @@ export function pickTarget(
   generation: number,
   tried: readonly Target[] | null,
 ): Target | null {
-  const service = ctx.service;
+  const service = serviceOf(ctx);
   const target = service.pick(tried);
   if (target === null) {
     service.breaker.record(generation, 'cancelled');
@@ -143,7 +157,7 @@ export function pickTarget(
 export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
   // the client left while a stage waited (a slow key lookup): nothing is sent for nobody
   if (ctx.res.destroyed) return;
-  const service = ctx.service;
+  const service = serviceOf(ctx);
   const generation = admit(ctx, env);
   if (generation === REJECTED) return;
   if (ctx.expectContinue) ctx.res.writeContinue();

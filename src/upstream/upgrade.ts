@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { REJECTED } from './circuit-breaker.js';
 import { classify, problemFor } from './errors.js';
-import { admit, pickTarget, upstreamPath, type ProxyEnv, type ProxyRequest } from './proxy.js';
+import { admit, pickTarget, serviceOf, upstreamPath, type ProxyEnv, type ProxyRequest } from './proxy.js';
 import type { Service } from './service.js';
 import type { Target } from './target.js';
 
@@ -38,7 +38,7 @@ export function forwardUpgrade(
   target.inflight++;
   target.pool.dispatch(
     { path: upstreamPath(ctx), method: 'GET', headers: ctx.upstreamHeaders, body: null, upgrade: protocol },
-    new UpgradeRelay(ctx, env, client, head, ctx.service, target, generation),
+    new UpgradeRelay(ctx, env, client, head, serviceOf(ctx), target, generation),
   );
 }
 

@@ -180,7 +180,7 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
   it('proxy: a throw after a stage went async (an unhandled rejection before)', async () => {
     const before = await failures('proxy');
     withStage({ onRequest: () => Promise.resolve(undefined) });
-    inject(route().service.breaker, 'admit', boom('forward'));
+    inject(route().service!.breaker, 'admit', boom('forward'));
     expectProblem(await request(`${gw.url}/x`), 500, 'internal_error');
     expect(await failures('proxy')).toBe(before + 1);
   });
@@ -197,7 +197,7 @@ routes: [ { name: all, match: { path: /** }, service: echo } ]
 
   it('proxy: an upgrade whose handler throws gets a 500 on its socket', async () => {
     const before = await failures('proxy');
-    inject(route().service.breaker, 'admit', boom('upgrade'));
+    inject(route().service!.breaker, 'admit', boom('upgrade'));
     const { responses, closed } = await exchange(
       gw.gateway.port,
       `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nX-Request-Id: up-1\r\n\r\n`,

@@ -175,7 +175,7 @@ describe('reporting every problem at once', () => {
       'bad.yaml:7:30: trustedProxies[1]: must be an IP address or CIDR such as "10.0.0.0/8": "10.1.0.0/40": invalid prefix length',
       'bad.yaml:10:3: limits.headersTimeout: must be a duration from 100ms to 24 days, such as "250ms", "10s", "5m", "1h" or "1d", or a number of milliseconds',
       'bad.yaml:11:12: logging.level: must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
-      'bad.yaml:12:1: colour: unknown key (expected one of: listen, admin, workers, configWatch, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing)',
+      'bad.yaml:12:1: colour: unknown key (expected one of: listen, admin, workers, configWatch, trustedProxies, limits, shutdown, services, routes, dns, redis, database, auth, rbac, rateLimit, logging, tracing, cors, ip)',
       'bad.yaml:17:30: services.orders.timeouts.respond: unknown key (expected one of: connect, response)',
       'bad.yaml:18:3: services.empty.targets: is required: list the targets, or find them with `discovery`',
       'bad.yaml:20:3: services.bad name: is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit',
@@ -186,7 +186,7 @@ describe('reporting every problem at once', () => {
       'bad.yaml:36:5: routes[3].stripPrefix: must be whole literal segments at the start of match.path ("/api/*/items"); "/api/v1" is not',
       'bad.yaml:38:14: routes[4].match.path: invalid pattern "/a/**/b": "**" may only be the last segment',
       'bad.yaml:41:14: routes[5].match.path: invalid pattern "/a*": "a*": "*" must be a whole segment',
-      'bad.yaml:43:5: routes[6].service: is required',
+      'bad.yaml:43:5: routes[6].service: is required (or `services`), unless the route answers itself (`respond` or `redirect`)',
       'bad.yaml:44:39: routes[6].match.methods[1]: must be one of: "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"',
       'bad.yaml:46:24: routes[7].match.unknown: unknown key (expected one of: host, path, methods)',
       'bad.yaml:47:5: routes[7].service: names an unknown service "nope" (expected one of: orders, empty, bad name, _hidden)',
@@ -196,7 +196,9 @@ describe('reporting every problem at once', () => {
   it('reports the line of the key, not of the value below it', () => {
     expect(lines(loadText('\nroutes:\n  name: r\n'))).toEqual(['gw.yaml:2:1: routes: must be a list']);
     const result = loadText('listen:\n  host: 127.0.0.1\nroutes:\n  - name: r\n    match:\n      path: /x\n');
-    expect(lines(result)).toEqual(['gw.yaml:4:5: routes[0].service: is required']);
+    expect(lines(result)).toEqual([
+      'gw.yaml:4:5: routes[0].service: is required (or `services`), unless the route answers itself (`respond` or `redirect`)',
+    ]);
     expect(lines(loadText('\nlisten:\n  - 1\n'))).toEqual([
       'gw.yaml:2:1: listen: must be a mapping (key: value)',
     ]);

@@ -54,9 +54,10 @@ describe('problem messages', () => {
       'routes[0].match.methods': 'must not list the same item twice',
       'routes[0].stripPrefix': 'must be a path starting with "/", such as "/api"',
       'routes[1].extra':
-        'unknown key (expected one of: name, match, service, auth, permissions, rateLimit, stripPrefix, services, canary, sticky, limits, timeouts, retry)',
+        'unknown key (expected one of: name, match, service, auth, permissions, rateLimit, stripPrefix, services, canary, sticky, limits, timeouts, retry, cors, ip, transform, respond, redirect)',
       'routes[2].match': 'is required',
-      'routes[2].service': 'is required',
+      'routes[2].service':
+        'is required (or `services`), unless the route answers itself (`respond` or `redirect`)',
       'logging.level': 'must be one of: "fatal", "error", "warn", "info", "debug", "trace", "silent"',
     });
   });
@@ -171,6 +172,8 @@ describe('the JSON Schema `gatehouse schema` prints', () => {
   it('makes keys with defaults optional, so that editors accept a short file', () => {
     expect(schema.required).toBeUndefined();
     expect(schema.properties.listen?.required).toBeUndefined();
+    // `service` is not required: `services` may stand for it, and a route may answer itself
+    // (`respond`, `redirect`); checks say so
     expect(schema.properties.routes?.items?.required).toEqual(['name', 'match']);
   });
 

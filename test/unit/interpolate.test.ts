@@ -41,6 +41,13 @@ describe('interpolate (one string)', () => {
     }
   });
 
+  it("keeps the gateway's per-request placeholders as written (a prefix and a dot: never a variable)", () => {
+    const text =
+      '${consumer.id} ${jwt.claim.team} ${header.x-a} ${request.path}${request.query} ${route.name}';
+    expect(interpolate(text, { consumer: 'no' })).toEqual({ value: text, missing: [], invalid: [] });
+    expect(interpolate('${other.x}', {}).invalid).toHaveLength(1);
+  });
+
   it('does not expand a value a second time', () => {
     expect(interpolate('${A}', { A: '${B}', B: 'no' }).value).toBe('${B}');
   });

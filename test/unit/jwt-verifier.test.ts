@@ -58,10 +58,13 @@ describe('JWT verifier with a JWKS', () => {
     const auth = createJwtAuthenticator(base({ jwksUrl: jwks.url }), config, silentLogger());
     await auth.ready?.();
     const token = await sign(rsa, { sub: 'alice', roles: ['reader', 'writer'], tier: 'pro' });
-    expect(await auth.authenticate(req(`Bearer ${token}`))).toEqual({
+    const attempt = await auth.authenticate(req(`Bearer ${token}`));
+    expect(attempt).toMatchObject({
       kind: 'ok',
       consumer: { id: 'alice', roles: ['reader', 'writer'], tier: 'pro' },
     });
+    // the verified claims are kept, for a transform's ${jwt.claim.NAME}
+    expect(attempt.kind === 'ok' ? attempt.consumer.claims?.['tier'] : null).toBe('pro');
     await auth.close();
   });
 
@@ -69,7 +72,7 @@ describe('JWT verifier with a JWKS', () => {
     const auth = createJwtAuthenticator(base({ jwksUrl: jwks.url }), config, silentLogger());
     await auth.ready?.();
     const token = await sign(rsa, { roles: 'admin', tier: 7 });
-    expect(await auth.authenticate(req(`Bearer ${token}`))).toEqual({
+    expect(await auth.authenticate(req(`Bearer ${token}`))).toMatchObject({
       kind: 'ok',
       consumer: { id: 'user-1', roles: [], tier: '' },
     });

@@ -104,7 +104,7 @@ routes:
     const picked = Array.from({ length: 8 }, () => {
       const c = testContext({ headers: { 'x-canary': 'Always' } });
       stage.onRequest?.(c);
-      return c.service.name;
+      return c.service?.name ?? '';
     });
     expect(picked.filter((n) => n === 'a')).toHaveLength(2);
   });
@@ -118,7 +118,7 @@ routes:
           consumer === null ? null : ({ id: consumer, tier: '', permissions: [], method: 'jwt' } as never),
       });
       stage.onRequest?.(c);
-      return c.service.name;
+      return c.service?.name ?? '';
     };
     const byConsumer = new Set<string>();
     for (let i = 0; i < 50; i++) {
@@ -165,7 +165,7 @@ describe('routing config checks', () => {
       'g.yaml:3:49: routes[0].services: must not be set together with `service`: use one or the other',
     ]);
     expect(problems('{ name: r, match: { path: /x } }')).toEqual([
-      'g.yaml:3:5: routes[0].service: is required',
+      'g.yaml:3:5: routes[0].service: is required (or `services`), unless the route answers itself (`respond` or `redirect`)',
     ]);
     expect(
       problems(

@@ -21,7 +21,7 @@ import { bodyLimit } from '../../src/stages/body-limit/index.js';
 import { METRICS } from '../../src/stages/metrics.js';
 import type { RateLimiter } from '../../src/ratelimit/limiter.js';
 import { DECISION, RATE_LIMITER, rateLimit, TIER } from '../../src/stages/rate-limit/index.js';
-import { RequestContext, type RequestStage, type StageInstance } from '../../src/stages/stage.js';
+import { Reply, RequestContext, type RequestStage, type StageInstance } from '../../src/stages/stage.js';
 import { configFrom } from '../helpers/gateway.js';
 import { testContext, testDeps, testRoute } from '../helpers/stage-context.js';
 
@@ -50,6 +50,7 @@ function recordingEnd() {
     done: Promise.resolve(),
     proceed: () => void seen.push('proceed'),
     reject: (_ctx, p) => void seen.push(`reject ${p.code}`),
+    respond: (_ctx, r) => void seen.push(`respond ${r.status}`),
     failed: (_ctx, err) => void seen.push(`failed ${(err as Error).message}`),
   };
   return end;
@@ -84,6 +85,17 @@ describe('the chain runner', () => {
     runChain(testContext(), [stage(() => Promise.resolve(p)), stage(() => void (later = true))], 0, end);
     await settle();
     expect(end.seen).toEqual(['reject forbidden']);
+    expect(later).toBe(false);
+  });
+
+  it('a Reply ends the chain as an answer, not an error: sync or async', async () => {
+    const end = recordingEnd();
+    let later = false;
+    const reply = new Reply(204, ['access-control-allow-origin', 'https://a.example']);
+    runChain(testContext(), [stage(() => reply), stage(() => void (later = true))], 0, end);
+    runChain(testContext(), [stage(() => Promise.resolve(reply))], 0, end);
+    await settle();
+    expect(end.seen).toEqual(['respond 204', 'respond 204']);
     expect(later).toBe(false);
   });
 

@@ -185,7 +185,7 @@ export class JwtVerifier {
       : [];
     const tierClaim = claim(payload, this.jwt.tierClaim);
     const tier = typeof tierClaim === 'string' && /^[\x21-\x7e]{1,64}$/.test(tierClaim) ? tierClaim : '';
-    return Object.freeze({ id: sub, tier, roles: Object.freeze(roles) });
+    return Object.freeze({ id: sub, tier, roles: Object.freeze(roles), claims: Object.freeze(payload) });
   }
 }
 

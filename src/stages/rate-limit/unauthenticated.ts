@@ -15,7 +15,14 @@
 import { problem, type Problem } from '../../problems/registry.js';
 import type { GuardedDecision } from '../../ratelimit/guarded-store.js';
 import { UNAUTHENTICATED_TIER, type RateLimiter } from '../../ratelimit/limiter.js';
-import type { RequestContext, RequestStage, Stage, StageInstance, StageOutcome } from '../stage.js';
+import {
+  Reply,
+  type RequestContext,
+  type RequestStage,
+  type Stage,
+  type StageInstance,
+  type StageOutcome,
+} from '../stage.js';
 import { apply, DECISION, logRateLimit, RATE_LIMITER, TIER } from './index.js';
 
 /** addresses remembered as refused, per process; the oldest is forgotten beyond this */
@@ -91,7 +98,7 @@ export function limitFailedAuthentication(authenticate: Stage): Stage {
       };
       const counted = (ctx: RequestContext, subject: string, outcome: StageOutcome) => {
         // only missing or invalid credentials count (not a key store that is down: 503)
-        if (outcome === undefined || outcome.status !== 401) return outcome;
+        if (outcome === undefined || outcome instanceof Reply || outcome.status !== 401) return outcome;
         const d = limiter.store.consume(limiter.keyFor(UNAUTHENTICATED_TIER, subject), plan);
         return d instanceof Promise
           ? d.then((x) => settle(ctx, subject, outcome, x))
