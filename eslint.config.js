@@ -26,4 +26,25 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // the admin console runs in a browser: DOM globals, no Node ones
+    files: ['ui/**'],
+    languageOptions: {
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        location: 'readonly',
+        sessionStorage: 'readonly',
+        fetch: 'readonly',
+        addEventListener: 'readonly',
+        removeEventListener: 'readonly',
+        URLSearchParams: 'readonly',
+        HTMLDivElement: 'readonly',
+        Event: 'readonly',
+        process: 'off',
+        Buffer: 'off',
+        setImmediate: 'off',
+      },
+    },
+  },
 );
