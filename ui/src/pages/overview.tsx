@@ -1,4 +1,5 @@
 /** Live numbers from the gateway's own `/metrics`, scraped every few seconds, with small charts. */
+import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { get } from '../api.js';
@@ -12,10 +13,56 @@ type Series = { t: number[]; rps: number[]; p50: (number | null)[]; p99: (number
 
 type Status = {
   version: string;
-  uptimeSec?: number;
-  config?: { hash?: string; loadedAt?: string };
-  [k: string]: unknown;
+  commit: string | null;
+  uptimeSeconds: number;
+  config: { hash: string; loadedAt: string };
+  workers: { count: number; mode: string; pid: number };
+  draining: boolean;
+  logLevel: string;
+  stores: Record<string, string>;
 };
+
+function Instance({ status }: { status: Status }) {
+  const up = status.uptimeSeconds;
+  const uptime =
+    up < 120
+      ? `${Math.round(up)} s`
+      : up < 7200
+        ? `${Math.round(up / 60)} min`
+        : `${(up / 3600).toFixed(1)} h`;
+  return (
+    <dl class="facts">
+      <dt>version</dt>
+      <dd>
+        {status.version}
+        {status.commit !== null && ` (${status.commit})`}
+      </dd>
+      <dt>up</dt>
+      <dd>{uptime}</dd>
+      <dt>config</dt>
+      <dd>
+        <code>{status.config.hash.slice(0, 12)}</code> loaded{' '}
+        {new Date(status.config.loadedAt).toLocaleString()}
+      </dd>
+      <dt>workers</dt>
+      <dd>
+        {status.workers.count} ({status.workers.mode})
+      </dd>
+      <dt>readiness</dt>
+      <dd>{status.draining ? 'draining' : 'serving'}</dd>
+      <dt>log level</dt>
+      <dd>{status.logLevel}</dd>
+      {Object.entries(status.stores).map(([name, state]) => (
+        <Fragment key={name}>
+          <dt>{name}</dt>
+          <dd>
+            <span class={`badge ${state === 'ready' ? 'good' : 'bad'}`}>{state}</span>
+          </dd>
+        </Fragment>
+      ))}
+    </dl>
+  );
+}
 
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 const ms = (s: number | null) => (s === null ? '—' : `${fmt(s * 1000, s < 0.01 ? 2 : 1)} ms`);
@@ -80,7 +127,7 @@ export function Overview() {
         <p class="hint">
           Computed in this browser from <code>/metrics</code> every {POLL_MS / 1000} s (this instance).
         </p>
-        <div class="charts">
+        <div class="charts" data-points={s.t.length}>
           <Chart title="requests/s" version={version} data={[s.t, s.rps]} labels={['requests/s']} />
           <Chart title="latency (ms)" version={version} data={[s.t, s.p50, s.p99]} labels={['p50', 'p99']} />
           <Chart title="errors (%)" version={version} data={[s.t, s.err]} labels={['5xx %']} />
@@ -88,7 +135,7 @@ export function Overview() {
       </Section>
       <Section title="Instance">
         <ErrorBox error={status.error} />
-        {status.data !== null && <pre class="json">{JSON.stringify(status.data, null, 2)}</pre>}
+        {status.data !== null && <Instance status={status.data} />}
       </Section>
     </>
   );
@@ -124,7 +171,7 @@ function Chart({
       {
         width: 320,
         height: 140,
-        legend: { show: true },
+        legend: { show: false },
         cursor: { show: false },
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [{ size: 30 }, { size: 45 }],
@@ -142,7 +189,15 @@ function Chart({
   useEffect(() => plot.current?.setData(data as uPlot.AlignedData), [version]);
   return (
     <figure class="chart">
-      <figcaption>{title}</figcaption>
+      <figcaption>
+        {title}
+        {labels.length > 1 &&
+          labels.map((l, i) => (
+            <span key={l} class={`swatch s${i}`}>
+              {l}
+            </span>
+          ))}
+      </figcaption>
       <div ref={el} role="img" aria-label={`${title} chart`} />
     </figure>
   );
