@@ -18,6 +18,7 @@ import { ADMIN_ROUTES } from '../../src/admin/admin-server.js';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http-client.js';
+import { AUDIENCE, ISSUER, JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
 import { writeTempConfig } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { createSchema, type PrivateSchema } from '../integration/api-keys-db.js';
@@ -29,11 +30,16 @@ const PREFIX = `gh-console-${randomBytes(4).toString('hex')}:`;
 const SHOTS = 'test-results/console';
 
 const available = existsSync(CHROMIUM);
+/**
+ * JWT revocation (`POST /consumers/:id/revoke-tokens`) comes with its own config section: where
+ * the branch has it, the consumer page's "revoke sessions" is tested end to end with a JWT route.
+ */
+const REVOCATION = ADMIN_ROUTES.some((r) => r.path === '/consumers/{id}/revoke-tokens');
 // in CI the browser test must run: scripts/test-deps.sh installs chromium there
 if (!available && process.env.CI === undefined)
   console.warn(`console browser tests skipped: no ${CHROMIUM} (run scripts/test-deps.sh as root)`);
 
-const yaml = (dbUrl: string, a: Upstream, b: Upstream) => `
+const yaml = (dbUrl: string, a: Upstream, b: Upstream, jwksUrl: string | null) => `
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0, token: ${ADMIN}, readToken: ${READ}, ui: true }
 configWatch: false
@@ -45,7 +51,10 @@ routes:
   - { name: keyed, match: { path: /keyed/** }, service: api, auth: [apiKey] }
   - { name: open, match: { path: /open/** }, service: api, rateLimit: "off" }
   - { name: limited, match: { path: /limited/** }, service: api, rateLimit: ip }
-auth: { apiKey: { secret: 'console-key-secret-0123456789abcdef' } }
+${jwksUrl === null ? '' : '  - { name: jwt, match: { path: /jwt/** }, service: api, auth: [jwt], rateLimit: "off" }'}
+auth:
+  apiKey: { secret: 'console-key-secret-0123456789abcdef' }
+${jwksUrl === null ? '' : `  jwt: { issuer: '${ISSUER}', audience: ${AUDIENCE}, jwksUrl: '${jwksUrl}', revocation: { keyPrefix: '${PREFIX}revoked:' } }`}
 rateLimit:
   keyPrefix: '${PREFIX}'
   defaultTier: free
@@ -65,6 +74,8 @@ const named = (name: string) =>
 
 let a: Upstream;
 let b: Upstream;
+let jwks: JwksServer | undefined;
+let jwtKey: TestKey;
 let schema: PrivateSchema;
 let gw: TestGateway;
 let file: string;
@@ -78,7 +89,11 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
   beforeAll(async () => {
     [a, b] = await Promise.all([named('a'), named('b')]);
     schema = await createSchema();
-    configYaml = yaml(schema.url, a, b);
+    if (REVOCATION) {
+      jwtKey = await makeKey('console');
+      jwks = await JwksServer.start([jwtKey]);
+    }
+    configYaml = yaml(schema.url, a, b, jwks?.url ?? null);
     file = writeTempConfig(configYaml);
     gw = new TestGateway(await Gateway.start(configFrom(configYaml), { configFile: file }));
     mkdirSync(SHOTS, { recursive: true });
@@ -113,7 +128,7 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
     await context?.close();
     if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
     await gw?.close();
-    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([a?.close(), b?.close(), jwks?.close()]);
     await schema?.drop();
   });
 
@@ -323,14 +338,23 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
   });
 
   it('shows a consumer, and revokes its sessions', async () => {
+    const subject = REVOCATION ? 'alice' : keyId;
+    const token = REVOCATION ? await sign(jwtKey, { sub: subject }) : '';
+    if (REVOCATION) expect((await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status).toBe(200);
     await go('consumers');
-    await page.getByLabel('consumer id (key id or JWT sub)').fill(keyId);
+    await page.getByLabel('consumer id (key id or JWT sub)').fill(subject);
     await page.getByRole('button', { name: 'Show' }).click();
     await page.locator('table.usage').waitFor();
-    await page.getByRole('button', { name: `revoke every token of ${keyId}` }).click();
-    const served = ADMIN_ROUTES.some((r) => r.path === '/consumers/{id}/revoke-tokens');
-    if (served) await page.getByRole('status').filter({ hasText: 'is refused' }).waitFor();
-    // until the endpoint is served, the button reports the API's refusal, not a silent success
+    await page.getByRole('button', { name: `revoke every token of ${subject}` }).click();
+    if (REVOCATION) {
+      await page.getByRole('status').filter({ hasText: 'is refused' }).waitFor();
+      await expect
+        .poll(async () => (await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status, {
+          timeout: 3000,
+        })
+        .toBe(401);
+    }
+    // without the endpoint, the button reports the API's refusal, not a silent success
     else await page.getByRole('alert').filter({ hasText: 'not_found' }).waitFor();
     await shot('consumers');
   });
