@@ -90,6 +90,22 @@ async function main() {
     // the console is served (a bench of a console that is not there would measure nothing)
     const page = await httpGet(`${gw.adminUrl}/ui`);
     if (page.status !== 200) throw new Error(`GET /ui answered ${page.status}: run npm run build`);
+    // what one console's polls cost the gateway, measured alone (no load, so no noise from it)
+    const POLL_SAMPLES = 200;
+    const pollCpuMs = {};
+    for (const { path: p } of POLLS) {
+      for (let i = 0; i < 20; i++)
+        await httpGet(`${gw.adminUrl}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const c0 = cpuSeconds(pid);
+      for (let i = 0; i < POLL_SAMPLES; i++)
+        await httpGet(`${gw.adminUrl}${p}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      pollCpuMs[p] = ((cpuSeconds(pid) - c0) * 1000) / POLL_SAMPLES;
+    }
+    const perSecondMs = POLLS.reduce((sum, { path: p, everyMs }) => sum + (pollCpuMs[p] * 1000) / everyMs, 0);
+    console.log(
+      `one console's polls: ${POLLS.map(({ path: p }) => `GET ${p} ${pollCpuMs[p].toFixed(2)} ms CPU`).join(', ')}` +
+        ` → ${perSecondMs.toFixed(2)} ms of gateway CPU per second (${(perSecondMs / 10).toFixed(3)} % of a core)`,
+    );
     if (warmup) await runWrk({ url: gw.url, duration: warmup, cpu: loadCpu });
     /** @type {Record<number, { rps: number, p99Ms: number, cpuUs: number, polls: number }[]>} */
     const results = Object.fromEntries(CONSOLES.map((n) => [n, []]));
@@ -119,6 +135,10 @@ async function main() {
           `${(med(rows, 'rps') / med(base, 'rps')).toFixed(3)} | ${(med(rows, 'cpuUs') / med(base, 'cpuUs')).toFixed(3)} |`,
       );
     }
+    console.log(
+      `\none console ≈ the CPU of ${Math.round((perSecondMs * 1000) / med(base, 'cpuUs'))} proxied requests per second ` +
+        `(at ${med(base, 'cpuUs').toFixed(1)} µs each)`,
+    );
     console.log(`\n(median of ${runs} run(s) of ${duration} each; wrk -t1 -c64, keep-alive)`);
   } finally {
     await gw.stop();
