@@ -100,7 +100,14 @@ describe('loading a valid file', () => {
     expect(empty).toEqual(load('# nothing here\n'));
     expect(empty).toEqual(load('routes:\n# - { name: a }\nservices:\nadmin:\n'));
     expect(empty.listen).toEqual({ host: '0.0.0.0', port: 8080 });
-    expect(empty.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '', tokens: [], auditEntries: 1000 });
+    expect(empty.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9080,
+      token: '',
+      tokens: [],
+      auditEntries: 1000,
+      ui: false,
+    });
     expect(empty.workers).toBe(1);
     expect(empty.routes).toEqual([]);
     expect(empty.services).toEqual({});
@@ -136,7 +143,14 @@ describe('never mutating the input', () => {
     expect(out).not.toBe(input);
     expect(out.listen).not.toBe(input.listen);
     expect(out.services.a).not.toBe(input.services.a);
-    expect(out.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '', tokens: [], auditEntries: 1000 });
+    expect(out.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9080,
+      token: '',
+      tokens: [],
+      auditEntries: 1000,
+      ui: false,
+    });
     expect((out.services.a as { pool?: unknown }).pool).toEqual({ connections: 128, keepAlive: '60s' });
   });
 
