@@ -252,7 +252,10 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
       .toBe(String(500 - 3));
     await shot('keys');
 
+    // what cannot be undone takes a second press
     await page.getByRole('button', { name: `revoke ${keyId}` }).click();
+    expect(await page.locator(`tr[data-key="${keyId}"] [data-status]`).textContent()).toBe('active');
+    await page.getByRole('button', { name: `confirm revoke ${keyId}` }).click();
     await expect
       .poll(() => page.locator(`tr[data-key="${keyId}"] [data-status]`).textContent())
       .toBe('revoked');
@@ -346,6 +349,7 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
     await page.getByRole('button', { name: 'Show' }).click();
     await page.locator('table.usage').waitFor();
     await page.getByRole('button', { name: `revoke every token of ${subject}` }).click();
+    await page.getByRole('button', { name: `confirm revoke every token of ${subject}` }).click();
     if (REVOCATION) {
       await page.getByRole('status').filter({ hasText: 'is refused' }).waitFor();
       await expect

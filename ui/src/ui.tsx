@@ -67,19 +67,31 @@ export function Action({
   run: () => Promise<unknown>;
   onDone?: (result: unknown) => void;
   disabled?: boolean;
+  /** danger: what cannot be undone asks for a second press (the button turns into "Confirm") */
   kind?: 'danger';
   name?: string;
 }) {
   const [busy, setBusy] = useState(false);
+  const [armed, setArmed] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!armed) return;
+    const t = setTimeout(() => setArmed(false), 5000);
+    return () => clearTimeout(t);
+  }, [armed]);
   return (
     <span class="action">
       <button
         type="button"
         class={kind ?? ''}
         disabled={busy || disabled === true}
-        aria-label={name}
+        aria-label={armed && name !== undefined ? `confirm ${name}` : name}
         onClick={() => {
+          if (kind === 'danger' && !armed) {
+            setArmed(true);
+            return;
+          }
+          setArmed(false);
           setBusy(true);
           setError(null);
           run().then(
@@ -94,7 +106,7 @@ export function Action({
           );
         }}
       >
-        {label}
+        {armed ? `Confirm: ${label}` : label}
       </button>
       {error !== null && (
         <span class="error" role="alert">
