@@ -40,6 +40,23 @@ const LAYERED = either(ENTRY, SERVER, ADMIN, PIPELINE, STAGES, CAPABILITIES, FOU
 export default {
   forbidden: [
     {
+      name: 'console-apart',
+      comment:
+        'The admin web console (ui/) is browser code: it talks to the admin API over HTTP and ' +
+        'imports nothing of the server, and the server serves its built files but never imports ' +
+        'its source (no DOM types in the server, no server code in the bundle).',
+      severity: 'error',
+      from: { path: '^ui/' },
+      to: { path: '^src/' },
+    },
+    {
+      name: 'server-not-console-source',
+      comment: 'The server serves the console build (dist/console), never the browser source.',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^ui/' },
+    },
+    {
       name: 'no-circular',
       comment:
         'A cycle makes two modules one: neither can be read, tested or moved without the other, ' +

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/node_modules/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'test-results/**', 'node_modules/**', 'bench/node_modules/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -24,6 +24,27 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  {
+    // the admin console runs in a browser: DOM globals, no Node ones
+    files: ['ui/**'],
+    languageOptions: {
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        location: 'readonly',
+        sessionStorage: 'readonly',
+        fetch: 'readonly',
+        addEventListener: 'readonly',
+        removeEventListener: 'readonly',
+        URLSearchParams: 'readonly',
+        HTMLDivElement: 'readonly',
+        Event: 'readonly',
+        process: 'off',
+        Buffer: 'off',
+        setImmediate: 'off',
+      },
     },
   },
 );

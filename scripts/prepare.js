@@ -28,4 +28,7 @@ try {
 }
 
 const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+if (result.status !== 0) process.exit(result.status ?? 1);
+// the admin web console (ui/), bundled by esbuild (a devDependency, as TypeScript is)
+const ui = spawnSync(process.execPath, ['scripts/build-console.js'], { stdio: 'inherit' });
+process.exit(ui.status ?? 1);

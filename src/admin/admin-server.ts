@@ -13,19 +13,21 @@ import { problem, problems } from '../problems/registry.js';
 import { writeProblem } from '../problems/write.js';
 import { parseRequestTarget } from '../router/request-target.js';
 import { AuditLog } from './audit.js';
+import { consoleServer, isConsolePath, type ConsoleServer } from './console/serve.js';
 import { adminContext, type AdminContext } from './context.js';
 import { gatewayRoutes } from './endpoints/gateway.js';
 import { keyRoutes } from './endpoints/keys.js';
 import { revocationRoutes } from './endpoints/revocation.js';
 import { routeRoutes } from './endpoints/routes.js';
 import { serviceRoutes } from './endpoints/services.js';
+import { sessionRoutes } from './endpoints/session.js';
 import { usageRoutes } from './endpoints/usage.js';
 import { checked, readJsonBody } from './http.js';
 import { createKeysAdmin } from './keys.js';
 import { openApiDocument } from './openapi.js';
 import { AdminProblem, defineRoute, ok, type AdminAnswer, type AdminRoute } from './route-table.js';
 import type { AdminState } from './state.js';
-import { identify, type AdminCaller } from './tokens.js';
+import { identify, tokensConfigured, type AdminCaller } from './tokens.js';
 
 export type {
   AdminReloadResult,
@@ -55,6 +57,7 @@ export const ADMIN_ROUTES: readonly AdminRoute<AdminContext>[] = [
   ...keyRoutes,
   ...usageRoutes,
   ...revocationRoutes,
+  ...sessionRoutes,
 ];
 
 const serverUrl = (req: IncomingMessage): string | undefined => {
@@ -133,6 +136,7 @@ export function createAdminServer(
   const audit = new AuditLog(logger, () => state.auditEntries?.() ?? 1000);
   const ctx = adminContext(state, keys, audit, logger);
   const table = compile(routes);
+  const ui = consoleServer();
   const server = createServer((req, res) => {
     const requestId = randomUUID();
     res.setHeader('x-request-id', requestId);
@@ -150,7 +154,7 @@ export function createAdminServer(
     };
     // a write after the end emits 'error', which unheard would end the process
     res.on('error', failed);
-    handle(table, ctx, req, res, requestId).catch(failed);
+    handle(table, ctx, req, res, requestId, ui).catch(failed);
   });
   return server;
 }
@@ -161,10 +165,20 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   requestId: string,
+  ui: ConsoleServer,
 ): Promise<void> {
   // the same reading of the target as on the proxy port (`new URL` would throw on `//a:99999/`)
   const target = parseRequestTarget(req.url ?? '/');
   if (!target.ok) return writeProblem(res, problems.badRequest(target.reason), requestId, false);
+  // the console's static files: no token (the page asks for one), never with none configured
+  if (isConsolePath(target.path))
+    return ui.serve(
+      req,
+      res,
+      target.path,
+      ctx.state.ui?.() === true && tokensConfigured(ctx.state.tokens()),
+      requestId,
+    );
   const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
   const found = find(table, method, target.path);
   const open = found.kind === 'route' && found.route.open === true;

@@ -85,6 +85,8 @@ export type AdminState = {
   logger?: () => Logger;
   /** `admin.auditEntries`: how many audit entries `GET /audit` keeps (default 1000) */
   auditEntries?: () => number;
+  /** `admin.ui`: whether the web console is served at `/ui` */
+  ui?: () => boolean;
   /** applies a per-instance change to every process of this instance (see AdminControl) */
   control?: (change: AdminControl) => Promise<number>;
 };

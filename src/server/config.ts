@@ -74,6 +74,11 @@ export const AdminSchema = Section(
       default: 1000,
       description: 'mutating admin calls kept in memory for `GET /audit` (each is also logged)',
     }),
+    ui: Type.Boolean({
+      default: false,
+      description:
+        'serve the admin web console at `/ui` on the admin port (needs an admin token: the console sends it as a bearer header)',
+    }),
   },
   'The admin (control-plane) listener: probes, metrics, management API.',
 );
@@ -145,6 +150,11 @@ export const checkServer: ConfigCheck = (config, report) => {
   const admin = config.valid(AdminSchema, 'admin');
   const limits = config.valid(LimitsSchema, 'limits');
   if (admin) checkAdminTokens(admin, report);
+  if (admin?.ui === true && !anyAdminToken(admin))
+    report(
+      ['admin', 'ui'],
+      'needs an admin token (admin.token, admin.readToken or admin.tokens): the console signs in with one',
+    );
   if (
     admin &&
     !isLoopbackHost(admin.host) &&
@@ -200,3 +210,8 @@ function checkAdminTokens(admin: StaticDecode<typeof AdminSchema>, report: Param
     seen(t.id, t.token, ['admin', 'tokens', i, 'id'], ['admin', 'tokens', i, 'token']),
   );
 }
+
+const anyAdminToken = (admin: StaticDecode<typeof AdminSchema>): boolean =>
+  admin.token !== '' ||
+  (admin.readToken !== undefined && admin.readToken !== '') ||
+  admin.tokens.some((t) => t.token !== '');

@@ -164,6 +164,7 @@ export class Gateway {
       runtime: () => this.state.runtime,
       logger: () => this.logger,
       auditEntries: () => this.state.runtime.config.admin.auditEntries,
+      ui: () => this.state.runtime.config.admin.ui,
       process: () => ({
         ...buildInfo(),
         startedAt: this.startedAt,

@@ -106,7 +106,14 @@ describe('loading a valid file', () => {
       http2: { enabled: true, cleartext: false },
     });
     expect(empty.listen.tls).toBeUndefined();
-    expect(empty.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '', tokens: [], auditEntries: 1000 });
+    expect(empty.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9080,
+      token: '',
+      tokens: [],
+      auditEntries: 1000,
+      ui: false,
+    });
     expect(empty.workers).toBe(1);
     expect(empty.routes).toEqual([]);
     expect(empty.services).toEqual({});
@@ -142,7 +149,14 @@ describe('never mutating the input', () => {
     expect(out).not.toBe(input);
     expect(out.listen).not.toBe(input.listen);
     expect(out.services.a).not.toBe(input.services.a);
-    expect(out.admin).toEqual({ host: '127.0.0.1', port: 9080, token: '', tokens: [], auditEntries: 1000 });
+    expect(out.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9080,
+      token: '',
+      tokens: [],
+      auditEntries: 1000,
+      ui: false,
+    });
     expect((out.services.a as { pool?: unknown }).pool).toEqual({ connections: 128, keepAlive: '60s' });
   });
 
