@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_ROUTES } from '../../src/admin/admin-server.js';
 import { Gateway } from '../../src/server/gateway.js';
 import { configFrom, TestGateway } from '../helpers/gateway.js';
 import { request } from '../helpers/http-client.js';
@@ -30,11 +29,6 @@ const PREFIX = `gh-console-${randomBytes(4).toString('hex')}:`;
 const SHOTS = 'test-results/console';
 
 const available = existsSync(CHROMIUM);
-/**
- * JWT revocation (`POST /consumers/:id/revoke-tokens`) comes with its own config section: where
- * the branch has it, the consumer page's "revoke sessions" is tested end to end with a JWT route.
- */
-const REVOCATION = ADMIN_ROUTES.some((r) => r.path === '/consumers/{id}/revoke-tokens');
 // in CI the browser test must run: scripts/test-deps.sh installs chromium there
 if (!available && process.env.CI === undefined)
   console.warn(`console browser tests skipped: no ${CHROMIUM} (run scripts/test-deps.sh as root)`);
@@ -89,10 +83,9 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
   beforeAll(async () => {
     [a, b] = await Promise.all([named('a'), named('b')]);
     schema = await createSchema();
-    if (REVOCATION) {
-      jwtKey = await makeKey('console');
-      jwks = await JwksServer.start([jwtKey]);
-    }
+    // a JWT route with revocation: the consumer page's "revoke sessions" is tested end to end
+    jwtKey = await makeKey('console');
+    jwks = await JwksServer.start([jwtKey]);
     configYaml = yaml(schema.url, a, b, jwks?.url ?? null);
     file = writeTempConfig(configYaml);
     gw = new TestGateway(await Gateway.start(configFrom(configYaml), { configFile: file }));
@@ -305,7 +298,7 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
 
   it('lists the routes in match order and tests which one a request hits', async () => {
     await go('routes');
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(3);
+    await expect.poll(() => page.locator('tbody tr').count()).toBe(4);
     const tester = page.getByRole('form', { name: 'route tester' });
     await tester.getByLabel('path').fill('/keyed/orders/1');
     await tester.getByRole('button', { name: 'Test' }).click();
@@ -341,25 +334,21 @@ describe.skipIf(!available && process.env.CI === undefined)('admin console in ch
   });
 
   it('shows a consumer, and revokes its sessions', async () => {
-    const subject = REVOCATION ? 'alice' : keyId;
-    const token = REVOCATION ? await sign(jwtKey, { sub: subject }) : '';
-    if (REVOCATION) expect((await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status).toBe(200);
+    const subject = 'alice';
+    const token = await sign(jwtKey, { sub: subject });
+    expect((await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status).toBe(200);
     await go('consumers');
     await page.getByLabel('consumer id (key id or JWT sub)').fill(subject);
     await page.getByRole('button', { name: 'Show' }).click();
     await page.locator('table.usage').waitFor();
     await page.getByRole('button', { name: `revoke every token of ${subject}` }).click();
     await page.getByRole('button', { name: `confirm revoke every token of ${subject}` }).click();
-    if (REVOCATION) {
-      await page.getByRole('status').filter({ hasText: 'is refused' }).waitFor();
-      await expect
-        .poll(async () => (await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status, {
-          timeout: 3000,
-        })
-        .toBe(401);
-    }
-    // without the endpoint, the button reports the API's refusal, not a silent success
-    else await page.getByRole('alert').filter({ hasText: 'not_found' }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'is refused' }).waitFor();
+    await expect
+      .poll(async () => (await proxy('/jwt/x', { authorization: `Bearer ${token}` })).status, {
+        timeout: 3000,
+      })
+      .toBe(401);
     await shot('consumers');
   });
 
