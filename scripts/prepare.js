@@ -28,4 +28,8 @@ try {
 }
 
 const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+if (result.status !== 0) process.exit(result.status ?? 1);
+// then the one-file bundle bin/gatehouse.js prefers (scripts/bundle.js; esbuild is a devDependency
+// too, present whenever TypeScript is)
+const bundle = spawnSync(process.execPath, ['scripts/bundle.js'], { stdio: 'inherit' });
+process.exit(bundle.status ?? 1);
