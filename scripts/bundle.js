@@ -35,6 +35,20 @@ const EXTERNAL = [
   '@opentelemetry/resources',
 ];
 
+// undici's index loads all of undici (fetch, WebSocket, cookies, mocks, caches: ~15–25 ms of a
+// start); Gatehouse imports only these, so the bundle gets them, with what the index does to
+// them (the request/stream/... methods on every dispatcher). A new name imported from 'undici'
+// fails the build here rather than being undefined at run time.
+const UNDICI = ['Client', 'Pool', 'errors'];
+const undiciDir = path.join(root, 'node_modules', 'undici');
+const undiciShim = `
+const Dispatcher = require(${JSON.stringify(path.join(undiciDir, 'lib/dispatcher/dispatcher.js'))});
+Object.assign(Dispatcher.prototype, require(${JSON.stringify(path.join(undiciDir, 'lib/api/index.js'))}));
+module.exports.Client = require(${JSON.stringify(path.join(undiciDir, 'lib/dispatcher/client.js'))});
+module.exports.Pool = require(${JSON.stringify(path.join(undiciDir, 'lib/dispatcher/pool.js'))});
+module.exports.errors = require(${JSON.stringify(path.join(undiciDir, 'lib/core/errors.js'))});
+`;
+
 /** @type {import('esbuild').Plugin} */
 const distModules = {
   name: 'gatehouse-dist',
@@ -44,14 +58,40 @@ const distModules = {
       if (resolved !== earlySignals) return undefined;
       return { path: './server/early-signals.js', external: true };
     });
+    b.onResolve({ filter: /^undici$/ }, (args) =>
+      args.importer.startsWith(dist + path.sep) ? { path: 'undici', namespace: 'undici-shim' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'undici-shim' }, () => ({
+      contents: undiciShim,
+      loader: 'js',
+      resolveDir: undiciDir,
+    }));
     b.onLoad({ filter: /\.js$/ }, async (args) => {
       if (!args.path.startsWith(dist + path.sep)) return undefined;
       let text = await readFile(args.path, 'utf8');
+      for (const [, names] of text.matchAll(/^import \{([^}]*)\} from 'undici';$/gm)) {
+        for (const name of (names ?? '').split(',').map((n) => n.trim().split(/\s+as\s+/)[0])) {
+          if (name && !UNDICI.includes(name)) {
+            throw new Error(
+              `${args.path}: imports ${name} from undici; add it to UNDICI in ${path.basename(import.meta.filename)}`,
+            );
+          }
+        }
+      }
+      if (/^import (?!\{)[^;]* from 'undici';$/m.test(text)) {
+        throw new Error(`${args.path}: imports undici other than by name (UNDICI in scripts/bundle.js)`);
+      }
       if (path.relative(dist, args.path) === path.join('stores', 'redis.js')) {
         const lazy = "createRequire(import.meta.url)('ioredis')";
         if (!text.includes(lazy)) throw new Error(`${args.path}: expected ${lazy}`);
         text = text.replace(lazy, "require('ioredis')");
       }
+      // a static import of an outside package would be hoisted to the bundle's top and loaded at
+      // every start, though its module is imported only when configured (pg by
+      // postgres-keys.js): a require runs where the module's code runs, when it is first used
+      text = text.replace(/^import (\w+) from '([^']+)';$/gm, (line, name, pkg) =>
+        EXTERNAL.includes(pkg) ? `const ${name} = require('${pkg}');` : line,
+      );
       const rel = path.relative(dist, args.path).split(path.sep).join('/');
       // the bundle sits in dist/: ./<rel> from its own URL is this module's URL in dist/
       text = text.replaceAll(
@@ -85,3 +125,9 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
 });
+
+const eager = /^import [^;]* from "([^"]+)";$/gm;
+const out = await readFile(outfile, 'utf8');
+for (const [, pkg] of out.matchAll(eager)) {
+  if (EXTERNAL.includes(pkg ?? '')) throw new Error(`${outfile}: ${pkg} would load at every start`);
+}
