@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm's `prepare` script: builds dist/ with TypeScript. npm runs it after `npm ci` / `npm install`
+// npm's `prepare` script: builds dist/ with TypeScript, then bundles it (scripts/bundle.js). npm runs it after `npm ci` / `npm install`
 // in a clone and before `npm pack`; never when the packed tarball is installed (its dist/ is in
 // it). TypeScript is a devDependency, so `npm ci --omit=dev` in a clone has no compiler: say so,
 // and how to get a production install, rather than failing with `tsc: not found`.

@@ -16,6 +16,7 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,6 +77,22 @@ describe('the bundled CLI', () => {
     const unbundled = await cli(['version'], { GATEHOUSE_BUNDLE: 'off' });
     expect(unbundled.code).not.toBe(0);
     expect(unbundled.out).toMatch(/cli\/main\.js/);
+  });
+
+  it('is not used when older than the last tsc build (dist/.tsbuildinfo)', async () => {
+    const info = join(app, 'dist', '.tsbuildinfo');
+    writeFileSync(info, '{}');
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(info, later, later);
+    try {
+      const res = await cli(['version']);
+      // it goes for dist/cli/main.js, which this copy does not have
+      expect(res.code).not.toBe(0);
+      expect(res.out).toMatch(/cli\/main\.js/);
+    } finally {
+      rmSync(info);
+    }
+    expect((await cli(['version'])).code).toBe(0);
   });
 
   it('validates the demo config it finds beside itself', async () => {
