@@ -11,7 +11,10 @@
 //
 //   node bench/coldstart.js [starts] [memory]      (default: both)
 //
-// Env: BENCH_STARTS (10), BENCH_REQUESTS (1000000), BENCH_RSS_CHUNK (20s), REDIS_URL
+// Env: BENCH_STARTS (10), BENCH_REQUESTS (1000000), BENCH_RSS_CHUNK (20s), BENCH_STORES
+// (sqlite,postgres), BENCH_VARIANTS (builds or settings to compare in the same run, their starts
+// taken in turn: `name=VAR=value+VAR=value,name2=...`, e.g.
+// `unbundled=GATEHOUSE_BUNDLE=off,bundled=`; default: one, as configured), REDIS_URL
 // (redis://127.0.0.1:6379), DATABASE_URL (postgres://postgres@127.0.0.1:5432/test; a private
 // schema is made and dropped), BENCH_GATEHOUSE_DIR (the checkout whose bin/ and dist/ run).
 import { spawnSync } from 'node:child_process';
@@ -118,9 +121,9 @@ function fullConfig({ port, adminPort, upstreamUrl, pem, database, prefix }) {
 /**
  * Starts the gateway pinned to `cpu` and times exec → first /readyz 200 (polled every 2 ms on
  * fresh connections).
- * @param {{ configPath: string, adminPort: number, cpu: number | null }} o
+ * @param {{ configPath: string, adminPort: number, cpu: number | null, env?: Record<string, string> }} o
  */
-async function timedStart({ configPath, adminPort, cpu }) {
+async function timedStart({ configPath, adminPort, cpu, env = {} }) {
   const t0 = process.hrtime.bigint();
   const proc = spawnProcess({
     name: 'gatehouse',
@@ -128,7 +131,7 @@ async function timedStart({ configPath, adminPort, cpu }) {
     args: [BIN, 'start', '-c', configPath],
     cpu,
     cwd: GATEHOUSE_DIR,
-    env: { LOG_LEVEL: 'warn' },
+    env: { LOG_LEVEL: 'warn', ...env },
   });
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -182,6 +185,29 @@ function nodeBoot(cpu) {
   return { wallMs: median(wall), cpuMs };
 }
 
+/**
+ * BENCH_VARIANTS: `name=VAR=value+VAR=value,...`; an empty list of variables is the environment
+ * as it is.
+ * @returns {Array<{ name: string, env: Record<string, string> }>}
+ */
+function variants() {
+  const spec = process.env.BENCH_VARIANTS;
+  if (!spec) return [{ name: '', env: {} }];
+  return spec.split(',').map((part) => {
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq);
+    const vars = eq < 0 ? '' : part.slice(eq + 1);
+    /** @type {Record<string, string>} */
+    const env = {};
+    for (const v of vars.split('+').filter(Boolean)) {
+      const i = v.indexOf('=');
+      if (i < 1) fail(`BENCH_VARIANTS: ${v} is not VAR=value`);
+      env[v.slice(0, i)] = v.slice(i + 1);
+    }
+    return { name, env };
+  });
+}
+
 async function main() {
   const args = process.argv.slice(2);
   const unknown = args.filter((a) => !PARTS.includes(a));
@@ -196,7 +222,9 @@ async function main() {
   }
   installCleanupHooks();
   // a bounded run: the starts take seconds, the load ~ requests / 5000 s on one core
-  giveUpAfter(120 + starts * 2 * 10 + (parts.includes('memory') ? totalRequests / 2000 + 60 : 0));
+  giveUpAfter(
+    120 + starts * 2 * 10 * variants().length + (parts.includes('memory') ? totalRequests / 2000 + 60 : 0),
+  );
   const [loadCpu, sutCpu] = os.availableParallelism() >= 2 ? [0, 1] : [null, null];
   if (loadCpu !== null) pinSelf(loadCpu);
   const busy = await sampleCpuBusy();
@@ -268,34 +296,48 @@ async function main() {
     console.log(
       `\nnode -e 0 on the same core: ${boot.wallMs.toFixed(0)} ms (median of 5), ${boot.cpuMs.toFixed(0)} ms of CPU (mean)\n`,
     );
+    const runs = variants();
+    const named = runs.length > 1 || runs[0]?.name;
     console.log(
-      '| key store | starts | exec → /readyz 200 (median, min–max) | CPU time to ready (median) | RSS at ready |',
+      `| ${named ? 'variant | ' : ''}key store | starts | exec → /readyz 200 (median, min–max) | CPU time to ready (median, min–max) | RSS at ready |`,
     );
     console.log(
-      '| --------- | -----: | ----------------------------------: | -------------------------: | -----------: |',
+      `| ${named ? '------- | ' : ''}--------- | -----: | ----------------------------------: | ----------------------------------: | -----------: |`,
     );
-    for (const store of /** @type {Array<keyof typeof stores>} */ (['sqlite', 'postgres'])) {
+    const storeNames = /** @type {Array<keyof typeof stores>} */ (
+      (process.env.BENCH_STORES || 'sqlite,postgres').split(',')
+    );
+    for (const store of storeNames) {
+      if (!(store in stores)) fail(`BENCH_STORES: unknown key store ${store}`);
       const configPath = writeConfig(store);
-      // unmeasured: creates the key store's schema
-      const first = await timedStart({ configPath, adminPort, cpu: sutCpu });
-      await checkPipeline(configPath);
-      await first.proc.stop();
-      /** @type {Array<{ readyMs: number, cpuMs: number, rss: number }>} */
-      const samples = [];
-      for (let i = 0; i < starts; i++) {
-        const s = await timedStart({ configPath, adminPort, cpu: sutCpu });
-        samples.push(s);
+      /** @type {Array<Array<{ readyMs: number, cpuMs: number, rss: number }>>} */
+      const samples = runs.map(() => []);
+      // unmeasured, one per variant: creates the key store's schema, fills a compile cache
+      for (const v of runs) {
+        const first = await timedStart({ configPath, adminPort, cpu: sutCpu, env: v.env });
         await checkPipeline(configPath);
-        await s.proc.stop();
-        const { code } = await s.proc.exited;
-        if (code !== 0) throw new Error(`gatehouse exited ${code} after SIGTERM:\n${s.proc.output()}`);
+        await first.proc.stop();
       }
-      const ready = samples.map((x) => x.readyMs);
+      for (let i = 0; i < starts; i++) {
+        for (const [j, v] of runs.entries()) {
+          const s = await timedStart({ configPath, adminPort, cpu: sutCpu, env: v.env });
+          samples[j]?.push(s);
+          await checkPipeline(configPath);
+          await s.proc.stop();
+          const { code } = await s.proc.exited;
+          if (code !== 0) throw new Error(`gatehouse exited ${code} after SIGTERM:\n${s.proc.output()}`);
+        }
+      }
       const ms = (/** @type {number} */ n) => `${n.toFixed(0)} ms`;
-      console.log(
-        `| ${store} | ${starts} | ${ms(median(ready))} (${ms(Math.min(...ready))}–${ms(Math.max(...ready))}) | ` +
-          `${ms(median(samples.map((x) => x.cpuMs)))} | ${median(samples.map((x) => x.rss)).toFixed(1)} MiB |`,
-      );
+      for (const [j, v] of runs.entries()) {
+        const got = samples[j] ?? [];
+        const ready = got.map((x) => x.readyMs);
+        const cpu = got.map((x) => x.cpuMs);
+        console.log(
+          `| ${named ? `${v.name} | ` : ''}${store} | ${starts} | ${ms(median(ready))} (${ms(Math.min(...ready))}–${ms(Math.max(...ready))}) | ` +
+            `${ms(median(cpu))} (${ms(Math.min(...cpu))}–${ms(Math.max(...cpu))}) | ${median(got.map((x) => x.rss)).toFixed(1)} MiB |`,
+        );
+      }
     }
     console.log('\n(a table for bench/README.md; prettier aligns it)');
   }

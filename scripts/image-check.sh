@@ -128,6 +128,13 @@ ok "image: user 10001:10001, exec-form entrypoint, volume /var/lib/gatehouse, OC
 image_node=$(pm run --rm --network=none --no-healthcheck --entrypoint node "$image" --version)
 [ "$image_node" = "v$node_version" ] || fail "the image runs node $image_node"
 ok "the image runs node $image_node"
+# the bundled CLI, compiled from the compile cache baked into the image, read-only root
+cache_log=$(pm run --rm --network=none --no-healthcheck --read-only --read-only-tmpfs=false \
+  -e NODE_DEBUG_NATIVE=COMPILE_CACHE "$image" validate -c /app/examples/demo.yaml 2>&1) ||
+  fail "validate in the image failed: $cache_log"
+grep -q 'V8 code cache for ESM file:///app/dist/gatehouse.mjs was accepted' <<<"$cache_log" ||
+  fail "the baked compile cache was not used for dist/gatehouse.mjs: $cache_log"
+ok "dist/gatehouse.mjs runs from the compile cache baked into the image (read-only root)"
 
 # ---- 3. the container --------------------------------------------------------------------------
 ns=gatehouse-check-$$

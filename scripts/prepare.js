@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm's `prepare` script: builds dist/ with TypeScript. npm runs it after `npm ci` / `npm install`
+// npm's `prepare` script: builds dist/ with TypeScript, then bundles it (scripts/bundle.js). npm runs it after `npm ci` / `npm install`
 // in a clone and before `npm pack`; never when the packed tarball is installed (its dist/ is in
 // it). TypeScript is a devDependency, so `npm ci --omit=dev` in a clone has no compiler: say so,
 // and how to get a production install, rather than failing with `tsc: not found`.
@@ -29,6 +29,9 @@ try {
 
 const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
 if (result.status !== 0) process.exit(result.status ?? 1);
-// the admin web console (ui/), bundled by esbuild (a devDependency, as TypeScript is)
-const ui = spawnSync(process.execPath, ['scripts/build-console.js'], { stdio: 'inherit' });
-process.exit(ui.status ?? 1);
+// then the one-file bundle bin/gatehouse.js prefers (scripts/bundle.js), and the admin web console
+// (ui/); both by esbuild, a devDependency present whenever TypeScript is
+for (const script of ['scripts/bundle.js', 'scripts/build-console.js']) {
+  const step = spawnSync(process.execPath, [script], { stdio: 'inherit' });
+  if (step.status !== 0) process.exit(step.status ?? 1);
+}

@@ -147,6 +147,8 @@ describe('the packed tarball', () => {
       expect.arrayContaining([
         'package.json',
         'bin/gatehouse.js',
+        // the bundle bin/gatehouse.js runs, and the modules it falls back to
+        'dist/gatehouse.mjs',
         'dist/cli/main.js',
         'examples/demo.yaml',
         'dist/console/index.html',
