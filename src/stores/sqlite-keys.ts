@@ -5,7 +5,7 @@
  * transaction (the write lock is taken first, so concurrent rotations, across processes too,
  * are serialised and the second sees the first's revocation).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
@@ -80,7 +80,7 @@ export class SqliteKeyRepository implements KeyRepository {
   private readonly db: Database.Database;
 
   constructor(private readonly file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    if (file !== ':memory:') makeDirectories(dirname(file));
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 2000');
@@ -296,5 +296,32 @@ export class SqliteKeyRepository implements KeyRepository {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+/**
+ * Creates `dir` and its missing parents, one level at a time. Not `mkdirSync(dir, { recursive:
+ * true })`: under /proc, where mkdir answers ENOENT for a directory whose parent exists, node's
+ * recursive mkdir loops forever, synchronously (seen on Node 20: a `database.file` of
+ * /proc/nope/keys.db hung the start, deaf to SIGTERM). An error names the directory.
+ */
+export function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    if (dirname(d) === d) break; // the root: nothing above to create from
+    missing.push(d);
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new Error(
+          `cannot create the directory ${d} for the key store: ${String((err as Error).message)}`,
+          {
+            cause: err,
+          },
+        );
+    }
   }
 }
