@@ -58,16 +58,19 @@ async function main() {
   const [loadCpu, sutCpu] = os.availableParallelism() >= 2 ? [0, 1] : [null, null];
   if (loadCpu !== null) pinSelf(loadCpu);
   const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  // Redis shares the load generator's core: its own CPU is not charged to the gateway
+  const redisArgs = ['redis-server', '--port', String(redisPort), '--save', '', '--appendonly', 'no'];
+  const redis =
+    loadCpu === null
+      ? spawn(redisArgs[0], redisArgs.slice(1), { stdio: 'ignore' })
+      : spawn('taskset', ['-c', String(loadCpu), ...redisArgs], { stdio: 'ignore' });
   try {
     for (let i = 0; i < 50 && !redisCli(redisPort, 'ping').includes('PONG'); i++)
       await new Promise((r) => setTimeout(r, 100));
     const upstream = await startNginx({ name: 'upstream', body: UPSTREAM_BODY, cpu: loadCpu });
-    const limited = (c) => ({
+    const limited = (c, store = 'redis') => ({
       ...c,
-      redis: { url: `redis://127.0.0.1:${redisPort}` },
+      ...(store === 'redis' ? { redis: { url: `redis://127.0.0.1:${redisPort}` } } : {}),
       rateLimit: {
         keyPrefix: 'bench:',
         onStoreError: 'closed', // a Redis problem shows as errors, not as a silent fallback
@@ -78,6 +81,7 @@ async function main() {
     const checkouts = [REPO_DIR, ...process.argv.slice(2).map((p) => path.resolve(p))];
     const variants = [
       { name: 'plain', repoDir: REPO_DIR, configure: (c) => c },
+      { name: 'memory limit', repoDir: REPO_DIR, configure: (c) => limited(c, 'memory') },
       ...checkouts.map((repoDir, i) => ({
         name: i === 0 ? 'redis limit' : `redis limit (${path.basename(repoDir)})`,
         repoDir,
@@ -118,6 +122,12 @@ async function main() {
         results[i].errors += run.errorCount;
       }
     }
+    variants.forEach((v, i) => {
+      if (results[i].errors > 0)
+        console.log(
+          `${v.name}: last log lines\n${gws[i].proc.output().trim().split('\n').slice(-3).join('\n')}`,
+        );
+    });
     for (const gw of gws) await gw.stop();
     await upstream.stop();
     const base = median(results[0].cpu);
@@ -127,7 +137,7 @@ async function main() {
       const cpu = median(results[i].cpu);
       console.log(
         `| ${v.name} | ${cpu.toFixed(1)} | ${i === 0 ? '' : `+${(((cpu - base) / base) * 100).toFixed(0)} %`} | ` +
-          `${Math.round(median(results[i].rps))} | ${i === 0 ? '' : median(results[i].trips).toFixed(3)} | ${results[i].errors} |`,
+          `${Math.round(median(results[i].rps))} | ${v.configure === limited ? median(results[i].trips).toFixed(3) : ''} | ${results[i].errors} |`,
       );
     });
     console.log(`\n${rounds} interleaved rounds of ${duration}, wrk -t1 -c64 keep-alive, medians.`);
