@@ -25,9 +25,15 @@ const planArb: fc.Arbitrary<Plan> = fc.record({
       { minLength: 1, maxLength: 2, selector: (l) => l.windowMs },
     )
     .map((ls) => ls.map((l) => ({ ...l, name: `${l.windowMs / H}h` }))),
-  quota: fc.option(fc.record({ requests: fc.integer({ min: 1, max: 8 }), per: fc.constant<'day'>('day') }), {
-    nil: null,
-  }),
+  quota: fc.option(
+    fc.record({
+      requests: fc.integer({ min: 1, max: 8 }),
+      per: fc.constantFrom<'day' | 'month'>('day', 'month'),
+    }),
+    {
+      nil: null,
+    },
+  ),
 }) as fc.Arbitrary<Plan>;
 
 /** what a decision says that does not depend on the instant it was taken */
