@@ -138,3 +138,86 @@ for k = 1, #KEYS do
 end
 return out
 `;
+
+/**
+ * RATE_LIMIT_SCRIPT for several decisions in one call (the Redis store's batches): one TIME,
+ * then each decision in the order given, exactly as RATE_LIMIT_SCRIPT would decide it alone at
+ * that time. A later decision on the same keys reads what the earlier ones counted, so a batch
+ * decides as the same calls made one by one; a refused decision counts nothing.
+ *
+ * KEYS: each decision's keys in turn (as RATE_LIMIT_SCRIPT's). On a Cluster they all share one
+ * slot (the store batches per slot).
+ * ARGV: m (decisions), deadline (as RATE_LIMIT_SCRIPT's, 0 = none), then per decision: n, windowMs
+ * and requests per limit, quota requests and period ('' = none).
+ * Reply: 0 (or 3, too late: nothing read or counted), now, then per decision the outcome and
+ * RATE_LIMIT_SCRIPT's fields after its `now`: per limit index, current, previous, then the
+ * quota's period and used count.
+ */
+export const RATE_LIMIT_BATCH_SCRIPT = `
+${MONTH_INDEX_LUA}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = tonumber(ARGV[1])
+local deadline = tonumber(ARGV[2]) or 0
+if deadline > 0 and now > deadline then return { 3, now } end
+local out = { 0, now }
+local a = 3
+local k = 0
+local dayperiod = math.floor(now / 86400000)
+local monthperiod = month_index(now)
+for d = 1, m do
+  local n = tonumber(ARGV[a])
+  local qreq = tonumber(ARGV[a + 2 * n + 1])
+  local qper = ARGV[a + 2 * n + 2]
+  local qkey = KEYS[k + n + 1]
+  local outcome = 0
+  local qperiod, qused = 0, 0
+  if qper ~= '' then
+    if qper == 'day' then qperiod = dayperiod else qperiod = monthperiod end
+    local v = redis.call('HMGET', qkey, 'p', 'n')
+    if tonumber(v[1]) == qperiod then qused = tonumber(v[2]) or 0 end
+    if qused + 1 > qreq then outcome = 2 end
+  end
+  local idx, cur, prev = {}, {}, {}
+  for i = 1, n do
+    local w = tonumber(ARGV[a + 2 * i - 1])
+    local l = tonumber(ARGV[a + 2 * i])
+    local ix = math.floor(now / w)
+    local v = redis.call('HMGET', KEYS[k + i], 'i', 'c', 'p')
+    local si = tonumber(v[1])
+    local c, p = 0, 0
+    if si == ix then
+      c = tonumber(v[2]) or 0
+      p = tonumber(v[3]) or 0
+    elseif si == ix - 1 then
+      p = tonumber(v[2]) or 0
+    end
+    idx[i], cur[i], prev[i] = ix, c, p
+    if outcome == 0 and p * (w - (now - ix * w)) / w + c + 1 > l then outcome = 1 end
+  end
+  if outcome == 0 then
+    for i = 1, n do
+      cur[i] = cur[i] + 1
+      redis.call('HSET', KEYS[k + i], 'i', idx[i], 'c', cur[i], 'p', prev[i])
+      redis.call('PEXPIRE', KEYS[k + i], 2 * tonumber(ARGV[a + 2 * i - 1]))
+    end
+    if qper ~= '' then
+      qused = qused + 1
+      redis.call('HSET', qkey, 'p', qperiod, 'n', qused)
+      if qper == 'day' then redis.call('PEXPIRE', qkey, 2 * 86400000) else redis.call('PEXPIRE', qkey, 32 * 86400000) end
+    end
+  end
+  out[#out + 1] = outcome
+  for i = 1, n do
+    out[#out + 1] = idx[i]
+    out[#out + 1] = cur[i]
+    out[#out + 1] = prev[i]
+  end
+  out[#out + 1] = qperiod
+  out[#out + 1] = qused
+  k = k + n
+  if qper ~= '' then k = k + 1 end
+  a = a + 2 * n + 3
+end
+return out
+`;

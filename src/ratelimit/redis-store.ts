@@ -1,10 +1,10 @@
-/** Counters in Redis (one node or a Cluster): one EVALSHA per request (redis-script.ts). */
+/** Counters in Redis (one node or a Cluster): one EVALSHA per batch of decisions (redis-script.ts). */
 import { performance } from 'node:perf_hooks';
 import type { Cluster, Redis } from 'ioredis';
 // ioredis's own slot function (no exports map restricts it): the same routing as the client's
 import calculateSlot from 'cluster-key-slot';
 import { describe, type Decision, type Outcome, type Plan } from './decision.js';
-import { PEEK_SCRIPT, RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
+import { PEEK_SCRIPT, RATE_LIMIT_BATCH_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
 import { StoreUnavailableError, type RateLimitStore, type StoredCounts } from './store.js';
 import type { LimitState, QuotaState } from './window.js';
 
@@ -33,6 +33,21 @@ export type RedisStoreOptions = {
    * deadline, on each node's clock as learnt from its replies); 0 = no deadline.
    */
   expireAfterMs?: number;
+  /** most decisions per script call (default 128) */
+  maxBatch?: number;
+  /**
+   * When a turn's batch is sent: 'immediate' (setImmediate, after the sockets read in this
+   * turn; the default, see docs/rate-limiting.md) or 'microtask' (after the current callback).
+   */
+  flushOn?: 'immediate' | 'microtask';
+};
+
+/** a decision waiting for its batch */
+type Pending = {
+  readonly key: string;
+  readonly plan: Plan;
+  resolve(decision: Decision): void;
+  reject(err: Error): void;
 };
 
 /** How far a node's clock is ahead of this process's monotonic clock, as a lower bound. */
@@ -48,6 +63,14 @@ export class RedisStore implements RateLimitStore {
   private readonly offsets = new Map<string, ClockOffset>();
   private readonly expireAfterMs: number;
   private readonly cluster: Cluster | null;
+  /** decisions waiting for the end of the turn, per Cluster slot (0 for a single node) */
+  private readonly batches = new Map<number, Pending[]>();
+  private flushScheduled = false;
+  private readonly maxBatch: number;
+  private readonly flushOn: 'immediate' | 'microtask';
+  /** script calls sent and decisions they carried (round trips per decision = calls / decisions) */
+  scriptCalls = 0;
+  decisions = 0;
 
   constructor(
     private readonly client: Redis | Cluster,
@@ -56,6 +79,8 @@ export class RedisStore implements RateLimitStore {
     this.kind = client.isCluster ? 'redis-cluster' : 'redis';
     this.cluster = client.isCluster ? (client as Cluster) : null;
     this.expireAfterMs = options.expireAfterMs ?? 0;
+    this.maxBatch = Math.max(1, options.maxBatch ?? 128);
+    this.flushOn = options.flushOn ?? 'immediate';
   }
 
   /** the master serving `key`'s slot (`host:port`), `*` when unknown; '' for one node */
@@ -90,13 +115,13 @@ export class RedisStore implements RateLimitStore {
    * (every call would land in one pipeline, refused with "All keys in the pipeline should belong
    * to the same slots allocation group"). EVALSHA itself is routed by its first key's slot.
    */
-  private command(numKeys: number, refund: boolean | 'peek' = false): ScriptCommand {
-    const kind = refund === 'peek' ? 'Peek' : refund ? 'Refund' : 'RateLimit';
+  private command(numKeys: number, script: 'batch' | 'refund' | 'peek'): ScriptCommand {
+    const kind = script === 'peek' ? 'Peek' : script === 'refund' ? 'Refund' : 'RateLimitBatch';
     const name = `gatehouse${kind}${numKeys}`;
     let command = this.commands.get(name);
     if (command === undefined) {
       this.client.defineCommand(name, {
-        lua: refund === 'peek' ? PEEK_SCRIPT : refund ? REFUND_SCRIPT : RATE_LIMIT_SCRIPT,
+        lua: script === 'peek' ? PEEK_SCRIPT : script === 'refund' ? REFUND_SCRIPT : RATE_LIMIT_BATCH_SCRIPT,
         numberOfKeys: numKeys,
       });
       const fn = (this.client as unknown as Record<string, ScriptCommand>)[name] as ScriptCommand;
@@ -135,40 +160,105 @@ export class RedisStore implements RateLimitStore {
     }
   }
 
-  async consume(key: string, plan: Plan): Promise<Decision> {
+  /**
+   * Decides `key` under `plan` in the next batch of its slot (redis-script.ts,
+   * RATE_LIMIT_BATCH_SCRIPT): every decision asked for in this event-loop turn for one node (a
+   * single node: all of them; a Cluster: those of one slot) goes out in one script call when
+   * the turn ends, at most `maxBatch` per call. A batch that fails fails each of its decisions.
+   */
+  consume(key: string, plan: Plan): Promise<Decision> {
     // Fail fast while (re)connecting: a Cluster with auto-pipelining would otherwise hold the
     // command until the cluster is back, unbounded by the command timeout.
-    if (this.client.status !== 'ready') throw new StoreUnavailableError(`redis: ${this.client.status}`);
-    const keys = this.keys(key, plan);
-    const shard = this.shardOf(key);
-    const args: Array<string | number> = [plan.limits.length];
-    for (const l of plan.limits) args.push(l.windowMs, l.requests);
-    args.push(plan.quota?.requests ?? 0, plan.quota?.per ?? '', this.deadline(shard));
-    let reply: number[];
-    try {
-      reply = await this.command(keys.length)(...keys, ...args);
-    } catch (err) {
-      // A node lost, restarted or replaced: MOVED errors (which auto-pipelining does not follow
-      // when a pipeline's replies differ) or closed connections. Re-read the slot map now
-      // (ioredis runs one refresh at a time) rather than at the next periodic refresh.
-      if (this.client.isCluster) (this.client as Cluster).refreshSlotsCache();
-      throw new StoreUnavailableError(`redis: ${(err as Error).message}`, { cause: err });
+    if (this.client.status !== 'ready')
+      return Promise.reject(new StoreUnavailableError(`redis: ${this.client.status}`));
+    const group = this.cluster === null ? 0 : calculateSlot(key);
+    let batch = this.batches.get(group);
+    if (batch === undefined) {
+      batch = [];
+      this.batches.set(group, batch);
     }
+    return new Promise<Decision>((resolve, reject) => {
+      const entries = batch;
+      entries.push({ key, plan, resolve, reject });
+      if (entries.length >= this.maxBatch) {
+        this.batches.delete(group);
+        this.send(key, entries);
+      } else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        if (this.flushOn === 'microtask') queueMicrotask(this.flush);
+        else setImmediate(this.flush);
+      }
+    });
+  }
+
+  /** sends every pending batch (bound: handed to setImmediate/queueMicrotask as is) */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.batches.size === 0) return;
+    for (const entries of this.batches.values()) {
+      const first = entries[0];
+      if (first !== undefined) this.send(first.key, entries);
+    }
+    this.batches.clear();
+  };
+
+  /** one script call for `entries` (all on the slot of `key`, the first one's) */
+  private send(key: string, entries: readonly Pending[]): void {
+    const shard = this.shardOf(key);
+    const keys: string[] = [];
+    const args: Array<string | number> = [entries.length, this.deadline(shard)];
+    for (const { key: k, plan } of entries) {
+      for (const l of plan.limits) keys.push(`${k}:${l.name}`);
+      if (plan.quota) keys.push(`${k}:q:${plan.quota.per}`);
+      args.push(plan.limits.length);
+      for (const l of plan.limits) args.push(l.windowMs, l.requests);
+      args.push(plan.quota?.requests ?? 0, plan.quota?.per ?? '');
+    }
+    this.scriptCalls++;
+    this.decisions += entries.length;
+    this.command(keys.length, 'batch')(...keys, ...args).then(
+      (reply) => this.settle(shard, entries, reply),
+      (err: unknown) => {
+        // A node lost, restarted or replaced: MOVED errors (which auto-pipelining does not follow
+        // when a pipeline's replies differ) or closed connections. Re-read the slot map now
+        // (ioredis runs one refresh at a time) rather than at the next periodic refresh.
+        if (this.client.isCluster) (this.client as Cluster).refreshSlotsCache();
+        const e = new StoreUnavailableError(`redis: ${(err as Error).message}`, { cause: err });
+        for (const p of entries) p.reject(e);
+      },
+    );
+  }
+
+  private settle(shard: string, entries: readonly Pending[], reply: number[]): void {
     const now = reply[1];
     if (now !== undefined) this.learnClock(shard, now, performance.now());
-    if (reply[0] === 3)
-      throw new StoreUnavailableError('redis: the command ran after its deadline (counted nothing)');
-    const outcome = OUTCOMES[reply[0] ?? -1];
-    // never decide on the gateway's clock
-    if (outcome === undefined || now === undefined) throw new StoreUnavailableError('redis: malformed reply');
-    const states: LimitState[] = plan.limits.map((_, i) => ({
-      index: reply[2 + 3 * i] ?? 0,
-      current: reply[3 + 3 * i] ?? 0,
-      previous: reply[4 + 3 * i] ?? 0,
-    }));
-    const q = 2 + 3 * plan.limits.length;
-    const quota: QuotaState | null = plan.quota ? { period: reply[q] ?? 0, used: reply[q + 1] ?? 0 } : null;
-    return describe(plan, outcome, states, quota, now);
+    if (reply[0] === 3 || reply[0] !== 0 || now === undefined) {
+      const e = new StoreUnavailableError(
+        reply[0] === 3
+          ? 'redis: the command ran after its deadline (counted nothing)'
+          : 'redis: malformed reply',
+      );
+      for (const p of entries) p.reject(e);
+      return;
+    }
+    let at = 2;
+    for (const { plan, resolve, reject } of entries) {
+      const outcome = OUTCOMES[reply[at] ?? -1];
+      const states: LimitState[] = [];
+      for (let i = 0; i < plan.limits.length; i++) {
+        const o = at + 1 + 3 * i;
+        states.push({ index: reply[o] ?? 0, current: reply[o + 1] ?? 0, previous: reply[o + 2] ?? 0 });
+      }
+      const q = at + 1 + 3 * plan.limits.length;
+      at = q + 2;
+      // never decide on the gateway's clock
+      if (outcome === undefined || reply.length < at) {
+        reject(new StoreUnavailableError('redis: malformed reply'));
+        continue;
+      }
+      const quota: QuotaState | null = plan.quota ? { period: reply[q] ?? 0, used: reply[q + 1] ?? 0 } : null;
+      resolve(describe(plan, outcome, states, quota, now));
+    }
   }
 
   async refund(key: string, plan: Plan, time: number): Promise<void> {
@@ -176,7 +266,7 @@ export class RedisStore implements RateLimitStore {
     const args: Array<string | number> = [plan.limits.length];
     for (const l of plan.limits) args.push(l.windowMs);
     args.push(plan.quota?.per ?? '', time);
-    await this.command(keys.length, true)(...keys, ...args);
+    await this.command(keys.length, 'refund')(...keys, ...args);
   }
 
   async peek(key: string, plan: Plan): Promise<StoredCounts> {
