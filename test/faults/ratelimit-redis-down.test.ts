@@ -193,6 +193,8 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
   it.each(['local', 'closed'] as const)(
     '%s: the timeout bounds each wait and the breaker stops paying it on every request',
     async (policy) => {
+      // the counts checked at the end are the 1m window's: both requests must fall in one window
+      await clearOfMinuteBoundary(20_000);
       const { logs, guard, url, adminUrl, redis: node } = await setup(policy, true);
       expect((await timed(`${url}/limited/up`)).status).toBe(200);
 
@@ -242,8 +244,18 @@ describe('Redis that accepts connections but never answers (SIGSTOP)', () => {
           `median ${median(sequential).toFixed(1)} ms, max ${stallMax.toFixed(1)} ms; recovered ${recoveryMs.toFixed(0)} ms after SIGCONT`,
       );
     },
+    60_000, // up to 20 s spent waiting out a minute boundary
   );
 });
+
+/**
+ * Waits for the next minute when fewer than `ms` are left of this one (Redis's clock is this
+ * machine's): a 1m window that turned between two requests would hold 1 and 1, not 2.
+ */
+async function clearOfMinuteBoundary(ms: number): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < ms) await new Promise((resolve) => setTimeout(resolve, left + 50));
+}
 
 /** what Redis holds for 127.0.0.1 on the anonymous tier: the 1m window's count and the quota's */
 async function counts(node: RedisServer): Promise<{ window: number; quota: number }> {
