@@ -15,87 +15,13 @@ end
 `;
 
 /**
- * The Lua script behind the Redis store: one EVALSHA per request checks and counts every limit
- * and the quota of a plan, atomically, with the time taken from Redis (`TIME`), never from the
- * gateway's clock: instances whose clocks disagree still share one limit.
- *
- * KEYS: one hash per limit, then the quota's hash (all with one hash tag: one Cluster slot).
- * ARGV: n, then windowMs and requests per limit, then quota requests and period ('' = none),
- * then a deadline on this Redis's clock in ms (0 = none).
- * Reply: outcome (0 allowed, 1 rate limited, 2 quota exceeded, 3 too late: past the deadline,
- * nothing read or counted), now (ms), then per limit its window index, current and previous
- * count, then the quota's period and used count; counts are after this request when it was
- * allowed. The admission rule is window.ts's, in Lua.
- *
- * The deadline is how a command that Redis runs long after it was sent (Redis was stalled, or
- * the command waited for a connection) counts nothing: the gateway decided that request by its
- * failure policy long ago.
- */
-export const RATE_LIMIT_SCRIPT = `
-${MONTH_INDEX_LUA}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[1])
-local deadline = tonumber(ARGV[2 * n + 4]) or 0
-if deadline > 0 and now > deadline then return { 3, now } end
-local outcome = 0
-local qreq = tonumber(ARGV[2 * n + 2])
-local qper = ARGV[2 * n + 3]
-local qperiod, qused = 0, 0
-if qper ~= '' then
-  if qper == 'day' then qperiod = math.floor(now / 86400000) else qperiod = month_index(now) end
-  local v = redis.call('HMGET', KEYS[n + 1], 'p', 'n')
-  if tonumber(v[1]) == qperiod then qused = tonumber(v[2]) or 0 end
-  if qused + 1 > qreq then outcome = 2 end
-end
-local idx, cur, prev = {}, {}, {}
-for i = 1, n do
-  local w = tonumber(ARGV[2 * i])
-  local l = tonumber(ARGV[2 * i + 1])
-  local ix = math.floor(now / w)
-  local v = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
-  local si = tonumber(v[1])
-  local c, p = 0, 0
-  if si == ix then
-    c = tonumber(v[2]) or 0
-    p = tonumber(v[3]) or 0
-  elseif si == ix - 1 then
-    p = tonumber(v[2]) or 0
-  end
-  idx[i], cur[i], prev[i] = ix, c, p
-  if outcome == 0 and p * (w - (now - ix * w)) / w + c + 1 > l then outcome = 1 end
-end
-if outcome == 0 then
-  for i = 1, n do
-    cur[i] = cur[i] + 1
-    redis.call('HSET', KEYS[i], 'i', idx[i], 'c', cur[i], 'p', prev[i])
-    redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[2 * i]))
-  end
-  if qper ~= '' then
-    qused = qused + 1
-    redis.call('HSET', KEYS[n + 1], 'p', qperiod, 'n', qused)
-    if qper == 'day' then redis.call('PEXPIRE', KEYS[n + 1], 2 * 86400000) else redis.call('PEXPIRE', KEYS[n + 1], 32 * 86400000) end
-  end
-end
-local out = { outcome, now }
-for i = 1, n do
-  out[#out + 1] = idx[i]
-  out[#out + 1] = cur[i]
-  out[#out + 1] = prev[i]
-end
-out[#out + 1] = qperiod
-out[#out + 1] = qused
-return out
-`;
-
-/**
- * Takes back one request counted by RATE_LIMIT_SCRIPT at `time` (its reply's `now`): the gateway
+ * Takes back one request counted by RATE_LIMIT_BATCH_SCRIPT at `time` (its reply's `now`): the gateway
  * gave up waiting for that reply and decided the request by its failure policy, so the count
  * must not stay. Each limit's count of the window that held `time` is decremented, in `c` while
  * that window is still the current one, in `p` once it has become the previous one, not at all
  * once it has faded; the quota's count, while its period is the same.
  *
- * KEYS: as RATE_LIMIT_SCRIPT's. ARGV: n, windowMs per limit, quota period ('' = none), time.
+ * KEYS: one decision's keys, as RATE_LIMIT_BATCH_SCRIPT's. ARGV: n, windowMs per limit, quota period ('' = none), time.
  */
 export const REFUND_SCRIPT = `
 ${MONTH_INDEX_LUA}
@@ -122,9 +48,9 @@ return 1
 `;
 
 /**
- * Reads the counts of RATE_LIMIT_SCRIPT's keys without changing them, with Redis's clock. All
+ * Reads the counts of one decision's keys (RATE_LIMIT_BATCH_SCRIPT's) without changing them, with Redis's clock. All
  * keys share one hash tag (one Cluster slot), so one script reads them atomically.
- * KEYS: as RATE_LIMIT_SCRIPT's. Reply: now (ms), then per key its fields i, c, p (a limit) or
+ * KEYS: one decision's keys. Reply: now (ms), then per key its fields i, c, p (a limit) or
  * p, n, -1 (the quota), -1 where absent.
  */
 export const PEEK_SCRIPT = `
@@ -140,18 +66,29 @@ return out
 `;
 
 /**
- * RATE_LIMIT_SCRIPT for several decisions in one call (the Redis store's batches): one TIME,
- * then each decision in the order given, exactly as RATE_LIMIT_SCRIPT would decide it alone at
- * that time. A later decision on the same keys reads what the earlier ones counted, so a batch
- * decides as the same calls made one by one; a refused decision counts nothing.
+ * The Lua script behind the Redis store: one EVALSHA checks and counts the decisions of one batch
+ * (those asked for in one event-loop turn, for one node or Cluster slot), each against every limit
+ * and the quota of its plan, atomically, with the time taken from Redis (`TIME`, once for the
+ * batch), never from the gateway's clock: instances whose clocks disagree still share one limit.
+ * Decisions are taken in the order given; a later one on the same keys reads what the earlier
+ * ones counted, so a batch decides as the same calls made one by one, and a refused decision
+ * counts nothing. A decision is allowed when, for every limit, the sliding estimate (previous
+ * window weighted by the part of it still inside the window, plus the current one) stays within
+ * the limit after this request, and the quota's period count does too. The admission rule is
+ * window.ts's, in Lua.
  *
- * KEYS: each decision's keys in turn (as RATE_LIMIT_SCRIPT's). On a Cluster they all share one
- * slot (the store batches per slot).
- * ARGV: m (decisions), deadline (as RATE_LIMIT_SCRIPT's, 0 = none), then per decision: n, windowMs
- * and requests per limit, quota requests and period ('' = none).
- * Reply: 0 (or 3, too late: nothing read or counted), now, then per decision the outcome and
- * RATE_LIMIT_SCRIPT's fields after its `now`: per limit index, current, previous, then the
- * quota's period and used count.
+ * The deadline is how a call that Redis runs long after it was sent (Redis was stalled, or the
+ * call waited for a connection) counts nothing: the gateway decided those requests by its
+ * failure policy long ago.
+ *
+ * KEYS: each decision's keys in turn: one hash per limit, then the quota's hash (a decision's keys
+ * share one hash tag; on a Cluster the whole batch shares one slot: the store batches per slot).
+ * ARGV: m (decisions), a deadline on this Redis's clock in ms (0 = none), then per decision: n,
+ * windowMs and requests per limit, quota requests and period ('' = none).
+ * Reply: 0 (or 3, too late: past the deadline, nothing read or counted), now (ms), then per
+ * decision its outcome (0 allowed, 1 rate limited, 2 quota exceeded), per limit its window index,
+ * current and previous count, then the quota's period and used count; counts are after the
+ * request when it was allowed.
  */
 export const RATE_LIMIT_BATCH_SCRIPT = `
 ${MONTH_INDEX_LUA}

@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admitted, type Outcome, type Plan } from '../../src/ratelimit/decision.js';
-import { MONTH_INDEX_LUA, RATE_LIMIT_SCRIPT, REFUND_SCRIPT } from '../../src/ratelimit/redis-script.js';
+import { MONTH_INDEX_LUA, RATE_LIMIT_BATCH_SCRIPT, REFUND_SCRIPT } from '../../src/ratelimit/redis-script.js';
 import {
   periodOf,
   rolled,
@@ -32,6 +32,8 @@ const PREFIX = `test:rl-lua:${randomUUID()}:`;
 const OUTCOMES: readonly Outcome[] = ['allowed', 'rate_limited', 'quota_exceeded'];
 
 type ScriptClient = Redis & {
+  ghRateLimitBatchTest(...args: Array<string | number>): Promise<number[]>;
+  /** one decision alone: a batch of one, its reply as [outcome, now, fields...] (or [3, now]) */
   ghRateLimitTest(...args: Array<string | number>): Promise<number[]>;
   ghRefundTest(...args: Array<string | number>): Promise<number>;
 };
@@ -39,9 +41,25 @@ let redis: ScriptClient;
 
 beforeAll(() => {
   const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: false });
-  client.defineCommand('ghRateLimitTest', { lua: RATE_LIMIT_SCRIPT });
+  client.defineCommand('ghRateLimitBatchTest', { lua: RATE_LIMIT_BATCH_SCRIPT });
   client.defineCommand('ghRefundTest', { lua: REFUND_SCRIPT });
   redis = client as ScriptClient;
+  // (numKeys, keys..., n, windowMs/requests per limit, quota requests, period[, deadline])
+  redis.ghRateLimitTest = async (...args) => {
+    const numKeys = Number(args[0]);
+    const keys = args.slice(1, numKeys + 1);
+    const argv = args.slice(numKeys + 1);
+    const n = Number(argv[0]);
+    const deadline = argv[2 * n + 3] ?? 0;
+    const reply = await redis.ghRateLimitBatchTest(
+      numKeys,
+      ...keys,
+      1,
+      deadline,
+      ...argv.slice(0, 2 * n + 3),
+    );
+    return reply[0] === 3 ? reply : [reply[2] as number, reply[1] as number, ...reply.slice(3)];
+  };
 });
 
 afterAll(async () => {
