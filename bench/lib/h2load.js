@@ -91,7 +91,9 @@ export async function runH2load({ url, duration, connections, streams = 1, cpu =
   const args = ['-t', '1', '-c', String(connections), '-m', String(streams)];
   args.push('-D', String(parseDurationS(duration)), `--log-file=${log}`, url);
   const proc = spawnProcess({ name: 'h2load', cmd: 'h2load', args, cpu, collect: true });
-  const guard = setTimeout(() => proc.kill('SIGKILL'), parseDurationS(duration) * 1000 + 15_000);
+  // h2load may wait long for connections still in their TLS handshake when the duration ends (a
+  // starved server): a longer margin than wrk's.
+  const guard = setTimeout(() => proc.kill('SIGKILL'), parseDurationS(duration) * 1000 + 30_000);
   const { code } = await proc.exited;
   clearTimeout(guard);
   const out = proc.stdout();
