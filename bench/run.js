@@ -72,7 +72,7 @@ const PEERS = ['fast-gateway', 'fastify-http-proxy', 'http-proxy', 'undici-naive
  * @property {string} redisUrl
  * @property {string} esUrl
  * @property {string} otlpUrl
- * @property {{ pem: string, token: string }} jwt
+ * @property {{ pem: string, token: string, roleless: string }} jwt  roleless: a valid token without the role
  * @property {{ key: string, database: Config }} apiKey
  * @property {{ cert: string, key: string }} tls
  * @property {string} altNode  the other Node's binary
@@ -98,6 +98,8 @@ const PEERS = ['fast-gateway', 'fastify-http-proxy', 'http-proxy', 'undici-naive
  * @property {boolean} [extra]  not run by default (only when named)
  * @property {Array<'redis' | 'sinks' | 'jwt' | 'apiKey' | 'tls' | 'altNode'>} [needs]
  * @property {(env: Env) => Promise<Started>} start
+ * @property {(env: Env, url: string) => Promise<void>} [verify]  throws when the stage is not on
+ *   (checked once after the start, so that a row cannot measure a config that does nothing)
  */
 
 /**
@@ -174,6 +176,28 @@ async function nginxProxy({ upstreamPort, workers = 1, cpu = SUT_CPU }) {
 /** @param {Env} env */
 const keyPrefix = (env) => `bench:${process.pid}:${env.upstream.port}:`;
 
+/**
+ * A GET without credentials must be refused with 401.
+ * @param {Env} _env
+ * @param {string} url
+ */
+async function verifyAuth(_env, url) {
+  const res = await httpGet(url);
+  if (res.status !== 401) throw new Error(`a request without credentials got ${res.status}, not 401`);
+}
+
+/**
+ * A GET (with `headers`) must carry the rate-limit headers.
+ * @param {string} url
+ * @param {Record<string, string>} headers
+ */
+async function verifyLimit(url, headers) {
+  const res = await httpGet(url, { headers });
+  if (res.status !== 200 || res.headers['x-ratelimit-limit'] === undefined) {
+    throw new Error(`the limited route answered ${res.status} without X-RateLimit-Limit`);
+  }
+}
+
 /** The rows, in table order. */
 /** @type {Variant[]} */
 const VARIANTS = [
@@ -231,6 +255,7 @@ const VARIANTS = [
     needs: ['jwt'],
     headers: {},
     start: (env) => gatehouse(env, (c) => withJwt(c, env.jwt)),
+    verify: verifyAuth,
   },
   {
     key: 'gatehouse-apikey',
@@ -238,6 +263,7 @@ const VARIANTS = [
     group: 'gatehouse',
     needs: ['apiKey'],
     start: (env) => gatehouse(env, (c) => withApiKey(c, env.apiKey)),
+    verify: verifyAuth,
   },
   {
     key: 'gatehouse-limit',
@@ -246,6 +272,7 @@ const VARIANTS = [
     needs: ['redis'],
     start: (env) =>
       gatehouse(env, (c) => withRateLimit(c, { redisUrl: env.redisUrl, keyPrefix: keyPrefix(env) })),
+    verify: (_env, url) => verifyLimit(url, {}),
   },
   {
     key: 'gatehouse-accesslog',
@@ -283,6 +310,12 @@ const VARIANTS = [
           { otlpUrl: env.otlpUrl, sampleRate: 0.1 },
         ),
       ),
+    verify: async (env, url) => {
+      await verifyAuth(env, url);
+      await verifyLimit(url, { Authorization: `Bearer ${env.jwt.token}` });
+      const denied = await httpGet(url, { headers: { Authorization: `Bearer ${env.jwt.roleless}` } });
+      if (denied.status !== 403) throw new Error(`a token without the role got ${denied.status}, not 403`);
+    },
   },
   {
     key: 'gatehouse-tls',
@@ -601,9 +634,13 @@ async function main() {
     env.redisUrl = redis.url;
     stops.push(redis.stop);
   }
+  /** @type {import('./lib/fake-sinks.js').FakeSink | null} */
+  let es = null;
+  /** @type {import('./lib/fake-sinks.js').FakeSink | null} */
+  let otlp = null;
   if (needs.has('sinks')) {
-    const es = await startFakeSink({ kind: 'elasticsearch', cpu: LOAD_CPU });
-    const otlp = await startFakeSink({ kind: 'otlp', cpu: LOAD_CPU });
+    es = await startFakeSink({ kind: 'elasticsearch', cpu: LOAD_CPU });
+    otlp = await startFakeSink({ kind: 'otlp', cpu: LOAD_CPU });
     env.esUrl = es.url;
     env.otlpUrl = otlp.url;
     stops.push(es.stop, otlp.stop);
@@ -613,7 +650,7 @@ async function main() {
   if (needs.has('jwt')) {
     const fixture = jwtFixture(dir);
     jwtToken = fixture.token(0);
-    env.jwt = { pem: fixture.pem, token: jwtToken };
+    env.jwt = { pem: fixture.pem, token: jwtToken, roleless: fixture.token(1, { roles: [] }) };
   }
   if (needs.has('apiKey')) env.apiKey = createApiKey({ repoDir: REPO_DIR, dir });
   if (needs.has('tls')) env.tls = selfSignedCertificate(dir);
@@ -660,6 +697,7 @@ async function main() {
         v.load === 'h2load' || isTls ? null : await httpGet(sys.url, { headers: v.headers ?? {} });
       if (check && check.status !== 200)
         throw new Error(`the check request answered ${check.status}: ${check.body.slice(0, 200)}`);
+      await v.verify?.(env, sys.url);
       console.log(`started ${v.key.padEnd(20)} ${sys.url}${check ? ` (check: ${check.status})` : ''}`);
     } catch (err) {
       row.skipped = err instanceof Error ? err.message : String(err);
@@ -741,6 +779,21 @@ async function main() {
       }
     }
   }
+  // What the collectors got: the access-log and tracing rows really shipped (over all their rows).
+  /** @type {string[]} */
+  const sinkNotes = [];
+  try {
+    if (es)
+      sinkNotes.push(
+        `access log: the fake _bulk sink received ${formatInt((await es.stats()).items)} documents`,
+      );
+    if (otlp)
+      sinkNotes.push(
+        `tracing: the fake OTLP receiver received ${formatInt((await otlp.stats()).items)} spans`,
+      );
+  } catch (err) {
+    sinkNotes.push(`could not read the fake collectors' counts: ${err instanceof Error ? err.message : err}`);
+  }
   const elapsedS = Math.round((Date.now() - t0) / 1000);
   for (const stop of stops.reverse()) {
     try {
@@ -770,6 +823,7 @@ async function main() {
   const targetLines = formatTargets(targets);
   const notes = [
     ...rows.filter((r) => r.note && !r.skipped).map((r) => /** @type {string} */ (r.note)),
+    ...sinkNotes,
     ...rows.filter((r) => r.skipped).map((r) => `${r.key}: skipped (${r.skipped?.split('\n')[0]})`),
     ...rows
       .filter((r) => !r.skipped && r.runs.length < settings.rounds)
