@@ -610,7 +610,8 @@ async function main() {
   if (busyBefore !== null && busyBefore > 0.1) {
     console.warn(
       `warning: the CPUs were ${Math.round(busyBefore * 100)} % busy before starting: other processes are ` +
-        'running; requests/s will be noisy (CPU per request less so)',
+        'running: requests/s will be noisy, and CPU per request rises too (the cores and their caches are ' +
+        'shared); compare rows of this run only',
     );
   }
 
