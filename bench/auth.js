@@ -5,15 +5,15 @@
 // (SQLite store; the key cache answers after the first request).
 //
 //   node bench/auth.js        Env: BENCH_RUNS (3), BENCH_DURATION (10s), BENCH_WARMUP (3s)
-import { generateKeyPairSync, sign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startGatehouse, toYaml } from './lib/gatehouse.js';
+import { startGatehouse } from './lib/gatehouse.js';
 import { KEEP_ALIVE, measure } from './lib/measure.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
-import { installCleanupHooks, makeTempDir, pinSelf, runSync } from './lib/proc.js';
+import { installCleanupHooks, makeTempDir, pinSelf } from './lib/proc.js';
+import { createApiKey, jwtFixture, withApiKey, withJwt } from './lib/stages.js';
 import { markdownTable } from './lib/report.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,9 +21,6 @@ const runs = Number(process.env.BENCH_RUNS ?? 3);
 const duration = process.env.BENCH_DURATION ?? '10s';
 const warmup = process.env.BENCH_WARMUP ?? '3s';
 const TOKENS = 12_000;
-const SECRET = 'bench-secret-0123456789abcdef';
-
-const b64url = (/** @type {Buffer | string} */ v) => Buffer.from(v).toString('base64url');
 
 async function main() {
   installCleanupHooks();
@@ -31,18 +28,8 @@ async function main() {
   if (loadCpu !== null) pinSelf(loadCpu);
   const dir = makeTempDir('gatehouse-bench-auth-');
 
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pem = path.join(dir, 'jwt.pem');
-  writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
-  const header = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', kid: 'bench' }));
-  const exp = Math.floor(Date.now() / 1000) + 3600;
-  const token = (/** @type {number} */ i) => {
-    const payload = b64url(
-      JSON.stringify({ sub: `user-${i}`, iss: 'bench', aud: 'gatehouse', exp, roles: ['r'] }),
-    );
-    const sig = sign('RSA-SHA256', Buffer.from(`${header}.${payload}`), privateKey);
-    return `${header}.${payload}.${b64url(sig)}`;
-  };
+  const jwt = jwtFixture(dir);
+  const token = (/** @type {number} */ i) => jwt.token(i);
   console.log(`signing ${TOKENS} RS256 tokens...`);
   const tokensFile = path.join(dir, 'tokens.txt');
   writeFileSync(tokensFile, Array.from({ length: TOKENS }, (_, i) => token(i)).join('\n') + '\n');
@@ -54,39 +41,11 @@ async function main() {
       `  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })\nend\n`,
   );
 
-  /** @param {Record<string, unknown>} c @param {'jwt' | 'apiKey'} method */
-  const withAuth = (c, method) => ({
-    ...c,
-    database: { file: path.join(dir, 'keys.db') },
-    auth: {
-      jwt: { publicKeys: [pem], issuer: 'bench', audience: 'gatehouse' },
-      apiKey: { secret: SECRET },
-    },
-    routes: /** @type {Array<Record<string, unknown>>} */ (c.routes).map((r) => ({ ...r, auth: [method] })),
-  });
-
   // an API key in the SQLite store, through the CLI
-  const keyConfig = path.join(dir, 'keys.yaml');
-  writeFileSync(
-    keyConfig,
-    toYaml({
-      database: { file: path.join(dir, 'keys.db') },
-      auth: { apiKey: { secret: SECRET } },
-    }),
-  );
-  const created = runSync(process.execPath, [
-    path.join(REPO_DIR, 'bin', 'gatehouse.js'),
-    'keys',
-    'create',
-    '--name',
-    'bench',
-    '--tier',
-    'bench',
-    '-c',
-    keyConfig,
-  ]);
-  const apiKey = /gh_[A-Za-z0-9_]+/.exec(created.output)?.[0];
-  if (!apiKey) throw new Error(`could not create an API key:\n${created.output}`);
+  const apiKeyStore = createApiKey({ repoDir: REPO_DIR, dir });
+  const apiKey = apiKeyStore.key;
+  /** @param {Record<string, unknown>} c @param {'jwt' | 'apiKey'} method */
+  const withAuth = (c, method) => (method === 'jwt' ? withJwt(c, jwt) : withApiKey(c, apiKeyStore));
 
   const upstream = await startNginx({ name: 'upstream', body: UPSTREAM_BODY, cpu: loadCpu });
   /** @type {Array<{ name: string, configure: (c: Record<string, unknown>) => Record<string, unknown>, headers?: Record<string, string>, script?: string }>} */

@@ -20,6 +20,7 @@ import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
 import { installCleanupHooks, pinSelf, sampleCpuBusy, which } from './lib/proc.js';
 import { ratio } from './lib/report.js';
 import { fail, giveUpAfter, readTiming, toolVersions } from './lib/settings.js';
+import { ES_SETTINGS, withObservability } from './lib/stages.js';
 import { parseDurationS } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -28,8 +29,6 @@ const GATEHOUSE_DIR = path.resolve(process.env.BENCH_GATEHOUSE_DIR || path.join(
 const SPANS_QUIET_MS = 2500;
 /** Upper bound on waiting for the access logs and spans to be shipped after a variant's load. */
 const SETTLE_MS = 12_000;
-/** Elasticsearch sink settings: the documented defaults, written out so that the output shows them. */
-const ES_SETTINGS = { index: 'gatehouse-access', batchSize: 500, flushInterval: '1s', maxBuffer: 10000 };
 
 /** @typedef {Record<string, unknown>} Config */
 /** @typedef {{ es: string, otlp: string }} SinkUrls */
@@ -76,20 +75,6 @@ env: BENCH_QUICK=1 BENCH_RUNS=3 BENCH_DURATION=10s BENCH_WARMUP=3s BENCH_GATEHOU
   if (unknown.length) fail(`unknown variant(s) ${unknown.join(', ')}; known: ${keys.join(', ')}`);
   // Always in this order, so that the reference comes first.
   return args.length ? VARIANTS.filter((v) => args.includes(v.key)) : VARIANTS;
-}
-
-/**
- * The benchmark config with a variant's `logging.access` and `tracing` sections.
- * @param {Config} config
- * @param {{ access?: Config, tracing?: Config }} obs
- * @returns {Config}
- */
-function withObservability(config, { access, tracing }) {
-  return {
-    ...config,
-    ...(access ? { logging: { access } } : {}),
-    ...(tracing ? { tracing } : {}),
-  };
 }
 
 /** @param {string} adminUrl */

@@ -10,16 +10,17 @@
 // missing and running as root. Env: BENCH_DURATION (10s), BENCH_WARMUP (3s), BENCH_CONNECTIONS (64),
 // BENCH_STREAMS (1: concurrent streams per HTTP/2 connection, so that as many requests are in flight
 // as over HTTP/1.1; a second HTTP/2 row uses 10).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startGatehouse } from './lib/gatehouse.js';
+import { runH2load, selfSignedCertificate } from './lib/h2load.js';
 import { freePort } from './lib/net.js';
 import { startNginx } from './lib/nginx.js';
-import { installCleanupHooks, makeTempDir, spawnProcess, which } from './lib/proc.js';
+import { installCleanupHooks, makeTempDir, which } from './lib/proc.js';
 import { envNumber, fail } from './lib/settings.js';
-import { parseDurationS, runWrk } from './lib/wrk.js';
+import { runWrk } from './lib/wrk.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -43,72 +44,6 @@ function ensureTools() {
   if (res.status !== 0) fail(`apt-get could not install ${packages}`);
 }
 
-/** A self-signed P-256 certificate for 127.0.0.1 (what the handshakes cost depends on the key type). */
-function certificate(dir) {
-  const cert = path.join(dir, 'bench.crt');
-  const key = path.join(dir, 'bench.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
-
-/** h2load's report: requests/s, and the mean and p99-ish (max of the per-thread) latency. */
-async function runH2load({ url, duration, connections, streams, cpu }) {
-  const args = [
-    '-t',
-    '1',
-    '-c',
-    String(connections),
-    '-m',
-    String(streams),
-    '-D',
-    String(parseDurationS(duration)),
-    url,
-  ];
-  const proc = spawnProcess({ name: 'h2load', cmd: 'h2load', args, cpu, collect: true });
-  const guard = setTimeout(() => proc.kill('SIGKILL'), parseDurationS(duration) * 1000 + 15_000);
-  const { code } = await proc.exited;
-  clearTimeout(guard);
-  const out = proc.stdout();
-  if (code !== 0) throw new Error(`h2load failed: ${proc.output().trim()}`);
-  const rps = Number(/finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1]);
-  const status = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
-  const failed = Number(
-    /requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed/.exec(out)?.[1] ?? 0,
-  );
-  const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1];
-  const protocol = /Application protocol: (\S+)/.exec(out)?.[1];
-  return {
-    rps,
-    non2xx: status ? Number(status[2]) + Number(status[3]) + Number(status[4]) : 0,
-    failed,
-    mean,
-    protocol,
-    raw: out,
-  };
-}
-
 async function main() {
   ensureTools();
   installCleanupHooks();
@@ -122,7 +57,7 @@ async function main() {
   const loadCpu = cpus > 1 ? 0 : null;
 
   const dir = makeTempDir('gatehouse-bench-protocols-');
-  const tls = certificate(dir);
+  const tls = selfSignedCertificate(dir);
   const upstream = await startNginx({ name: 'nginx-upstream', cpu: loadCpu });
   const plainPort = await freePort();
   const gw = await startGatehouse({

@@ -10,37 +10,27 @@
 // wrk completed: steadier than rps on a shared machine. Each extra checkout (built) adds a
 // "limited" row of its own, e.g. the base branch, for a before/after. Env: BENCH_ROUNDS (3),
 // BENCH_DURATION (5s).
-import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clockTicks, groupTicks, ticksBetween } from './lib/cpu.js';
 import { startGatehouse } from './lib/gatehouse.js';
 import { median } from './lib/measure.js';
-import { freePort } from './lib/net.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
 import { installCleanupHooks, pinSelf } from './lib/proc.js';
+import { startRedis } from './lib/redis.js';
+import { withRateLimit } from './lib/stages.js';
 import { runWrk } from './lib/wrk.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const duration = process.env.BENCH_DURATION ?? '5s';
-const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+const HZ = clockTicks();
 
 /** utime + stime of every process in group `pgid`, µs */
 function groupCpuUs(pgid) {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks * TICK_US;
+  return ticksBetween(new Map(), groupTicks(pgid)) * (1e6 / HZ);
 }
 
 function redisCli(port, ...args) {
@@ -57,27 +47,13 @@ async function main() {
   installCleanupHooks();
   const [loadCpu, sutCpu] = os.availableParallelism() >= 2 ? [0, 1] : [null, null];
   if (loadCpu !== null) pinSelf(loadCpu);
-  const redisPort = await freePort();
   // Redis shares the load generator's core: its own CPU is not charged to the gateway
-  const redisArgs = ['redis-server', '--port', String(redisPort), '--save', '', '--appendonly', 'no'];
-  const redis =
-    loadCpu === null
-      ? spawn(redisArgs[0], redisArgs.slice(1), { stdio: 'ignore' })
-      : spawn('taskset', ['-c', String(loadCpu), ...redisArgs], { stdio: 'ignore' });
+  const redis = await startRedis({ cpu: loadCpu });
+  const redisPort = redis.port;
   try {
-    for (let i = 0; i < 50 && !redisCli(redisPort, 'ping').includes('PONG'); i++)
-      await new Promise((r) => setTimeout(r, 100));
     const upstream = await startNginx({ name: 'upstream', body: UPSTREAM_BODY, cpu: loadCpu });
-    const limited = (c, store = 'redis') => ({
-      ...c,
-      ...(store === 'redis' ? { redis: { url: `redis://127.0.0.1:${redisPort}` } } : {}),
-      rateLimit: {
-        keyPrefix: 'bench:',
-        onStoreError: 'closed', // a Redis problem shows as errors, not as a silent fallback
-        tiers: { anonymous: { limits: [{ requests: 1_000_000_000, per: '1m' }] } },
-      },
-      routes: c.routes.map((r) => ({ ...r, rateLimit: 'ip' })),
-    });
+    const limited = (c, store = 'redis') =>
+      withRateLimit(c, { redisUrl: store === 'redis' ? redis.url : null, keyPrefix: 'bench:' });
     const checkouts = [REPO_DIR, ...process.argv.slice(2).map((p) => path.resolve(p))];
     const variants = [
       { name: 'plain', repoDir: REPO_DIR, configure: (c) => c },
@@ -142,7 +118,7 @@ async function main() {
     });
     console.log(`\n${rounds} interleaved rounds of ${duration}, wrk -t1 -c64 keep-alive, medians.`);
   } finally {
-    redis.kill('SIGTERM');
+    await redis.stop();
   }
 }
 

@@ -15,6 +15,7 @@ import { KEEP_ALIVE, measure } from './lib/measure.js';
 import { startNginx, UPSTREAM_BODY } from './lib/nginx.js';
 import { installCleanupHooks, pinSelf, runSync } from './lib/proc.js';
 import { markdownTable } from './lib/report.js';
+import { withRateLimit } from './lib/stages.js';
 import { runWrk } from './lib/wrk.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,17 +26,10 @@ const warmup = process.env.BENCH_WARMUP ?? '3s';
 
 /** @param {Record<string, unknown>} config @param {string} store */
 function limited(config, store) {
-  const routes = /** @type {Array<Record<string, unknown>>} */ (config.routes);
-  return {
-    ...config,
-    ...(store === 'redis' ? { redis: { url: REDIS_URL } } : {}),
-    rateLimit: {
-      keyPrefix: `bench:${process.pid}:`,
-      onStoreError: 'closed', // a Redis problem must show as errors, not as a silent fallback
-      tiers: { anonymous: { limits: [{ requests: 1_000_000_000, per: '1m' }] } },
-    },
-    routes: routes.map((r) => ({ ...r, rateLimit: 'ip' })),
-  };
+  return withRateLimit(config, {
+    redisUrl: store === 'redis' ? REDIS_URL : null,
+    keyPrefix: `bench:${process.pid}:`,
+  });
 }
 
 /** Calls per command from `INFO commandstats`. */

@@ -85,7 +85,8 @@ export function benchConfig({ port, adminPort, upstreamUrl, connections = 64 }) 
  * @param {object} opts
  * @param {string} opts.repoDir
  * @param {string} opts.upstreamUrl
- * @param {number | null} [opts.cpu]
+ * @param {number | string | null} [opts.cpu]  CPU (or taskset list) to pin to
+ * @param {string} [opts.node]  the node binary (default: the runner's)
  * @param {(config: Record<string, unknown>) => Record<string, unknown>} [opts.configure]
  *   changes the default benchmark config (e.g. turns a plugin on) before it is written
  * @param {Record<string, string>} [opts.env]  default: LOG_LEVEL=warn
@@ -103,6 +104,7 @@ export async function startGatehouse({
   env,
   readyTimeoutMs = 30_000,
   stdout = 'collect',
+  node = process.execPath,
 }) {
   const bin = path.join(repoDir, 'bin', 'gatehouse.js');
   if (!existsSync(bin)) throw new SkipError(`${bin} does not exist yet: gatehouse not measured`);
@@ -123,8 +125,8 @@ export async function startGatehouse({
     name: 'gatehouse',
     ...(stdout === 'ignore'
       ? // exec: the shell is replaced by node, which keeps the CPU pinning and the process group
-        { cmd: 'sh', args: ['-c', 'exec "$@" >/dev/null', 'sh', process.execPath, ...command] }
-      : { cmd: process.execPath, args: command }),
+        { cmd: 'sh', args: ['-c', 'exec "$@" >/dev/null', 'sh', node, ...command] }
+      : { cmd: node, args: command }),
     cwd: repoDir,
     cpu,
     env: env ?? { LOG_LEVEL: 'warn' },

@@ -16,6 +16,8 @@ export const UPSTREAM_BODY =
  * @property {number} [upstreamPort]  'proxy' mode: the upstream to forward to
  * @property {number} [keepalive]  'proxy' mode: idle keep-alive connections kept to the upstream
  * @property {string} [extraHttp]  extra directives for the http block
+ * @property {number} [workers]  worker processes (default 1: one process, no master; more: a master
+ *   and that many workers, as nginx is deployed)
  */
 
 /**
@@ -31,6 +33,7 @@ export function nginxConfig({
   upstreamPort,
   keepalive = 64,
   extraHttp = '',
+  workers = 1,
 }) {
   if (/['\\]/.test(body)) throw new Error('the body must not contain a quote or a backslash');
   const location =
@@ -49,8 +52,8 @@ export function nginxConfig({
   }
 `;
   return `daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers > 1 ? 'on' : 'off'};
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 
@@ -88,7 +91,7 @@ ${location}
 
 /**
  * Starts nginx with its own config in a fresh temporary directory and waits until it listens.
- * @param {Omit<NginxConfigOptions, 'dir' | 'port'> & { name?: string, port?: number, cpu?: number | null }} opts
+ * @param {Omit<NginxConfigOptions, 'dir' | 'port'> & { name?: string, port?: number, cpu?: number | string | null }} opts
  * @returns {Promise<NginxHandle>}
  */
 export async function startNginx(opts = {}) {

@@ -97,7 +97,8 @@ export function pinSelf(cpu) {
  * @param {string} opts.name  label used in messages
  * @param {string} opts.cmd
  * @param {string[]} [opts.args]
- * @param {number | null} [opts.cpu]  CPU to pin to; null or undefined: no pinning
+ * @param {number | string | null} [opts.cpu]  CPU (or taskset list, e.g. '0,1') to pin to; null or
+ *   undefined: no pinning
  * @param {Record<string, string | undefined>} [opts.env]  added to process.env
  * @param {string} [opts.cwd]
  * @param {boolean} [opts.collect]  keep the whole stdout (for wrk), not only its tail

@@ -1,5 +1,5 @@
-// The results as a markdown table and as ratios against targets.
-import { formatErrors, formatInt, formatMs } from './measure.js';
+// The results of the single-stage runners (auth.js, ratelimit.js) as a markdown table, and ratios.
+import { formatInt, formatMs } from './measure.js';
 
 /** @typedef {import('./measure.js').Measurement} Measurement */
 
@@ -64,60 +64,4 @@ export function markdownTable(results, { baseline = 'nginx' } = {}) {
     lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
-}
-
-/**
- * Notes under the table: skipped systems, failed requests, warnings.
- * @param {Measurement[]} results
- * @returns {string[]}
- */
-export function notes(results) {
-  const out = [];
-  for (const r of results) {
-    if (r.skipped) out.push(`${r.name}: skipped (${r.skipped.split('\n')[0]})`);
-    for (const [mode, m] of Object.entries(r.modes)) {
-      if (m.errorCount) {
-        out.push(`⚠ ${r.name} ${mode}: ${formatErrors(m.errors)} (summed over ${m.runs.length} runs)`);
-      }
-      if (m.error) out.push(`⚠ ${r.name} ${mode}: ${m.error.split('\n')[0]}`);
-    }
-  }
-  return out;
-}
-
-/**
- * @typedef {object} RatioCheck
- * @property {string} label  e.g. 'gatehouse ÷ nginx (ka)'
- * @property {number} value  NaN when a side was not measured
- * @property {number} target  the ratio must be at least this
- * @property {boolean | null} ok  null when not measured
- */
-
-/**
- * @param {Measurement[]} results
- * @param {{ system: string, versus: string, mode: string, target: number }[]} specs
- * @returns {RatioCheck[]}
- */
-export function checkRatios(results, specs) {
-  return specs.map(({ system, versus, mode, target }) => {
-    const value = ratio(rpsOf(results, system, mode), rpsOf(results, versus, mode));
-    return {
-      label: `${system} ÷ ${versus} (${mode})`,
-      value,
-      target,
-      ok: Number.isFinite(value) ? value >= target : null,
-    };
-  });
-}
-
-/**
- * @param {RatioCheck[]} checks
- * @returns {string[]}
- */
-export function formatRatioChecks(checks) {
-  const width = Math.max(...checks.map((c) => c.label.length));
-  return checks.map((c) => {
-    const verdict = c.ok === null ? 'not measured' : c.ok ? 'meets the target' : 'BELOW the target';
-    return `${c.label.padEnd(width)}  ${formatRatio(c.value).padStart(5)}  (target ≥ ${c.target})  ${verdict}`;
-  });
 }
