@@ -15,6 +15,8 @@
 // The cost of a feature: BENCH_ROUTE (JSON) is merged into the bench route and BENCH_CONFIG (JSON)
 // into the top level of the config of this checkout only; with BASE_REV = HEAD the ratio is the
 // feature's cost, e.g. BENCH_ROUTE='{"cors":{"origins":["*"]}}' node bench/instructions.js HEAD
+// BENCH_EXTRAS_BOTH=1 applies them to the base revision too: a before/after of one configuration
+// (e.g. the full pipeline: JWT + RBAC + a Redis limit + access log + tracing).
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -44,6 +46,7 @@ function jwtFixture() {
   const now = Math.floor(Date.now() / 1000);
   const claims = {
     sub: 'bench-user',
+    roles: ['reader'], // for a route with `permissions` (rbac in BENCH_CONFIG)
     jti: 'bench-jti',
     iss: 'bench',
     aud: 'gatehouse',
@@ -218,7 +221,7 @@ async function main() {
   installCleanupHooks();
   const base = process.argv[2] ?? 'HEAD~1';
   const builds = [
-    { name: base, dir: buildRevision(base), extras: false },
+    { name: base, dir: buildRevision(base), extras: process.env.BENCH_EXTRAS_BOTH === '1' },
     { name: 'this checkout', dir: REPO_DIR, extras: true },
   ];
   const upstream = await startNginx({ name: 'upstream' });

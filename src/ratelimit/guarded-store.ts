@@ -25,7 +25,7 @@ import type { Logger } from '../observability/logger.js';
 import { ErrorCodes } from '../problems/error-codes.js';
 import type { Decision, Plan } from './decision.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
-import type { RateLimitStore } from './store.js';
+import type { DecisionSink, RateLimitStore } from './store.js';
 
 export type FailurePolicy = 'open' | 'closed' | 'local';
 
@@ -88,6 +88,44 @@ type Breaker = {
 
 /** A call waiting for the store; `expire` runs when its time is up and it has not settled. */
 type Pending = { settled: boolean; ms: number; expire(): void };
+
+/**
+ * One request's call to a store with `consumeInto`: what `bounded` and the two callbacks after
+ * it do, in one object (the store's sink and the turn's timer entry), so a decision costs one
+ * promise. A decision that arrives after the time was up is refunded when it admitted.
+ */
+class GuardedCall implements Pending, DecisionSink {
+  settled = false;
+  constructor(
+    private readonly guard: GuardedStore,
+    private readonly b: Breaker,
+    private readonly key: string,
+    private readonly plan: Plan,
+    private readonly probe: boolean,
+    readonly ms: number,
+    private readonly done: (d: GuardedDecision) => void,
+  ) {}
+
+  resolve(decision: Decision): void {
+    if (this.settled) {
+      if (decision.outcome === 'allowed') this.guard.refund(this.key, this.plan, decision);
+      return;
+    }
+    this.settled = true;
+    this.done(this.guard.answered(this.b, this.probe, decision));
+  }
+
+  reject(err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.done(this.guard.unanswered(this.b, this.key, this.plan, this.probe, err));
+  }
+
+  expire(): void {
+    // the timer sets `settled` before calling: fail as `bounded` does when its time is up
+    this.done(this.guard.unanswered(this.b, this.key, this.plan, this.probe, new StoreTimeoutError(this.ms)));
+  }
+}
 
 /**
  * Errors that are a live node's own answer, not a lost or silent one: the node is reachable and
@@ -170,22 +208,38 @@ export class GuardedStore {
       b.probing = probe = true;
       b.key = key;
     }
-    return this.bounded(b, this.store.consume(key, plan), key, plan).then(
-      (decision) => {
-        if (probe) b.probing = false;
-        b.confirmed = true;
-        b.warm = true;
-        if (b.degraded) this.recover(b);
-        return decision;
-      },
-      (err: unknown) => {
-        this.storeErrors++;
-        this.metrics?.storeError();
-        b.key = key;
-        this.failed(b, err, probe);
-        return this.fallback(key, plan);
-      },
+    const ms = b.warm ? this.timeoutMs : this.coldTimeoutMs;
+    const store = this.store;
+    if (store.consumeInto !== undefined) {
+      // one promise per request: the call object is the store's sink and the timer's entry
+      return new Promise<GuardedDecision>((resolve) => {
+        const call = new GuardedCall(this, b, key, plan, probe, ms ?? 0, resolve);
+        if (ms !== undefined) this.track(call);
+        store.consumeInto?.(key, plan, call);
+      });
+    }
+    return this.bounded(b, store.consume(key, plan), key, plan).then(
+      (decision) => this.answered(b, probe, decision),
+      (err: unknown) => this.unanswered(b, key, plan, probe, err),
     );
+  }
+
+  /** the store decided in time */
+  answered(b: Breaker, probe: boolean, decision: Decision): Decision {
+    if (probe) b.probing = false;
+    b.confirmed = true;
+    b.warm = true;
+    if (b.degraded) this.recover(b);
+    return decision;
+  }
+
+  /** the store failed, or did not answer in time: the policy decides */
+  unanswered(b: Breaker, key: string, plan: Plan, probe: boolean, err: unknown): GuardedDecision {
+    this.storeErrors++;
+    this.metrics?.storeError();
+    b.key = key;
+    this.failed(b, err, probe);
+    return this.fallback(key, plan);
   }
 
   /**
@@ -412,7 +466,7 @@ export class GuardedStore {
     });
   }
 
-  private refund(key: string, plan: Plan, decision: Decision): void {
+  refund(key: string, plan: Plan, decision: Decision): void {
     if (this.store.refund === undefined || this.closed) return;
     this.refunds++;
     this.store.refund(key, plan, decision.time).catch(() => {

@@ -1,16 +1,26 @@
 /** Counters in Redis (one node or a Cluster): one EVALSHA per batch of decisions (redis-script.ts). */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Cluster, Redis } from 'ioredis';
 // ioredis's own slot function (no exports map restricts it): the same routing as the client's
 import calculateSlot from 'cluster-key-slot';
 import { describe, type Decision, type Outcome, type Plan } from './decision.js';
 import { PEEK_SCRIPT, RATE_LIMIT_BATCH_SCRIPT, REFUND_SCRIPT } from './redis-script.js';
-import { StoreUnavailableError, type RateLimitStore, type StoredCounts } from './store.js';
+import { StoreUnavailableError, type DecisionSink, type RateLimitStore, type StoredCounts } from './store.js';
 import type { LimitState, QuotaState } from './window.js';
+
+/** EVALSHA and EVAL of one node, with keys and arguments as one array */
+type ArrayScriptCalls = {
+  evalsha(sha: string, numKeys: number, keysAndArgs: ReadonlyArray<string | number>): Promise<number[]>;
+  eval(script: string, numKeys: number, keysAndArgs: ReadonlyArray<string | number>): Promise<number[]>;
+};
 
 type ScriptCommand = (...keysAndArgs: Array<string | number>) => Promise<number[]>;
 
 const OUTCOMES: readonly Outcome[] = ['allowed', 'rate_limited', 'quota_exceeded'];
+
+/** EVALSHA's name for the batch script (one node; see `call`) */
+const BATCH_SHA = createHash('sha1').update(RATE_LIMIT_BATCH_SCRIPT).digest('hex');
 
 /** Resolves true once `client` is ready, false after `ms`. */
 function untilReady(client: Redis | Cluster, ms: number): Promise<boolean> {
@@ -43,12 +53,14 @@ export type RedisStoreOptions = {
 };
 
 /** a decision waiting for its batch */
-type Pending = {
-  readonly key: string;
-  readonly plan: Plan;
-  resolve(decision: Decision): void;
-  reject(err: Error): void;
-};
+class PendingDecision {
+  constructor(
+    readonly key: string,
+    readonly plan: Plan,
+    readonly sink: DecisionSink,
+  ) {}
+}
+type Pending = PendingDecision;
 
 /** How far a node's clock is ahead of this process's monotonic clock, as a lower bound. */
 type ClockOffset = { ms: number; at: number };
@@ -167,28 +179,32 @@ export class RedisStore implements RateLimitStore {
    * the turn ends, at most `maxBatch` per call. A batch that fails fails each of its decisions.
    */
   consume(key: string, plan: Plan): Promise<Decision> {
+    return new Promise<Decision>((resolve, reject) => this.consumeInto(key, plan, { resolve, reject }));
+  }
+
+  /** `consume`, the decision handed to `sink` (GuardedStore: no promise of the store's own) */
+  consumeInto(key: string, plan: Plan, sink: DecisionSink): void {
     // Fail fast while (re)connecting: a Cluster with auto-pipelining would otherwise hold the
     // command until the cluster is back, unbounded by the command timeout.
-    if (this.client.status !== 'ready')
-      return Promise.reject(new StoreUnavailableError(`redis: ${this.client.status}`));
+    if (this.client.status !== 'ready') {
+      sink.reject(new StoreUnavailableError(`redis: ${this.client.status}`));
+      return;
+    }
     const group = this.cluster === null ? 0 : calculateSlot(key);
     let batch = this.batches.get(group);
     if (batch === undefined) {
       batch = [];
       this.batches.set(group, batch);
     }
-    return new Promise<Decision>((resolve, reject) => {
-      const entries = batch;
-      entries.push({ key, plan, resolve, reject });
-      if (entries.length >= this.maxBatch) {
-        this.batches.delete(group);
-        this.send(key, entries);
-      } else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        if (this.flushOn === 'microtask') queueMicrotask(this.flush);
-        else setImmediate(this.flush);
-      }
-    });
+    batch.push(new PendingDecision(key, plan, sink));
+    if (batch.length >= this.maxBatch) {
+      this.batches.delete(group);
+      this.send(key, batch);
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      if (this.flushOn === 'microtask') queueMicrotask(this.flush);
+      else setImmediate(this.flush);
+    }
   }
 
   /** sends every pending batch (bound: handed to setImmediate/queueMicrotask as is) */
@@ -216,7 +232,7 @@ export class RedisStore implements RateLimitStore {
     }
     this.scriptCalls++;
     this.decisions += entries.length;
-    this.command(keys.length, 'batch')(...keys, ...args).then(
+    this.call(keys, args).then(
       (reply) => this.settle(shard, entries, reply),
       (err: unknown) => {
         // A node lost, restarted or replaced: MOVED errors (which auto-pipelining does not follow
@@ -224,9 +240,29 @@ export class RedisStore implements RateLimitStore {
         // (ioredis runs one refresh at a time) rather than at the next periodic refresh.
         if (this.client.isCluster) (this.client as Cluster).refreshSlotsCache();
         const e = new StoreUnavailableError(`redis: ${(err as Error).message}`, { cause: err });
-        for (const p of entries) p.reject(e);
+        for (const p of entries) p.sink.reject(e);
       },
     );
+  }
+
+  /**
+   * The batch script on `keys` with `args`. One node: EVALSHA with the keys and arguments as one
+   * array (ioredis flattens it: no spreading of a few hundred arguments through three calls, as
+   * a defined command does), and EVAL when Redis answers NOSCRIPT (a restart, a SCRIPT FLUSH, or
+   * the first call), which loads it again. A Cluster keeps the defined command: its
+   * auto-pipelining groups commands by their first argument, which must be a key.
+   */
+  private call(keys: string[], args: Array<string | number>): Promise<number[]> {
+    if (this.cluster !== null) return this.command(keys.length, 'batch')(...keys, ...args);
+    // ioredis flattens array arguments (Command: args.flat()); its typings do not say so
+    const client = this.client as unknown as ArrayScriptCalls;
+    const numKeys = keys.length;
+    const all: Array<string | number> = keys; // keys, then the arguments
+    for (let i = 0; i < args.length; i++) all.push(args[i] as string | number);
+    return client.evalsha(BATCH_SHA, numKeys, all).catch((err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return client.eval(RATE_LIMIT_BATCH_SCRIPT, numKeys, all);
+    });
   }
 
   private settle(shard: string, entries: readonly Pending[], reply: number[]): void {
@@ -238,11 +274,11 @@ export class RedisStore implements RateLimitStore {
           ? 'redis: the command ran after its deadline (counted nothing)'
           : 'redis: malformed reply',
       );
-      for (const p of entries) p.reject(e);
+      for (const p of entries) p.sink.reject(e);
       return;
     }
     let at = 2;
-    for (const { plan, resolve, reject } of entries) {
+    for (const { plan, sink } of entries) {
       const outcome = OUTCOMES[reply[at] ?? -1];
       const states: LimitState[] = [];
       for (let i = 0; i < plan.limits.length; i++) {
@@ -253,11 +289,11 @@ export class RedisStore implements RateLimitStore {
       at = q + 2;
       // never decide on the gateway's clock
       if (outcome === undefined || reply.length < at) {
-        reject(new StoreUnavailableError('redis: malformed reply'));
+        sink.reject(new StoreUnavailableError('redis: malformed reply'));
         continue;
       }
       const quota: QuotaState | null = plan.quota ? { period: reply[q] ?? 0, used: reply[q + 1] ?? 0 } : null;
-      resolve(describe(plan, outcome, states, quota, now));
+      sink.resolve(describe(plan, outcome, states, quota, now));
     }
   }
 

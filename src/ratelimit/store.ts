@@ -2,6 +2,12 @@ import { ErrorCodes } from '../problems/error-codes.js';
 import type { Decision, Plan } from './decision.js';
 import type { LimitState, QuotaState } from './window.js';
 
+/** Where `consumeInto` delivers a decision, or why there is none. */
+export type DecisionSink = {
+  resolve(decision: Decision): void;
+  reject(err: Error): void;
+};
+
 /** The counts of a key as stored, read without counting anything, and the store's now. */
 export type StoredCounts = {
   /** per limit of the plan, in order (undefined: nothing counted) */
@@ -18,6 +24,12 @@ export type StoredCounts = {
 export interface RateLimitStore {
   readonly kind: 'memory' | 'redis' | 'redis-cluster';
   consume(key: string, plan: Plan): Promise<Decision>;
+  /**
+   * The same as `consume`, its outcome handed to `sink` (exactly one of its calls, perhaps
+   * synchronously) instead of a promise: a caller that wraps the answer anyway (the failure
+   * policy) then pays for one promise per request, not two.
+   */
+  consumeInto?(key: string, plan: Plan, sink: DecisionSink): void;
   /** the same, for a store that decides without I/O (in memory): no promise per request */
   consumeSync?(key: string, plan: Plan): Decision;
   /** resolves once the store can answer, or after `timeoutMs` (then requests meet the failure policy) */

@@ -65,7 +65,7 @@ export function createJwtAuthenticator(
     authenticate(req): Promise<AuthAttempt> | AuthAttempt {
       const token = bearerToken(req);
       if (token === null) return ABSENT;
-      const quick = verifier.quick(token); // a cached token is answered synchronously
+      const quick = verifier.quick(token, req.socket); // a cached token is answered synchronously
       if (quick !== null) {
         if (quick.kind === 'invalid') log.debug({ reason: quick.reason }, 'bearer token refused');
         return quick;

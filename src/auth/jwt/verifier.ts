@@ -46,6 +46,8 @@ const MAX_ROLES = 64;
 
 export class JwtVerifier {
   readonly cache: TokenCache;
+  /** per connection (a socket, weakly held): its last well-formed token and that token's cache key */
+  private readonly lastToken = new WeakMap<object, { token: string; key: string }>();
   private readonly algorithms: ReadonlySet<string>;
   private readonly options: JWTVerifyOptions;
   /** normalised (`typ` comparison); null = any `typ`, or none */
@@ -79,14 +81,34 @@ export class JwtVerifier {
   }
 
   /** the result when it is known without a signature check (size, shape, cache), else null */
-  quick(token: string): AuthAttempt | null {
-    if (token.length > this.tuning.maxTokenBytes) return invalid('token_too_large');
-    if (!looksLikeJws(token)) return invalid('malformed');
-    const hit = this.cache.entry(TokenCache.key(token), this.clock.wall(), this.clock.now());
+  quick(token: string, connection?: object): AuthAttempt | null {
+    const key = this.cacheKey(token, connection);
+    if (typeof key !== 'string') return key;
+    const hit = this.cache.entry(key, this.clock.wall(), this.clock.now());
     if (hit === null) return null;
     if (this.revocation === null) return hit.ok;
     const verdict = this.revocation.check(hit.consumer.id, hit.jti, hit.iat);
     return verdict === PASS ? hit.ok : verdict === REVOKED ? REVOKED_ATTEMPT : DENYLIST_UNKNOWN;
+  }
+
+  /**
+   * The token's cache key (TokenCache.key), or why it is refused before any lookup. A client on a
+   * keep-alive connection sends the same token request after request: the key of the last token
+   * seen on `connection` (a socket) is kept with that token, for as long as the connection lives,
+   * so a repeat costs a string comparison instead of a SHA-256. Only a token that passed the size
+   * and shape checks is kept; the cache itself still never holds a raw token.
+   */
+  private cacheKey(token: string, connection: object | undefined): string | AuthAttempt {
+    const last = connection === undefined ? undefined : this.lastToken.get(connection);
+    if (last !== undefined && last.token === token) return last.key;
+    if (token.length > this.tuning.maxTokenBytes) return invalid('token_too_large');
+    if (!looksLikeJws(token)) return invalid('malformed');
+    const key = TokenCache.key(token);
+    if (last !== undefined) {
+      last.token = token;
+      last.key = key;
+    } else if (connection !== undefined) this.lastToken.set(connection, { token, key });
+    return key;
   }
 
   async verify(token: string): Promise<AuthAttempt> {

@@ -20,7 +20,7 @@ import {
 import { StdoutSink, type LineDestination } from './stdout-sink.js';
 
 export type { AccessRecord, RateLimitResult } from './record.js';
-export { ACCESS_RECORD_MAPPINGS, indexTemplate } from './record.js';
+export { ACCESS_RECORD_MAPPINGS, indexTemplate, isoTime } from './record.js';
 export type { DropReason, SinkName, SinkStats } from './shipper.js';
 export type { LineDestination } from './stdout-sink.js';
 

@@ -42,6 +42,28 @@ export type AccessRecord = {
   error: string | null;
 };
 
+/** the second `isoTime` last formatted (epoch ms, a multiple of 1000) and its text up to the `.` */
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, with the date and time of day formatted once per second: every
+ * request writes a record, and requests of one second share all but the milliseconds.
+ */
+export function isoTime(epochMs: number): string {
+  const ms = Math.floor(epochMs);
+  const rest = ms % 1000;
+  const second = ms - rest;
+  if (second !== isoSecond || rest < 0) {
+    const iso = new Date(ms).toISOString();
+    // years 0000-9999 only (`YYYY-MM-DDTHH:mm:ss.sssZ`); others are formatted whole every time
+    if (iso.length !== 24 || rest < 0) return iso;
+    isoSecond = second;
+    isoPrefix = iso.slice(0, 20);
+  }
+  return `${isoPrefix}${rest < 10 ? '00' : rest < 100 ? '0' : ''}${rest}Z`;
+}
+
 const keyword = { type: 'keyword', ignore_above: 1024 } as const;
 
 /**

@@ -178,9 +178,10 @@ export function apply(ctx: RequestContext, d: Decision, limiter: RateLimiter): P
  */
 function replaceHeaders(headers: string[], own: readonly string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
-    const name = (headers[i] as string).toLowerCase();
+    const raw = headers[i] as string;
     for (let j = 0; j < own.length; j += 2) {
-      if (own[j] === name) {
+      // lower-cased only when the length matches: most upstream headers are no rate-limit header
+      if ((own[j] as string).length === raw.length && own[j] === raw.toLowerCase()) {
         headers.splice(i, 2);
         break;
       }
