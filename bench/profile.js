@@ -9,13 +9,15 @@
 //   node bench/profile.js [--rounds 3] [--duration 10s] [--systems gatehouse,undici-naive]
 //                         [--profile DIR] [--top 25]
 //
+// A system `gatehouse@DIR` is the build in another checkout DIR (e.g. the base of a change, built).
+//
 // --profile DIR: after the measured rounds, one more run per system under `node --cpu-prof`
 // (the profiler costs CPU of its own: those runs are not measured), the .cpuprofile files left in
 // DIR, and a summary of each printed: self time by function (top N) and by module (Gatehouse's
 // bundle's source files one by one, each npm package's files, Node's built-ins, GC, native
 // code). --summarise DIR only prints the summary of the .cpuprofile files already in DIR.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -72,9 +74,9 @@ function groupCpuUs(pgid) {
  */
 async function start(system, upstreamUrl, profileDir) {
   const nodeArgs = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
-  if (system === 'gatehouse') {
+  if (system === 'gatehouse' || system.startsWith('gatehouse@')) {
     const gw = await startGatehouse({
-      repoDir: REPO_DIR,
+      repoDir: system === 'gatehouse' ? REPO_DIR : path.resolve(system.slice('gatehouse@'.length)),
       upstreamUrl,
       cpu: SYSTEM_CPU,
       nodeArgs,
@@ -109,11 +111,16 @@ async function start(system, upstreamUrl, profileDir) {
  * @param {{ url: string, pgid: number }} sys
  */
 async function cpuPerRequest(sys) {
-  await runWrk({ url: sys.url, duration: '2s', cpu: LOAD_CPU });
+  const warmup = await runWrk({ url: sys.url, duration: '2s', cpu: LOAD_CPU });
   const before = groupCpuUs(sys.pgid);
   const run = await runWrk({ url: sys.url, duration: opts.duration, cpu: LOAD_CPU });
   const used = groupCpuUs(sys.pgid) - before;
-  return { us: used / Math.max(1, run.requests), rps: run.rps, errors: run.errorCount };
+  return {
+    us: used / Math.max(1, run.requests),
+    rps: run.rps,
+    errors: run.errorCount,
+    requests: warmup.requests + run.requests,
+  };
 }
 
 /** @type {Map<string, Array<[number, string]>>} */
@@ -175,11 +182,13 @@ function moduleOf({ functionName, url, lineNumber }) {
 }
 
 /**
- * Self time by function and by module of one .cpuprofile (idle time left out).
+ * Self time by function and by module of one .cpuprofile (idle time left out), as a share of the
+ * busy time and in µs per request when `requests` (served while profiled) is known.
  * @param {string} file
  * @param {number} top
+ * @param {number} requests
  */
-function summarise(file, top) {
+function summarise(file, top, requests) {
   /** @type {{ nodes: Array<{ id: number, callFrame: { functionName: string, url: string, lineNumber: number } }>, samples: number[], timeDeltas: number[] }} */
   const profile = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -202,17 +211,31 @@ function summarise(file, top) {
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([k, v]) => `  ${((100 * v) / busy).toFixed(1).padStart(5)} %  ${k}`)
+      .map(([k, v]) => {
+        const each = requests > 0 ? `${(v / requests).toFixed(2).padStart(6)} µs  ` : '';
+        return `  ${((100 * v) / busy).toFixed(1).padStart(5)} %  ${each}${k}`;
+      })
       .join('\n');
-  console.log(`${path.basename(file)}: ${(busy / 1e6).toFixed(2)} s busy`);
+  const perRequest = requests > 0 ? `, ${requests} requests: ${(busy / requests).toFixed(1)} µs each` : '';
+  console.log(`${path.basename(file)}: ${(busy / 1e6).toFixed(2)} s busy${perRequest}`);
   console.log(`self time by function (top ${top}):\n${rows(byFunction)}`);
   console.log(`self time by module (top ${top}):\n${rows(byModule)}`);
 }
 
+/**
+ * The summaries of a directory's .cpuprofile files (and the request count profile runs leave there).
+ * @param {string} dir
+ */
+function summariseDir(dir) {
+  const count = path.join(dir, 'requests');
+  const requests = existsSync(count) ? Number(readFileSync(count, 'utf8')) : 0;
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')))
+    summarise(path.join(dir, f), Number(opts.top), requests);
+}
+
 async function main() {
   if (opts.summarise !== undefined) {
-    for (const f of readdirSync(opts.summarise).filter((f) => f.endsWith('.cpuprofile')))
-      summarise(path.join(opts.summarise, f), Number(opts.top));
+    summariseDir(opts.summarise);
     return;
   }
   if (!which('nginx') || !which('wrk'))
@@ -246,16 +269,16 @@ async function main() {
       );
     if (opts.profile !== undefined) {
       for (const system of systems) {
-        const dir = path.resolve(opts.profile, system);
+        const dir = path.resolve(opts.profile, system.replace(/[^\w.-]+/g, '_'));
         mkdirSync(dir, { recursive: true });
         const sys = await start(system, upstream.url, dir);
         try {
-          await cpuPerRequest(sys);
+          const r = await cpuPerRequest(sys);
+          writeFileSync(path.join(dir, 'requests'), String(r.requests));
         } finally {
           await sys.stop();
         }
-        for (const f of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')))
-          summarise(path.join(dir, f), Number(opts.top));
+        summariseDir(dir);
       }
     }
   } finally {
