@@ -17,6 +17,13 @@
 // feature's cost, e.g. BENCH_ROUTE='{"cors":{"origins":["*"]}}' node bench/instructions.js HEAD
 // BENCH_EXTRAS_BOTH=1 applies them to the base revision too: a before/after of one configuration
 // (e.g. the full pipeline: JWT + RBAC + a Redis limit + access log + tracing).
+//
+// BENCH_SYSTEM=undici-naive: instead of an earlier revision, the 40-line node:http + undici Pool
+// proxy of peers/undici-naive.js (undici from this directory's package.json) is measured the same
+// way, so the ratio is Gatehouse's instructions per request against "the obvious code"'s. Its
+// default counts are 2500 and 6500: at 500 and 2500 the difference is still mostly V8 compiling
+// the hot code (measured: the peer 754k instructions per request at 500/2500, 217k at 2500/6500),
+// and the two systems compile different amounts of code, so only warm figures compare them.
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -24,17 +31,25 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toYaml, benchConfig } from './lib/gatehouse.js';
-import { freePort, waitForHttp } from './lib/net.js';
+import { freePort, waitForHttp, waitForPort } from './lib/net.js';
 import { startNginx } from './lib/nginx.js';
 import { installCleanupHooks, makeTempDir, spawnProcess, which } from './lib/proc.js';
 import { envNumber, fail } from './lib/settings.js';
 
 const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SMALL = envNumber('BENCH_SMALL', 500, { integer: true });
-const LARGE = envNumber('BENCH_LARGE', 2500, { integer: true });
+const PEER_MODE = process.env.BENCH_SYSTEM === 'undici-naive';
+const SMALL = envNumber('BENCH_SMALL', PEER_MODE ? 2500 : 500, { integer: true });
+const LARGE = envNumber('BENCH_LARGE', PEER_MODE ? 6500 : 2500, { integer: true });
 const AUTH = process.env.BENCH_AUTH ?? 'none';
 if (AUTH !== 'none' && AUTH !== 'jwt') fail(`BENCH_AUTH: none or jwt, not ${AUTH}`);
 const REVOCATION = process.env.BENCH_REVOCATION === '1';
+const SYSTEM = process.env.BENCH_SYSTEM ?? 'gatehouse';
+if (SYSTEM !== 'gatehouse' && SYSTEM !== 'undici-naive')
+  fail(`BENCH_SYSTEM: gatehouse or undici-naive, not ${SYSTEM}`);
+if (SYSTEM === 'undici-naive' && AUTH !== 'none') fail('BENCH_SYSTEM=undici-naive has no auth');
+// BENCH_ONLY=this or base: measure one side only (e.g. this checkout again after a change)
+const ONLY = process.env.BENCH_ONLY ?? 'both';
+const PEER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peers', 'undici-naive.js');
 if (REVOCATION && AUTH !== 'jwt') fail('BENCH_REVOCATION=1 needs BENCH_AUTH=jwt');
 
 /** BENCH_AUTH=jwt: a public key file and one token it verifies (valid for a day) */
@@ -165,6 +180,38 @@ function load(url, n) {
 }
 
 /**
+ * Total instructions of the 40-line undici peer that starts, serves `n` requests and stops.
+ * @param {string} upstreamUrl
+ * @param {number} n
+ */
+async function peerInstructions(upstreamUrl, n) {
+  const work = makeTempDir('gatehouse-bench-cg-');
+  const port = await freePort();
+  const out = path.join(work, 'callgrind.out');
+  const proc = spawnProcess({
+    name: 'undici-naive (callgrind)',
+    cmd: 'valgrind',
+    args: [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      PEER,
+      '--port',
+      String(port),
+      '--target',
+      upstreamUrl.replace(/\/$/, ''),
+    ],
+  });
+  // the peer has no readiness endpoint: it is ready once it listens
+  await waitForPort(port, { timeoutMs: 300_000, isAlive: proc.running, what: 'undici-naive' });
+  await load(`http://127.0.0.1:${port}/x`, n);
+  await proc.stop();
+  const summary = /^summary: (\d+)/m.exec(existsSync(out) ? readFileSync(out, 'utf8') : '');
+  if (!summary) fail(`no callgrind summary in ${out}`);
+  return Number(summary[1]);
+}
+
+/**
  * Total instructions of a gateway (built in `dir`) that starts, serves `n` requests and stops.
  * @param {string} dir
  * @param {string} upstreamUrl
@@ -219,17 +266,23 @@ async function main() {
     fail('nginx is missing: run  node bench/run.js direct  once (it installs nginx and wrk)');
   if (!existsSync(path.join(REPO_DIR, 'dist'))) fail('dist/ is missing: npm run build first');
   installCleanupHooks();
-  const base = process.argv[2] ?? 'HEAD~1';
+  const base = SYSTEM === 'undici-naive' ? 'undici-naive' : (process.argv[2] ?? 'HEAD~1');
   const builds = [
-    { name: base, dir: buildRevision(base), extras: process.env.BENCH_EXTRAS_BOTH === '1' },
+    {
+      name: base,
+      dir: SYSTEM === 'undici-naive' || ONLY === 'this' ? null : buildRevision(base),
+      extras: process.env.BENCH_EXTRAS_BOTH === '1',
+    },
     { name: 'this checkout', dir: REPO_DIR, extras: true },
-  ];
+  ].filter((b) => !(ONLY === 'base' && b.dir === REPO_DIR) && !(ONLY === 'this' && b.dir !== REPO_DIR));
   const upstream = await startNginx({ name: 'upstream' });
   const perRequest = [];
   try {
     for (const b of builds) {
-      const small = await instructions(b.dir, upstream.url, SMALL, b.extras);
-      const large = await instructions(b.dir, upstream.url, LARGE, b.extras);
+      const count = (/** @type {number} */ n) =>
+        b.dir === null ? peerInstructions(upstream.url, n) : instructions(b.dir, upstream.url, n, b.extras);
+      const small = await count(SMALL);
+      const large = await count(LARGE);
       const each = (large - small) / (LARGE - SMALL);
       perRequest.push(each);
       console.log(`${b.name}: ${Math.round(each).toLocaleString('en')} instructions per request`);

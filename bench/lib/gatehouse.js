@@ -91,6 +91,7 @@ export function benchConfig({ port, adminPort, upstreamUrl, connections = 64 }) 
  *   changes the default benchmark config (e.g. turns a plugin on) before it is written
  * @param {Record<string, string>} [opts.env]  default: LOG_LEVEL=warn
  * @param {number} [opts.readyTimeoutMs]
+ * @param {string[]} [opts.nodeArgs]  options for node itself (e.g. --cpu-prof), before the script
  * @param {'collect' | 'ignore'} [opts.stdout]  'ignore': the gateway's stdout goes to /dev/null
  *   (e.g. access logs written at full rate, which a pipe into this runner would slow down);
  *   stderr is still kept for the reason of a failed start
@@ -105,6 +106,7 @@ export async function startGatehouse({
   readyTimeoutMs = 30_000,
   stdout = 'collect',
   node = process.execPath,
+  nodeArgs = [],
 }) {
   const bin = path.join(repoDir, 'bin', 'gatehouse.js');
   if (!existsSync(bin)) throw new SkipError(`${bin} does not exist yet: gatehouse not measured`);
@@ -120,7 +122,7 @@ export async function startGatehouse({
   const configPath = path.join(dir, 'gatehouse.yaml');
   writeFileSync(configPath, toYaml(config));
 
-  const command = [bin, 'start', '-c', configPath];
+  const command = [...nodeArgs, bin, 'start', '-c', configPath];
   const proc = spawnProcess({
     name: 'gatehouse',
     ...(stdout === 'ignore'

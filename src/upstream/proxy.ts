@@ -3,6 +3,10 @@
  * its undici pool, and the response streams back. undici's low-level `dispatch` is used with a
  * handler object (no stream wrappers, no promise per chunk): the upstream body is written to the
  * client as it arrives, and the upstream socket is paused whenever the client cannot keep up.
+ * The handler speaks undici's raw callback interface (onConnect, onHeaders, onData, onComplete,
+ * onError) and is its own controller: with the controller interface alone, undici would wrap
+ * every request's handler in an adapter and a controller object, and parse every response's
+ * head into a header object nothing here reads (the raw head is what is forwarded).
  *
  * Resilience sits around each attempt: the service's circuit breaker admits it (or the request
  * fails fast with 503 circuit_open), the balancer picks an available target, and the outcome is
@@ -10,10 +14,10 @@
  * another target when the retry policy's `decide` allows it (retry-policy.ts): only before
  * anything was sent to the client, only for requests the upstream may see twice, within the
  * budget and the deadline. One Exchange object serves all attempts: an attempt starts only after
- * the previous one's final callback (onResponseEnd or onResponseError), so callbacks never
+ * the previous one's final callback (onComplete or onError), so callbacks never
  * interleave.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isGrpc } from '../problems/grpc.js';
@@ -178,9 +182,16 @@ export function forward(ctx: ProxyRequest, env: ProxyEnv): void {
  * state of the attempt running now; the attempts' bookkeeping (targets, breaker admissions,
  * retry decisions) is `attempts`, the client's send timeout is `sendWatch`.
  */
-class Exchange implements Dispatcher.DispatchHandler {
-  /** this attempt's undici controller (pause, resume, abort); null until it is on a connection */
+class Exchange implements Dispatcher.DispatchHandler, Dispatcher.DispatchController {
+  /** this attempt's controller (the exchange itself, once on a connection); null until then */
   private controller: Dispatcher.DispatchController | null = null;
+  /** undici's abort and resume of the attempt running now (raw callback interface) */
+  private abortAttempt: ((err?: Error) => void) | null = null;
+  private resumeAttempt: (() => void) | null = null;
+  private pausedNow = false;
+  private abortReason: Error | null = null;
+  /** the trailers of the response that ended (onComplete) */
+  rawTrailers: string[] | Buffer[] | null = null;
   /** the response is finished (or the exchange given up): late callbacks do nothing */
   private done = false;
   private readonly method: Dispatcher.HttpMethod;
@@ -261,7 +272,66 @@ class Exchange implements Dispatcher.DispatchHandler {
     );
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  // undici's raw callback interface, mapped onto the controller-style steps below
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortAttempt = abort;
+    this.resumeAttempt = null;
+    this.pausedNow = false;
+    this.abortReason = null;
+    this.rawTrailers = null;
+    this.requestStarted(this);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.resumeAttempt = resume;
+    this.responseStarted(this, statusCode, rawHeaders);
+    return !this.pausedNow;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.responseData(this, chunk);
+    return !this.pausedNow;
+  }
+
+  onComplete(trailers: string[] | null): void {
+    this.rawTrailers = trailers;
+    this.responseEnd(this);
+  }
+
+  onError(err: Error): void {
+    this.responseError(this, err);
+  }
+
+  get aborted(): boolean {
+    return this.abortReason !== null;
+  }
+
+  get paused(): boolean {
+    return this.pausedNow;
+  }
+
+  get reason(): Error | null {
+    return this.abortReason;
+  }
+
+  pause(): void {
+    this.pausedNow = true;
+  }
+
+  resume(): void {
+    if (!this.pausedNow) return;
+    this.pausedNow = false;
+    this.resumeAttempt?.();
+  }
+
+  abort(reason: Error): void {
+    if (this.abortReason !== null || this.abortAttempt === null) return;
+    this.abortReason = reason;
+    this.abortAttempt(reason);
+  }
+
+  private requestStarted(controller: Dispatcher.DispatchController): void {
     if (this.queueTimer !== null) {
       clearTimeout(this.queueTimer);
       this.queueTimer = null;
@@ -293,17 +363,17 @@ class Exchange implements Dispatcher.DispatchHandler {
     );
   };
 
-  onResponseStart(
+  private responseStarted(
     controller: Dispatcher.DispatchController,
     statusCode: number,
-    parsed: IncomingHttpHeaders,
+    raw: readonly (Buffer | string)[],
   ): void {
     const res = this.ctx.res;
     if (res.destroyed || this.done) {
       controller.pause();
       return;
     }
-    const rawHeaders = rawHeadersOf(controller, parsed);
+    const rawHeaders = rawHeadersOf(raw);
     if (statusCode < 200) {
       // Informational (1xx) answer before the final one: relay 103 Early Hints, drop the rest.
       // (Passing a 1xx to writeHead would commit the status line and break the final response.)
@@ -347,7 +417,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     res.writeHead(this.status, head);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  private responseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.discarding) return;
     const res = this.ctx.res;
     if (this.head !== null) this.writeHead(res, this.head);
@@ -381,7 +451,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     (this.sendWatch ??= new SendWatch(res, limit)).watch();
   }
 
-  onResponseEnd(controller: Dispatcher.DispatchController): void {
+  private responseEnd(controller: Dispatcher.DispatchController): void {
     if (this.discarding) {
       this.scheduleRetry(this.nextDelay);
       return;
@@ -403,7 +473,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  private responseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const res = this.ctx.res;
     const failure = classify(err);
     if (failure !== 'client-gone') this.ctx.upstreamError = failureReason(failure, err);
@@ -506,20 +576,12 @@ class ClientGoneError extends Error {
 
 /**
  * The response head as the upstream sent it (names in its case, values as latin1 bytes, repeats in
- * order), which undici's HTTP/1 client leaves on the controller beside the parsed object. A
- * dispatcher that gives only the parsed object gets it flattened back.
+ * order): undici's HTTP/1 and HTTP/2 clients give it as buffers; a dispatcher that gives strings
+ * gets them turned into buffers.
  */
-function rawHeadersOf(controller: Dispatcher.DispatchController, parsed: IncomingHttpHeaders): Buffer[] {
-  const raw = controller.rawHeaders;
-  if (Array.isArray(raw) && (raw.length === 0 || Buffer.isBuffer(raw[0]))) return raw as Buffer[];
-  const out: Buffer[] = [];
-  for (const name of Object.keys(parsed)) {
-    const value = parsed[name];
-    if (value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value])
-      out.push(Buffer.from(name, 'latin1'), Buffer.from(v, 'latin1'));
-  }
-  return out;
+function rawHeadersOf(raw: readonly (Buffer | string)[]): Buffer[] {
+  if (raw.length === 0 || Buffer.isBuffer(raw[0])) return raw as Buffer[];
+  return raw.map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(String(v), 'latin1')));
 }
 
 /** true when a Content-Length other than 0 is among the raw headers */
