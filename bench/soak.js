@@ -108,6 +108,9 @@ async function main() {
         esUrl: es.url,
         otlpUrl: otlp.url,
         keyPrefix: `soak:${process.pid}:`,
+        // on a shared, busy machine Redis answers late at times: past the default 50 ms the limiter
+        // would count locally then, and the soak could not tell the restart's degradation from it
+        redisTimeout: '1s',
         services: {
           app: { targets: [a.url, b.url], pool: { connections: 32 } },
           // answers 500/502 and times out on purpose: no ejection, no breaker, no retry, so each
@@ -299,16 +302,19 @@ async function main() {
     for (const [sec, byKind] of c0.seconds) if (sec >= Math.ceil(from)) n += byKind[kind]?.[cls] ?? 0;
     return n;
   };
-  const okKinds = ['jwt 200', 'key 200', 'post 200'];
-  const badAfter = okKinds.reduce(
-    (s, k) => s + countAfter(k, '5xx', recoveredAt) + countAfter(k, 'error', recoveredAt),
-    0,
-  );
-  const badOverall = okKinds.reduce((s, k) => s + countAfter(k, '5xx', 0) + countAfter(k, 'error', 0), 0);
+  // GETs are retried on another target when the dead one refuses the connection; a POST is not
+  // (retries are for idempotent requests only, docs/upstreams.md), so a POST the balancer sends
+  // to the dead target when its ejection lapses gets 502: counted, not a failure
+  const getKinds = ['jwt 200', 'key 200'];
+  const bad = (/** @type {string} */ k, /** @type {number} */ from) =>
+    countAfter(k, '5xx', from) + countAfter(k, 'error', from);
+  const badAfter = getKinds.reduce((s, k) => s + bad(k, recoveredAt), 0);
+  const badOverall = getKinds.reduce((s, k) => s + bad(k, 0), 0);
+  const postBadAfter = bad('post 200', recoveredAt);
   checks.push({
-    name: 'upstream kill: no 5xx or error on the app routes after recovery',
+    name: 'upstream kill: no 5xx or error on the app GETs after recovery',
     ok: badAfter === 0,
-    detail: `${badAfter} after ${fix(recoveredAt)} s (${badOverall} in the whole run)`,
+    detail: `${badAfter} after ${fix(recoveredAt)} s (${badOverall} in the whole run); POSTs (not retried): ${postBadAfter} × 5xx after recovery, ${bad('post 200', 0)} in the whole run`,
   });
   checks.push({
     name: 'upstream kill: the surviving target served after it',
@@ -321,6 +327,13 @@ async function main() {
     name: 'redis restart: limits decided in Redis again',
     ok: callsOnNewRedis > 0 && tight429After > 0,
     detail: `${int(callsOnNewRedis)} script calls on the restarted Redis; tight route after recovery: ${int(tight200After)} × 200, ${int(tight429After)} × 429`,
+  });
+  // a sliding window of TIGHT_LIMIT per second admits at most TIGHT_LIMIT × (seconds + 1) in a span
+  const spanS = Math.max(0, ...c0.seconds.keys()) - Math.ceil(recoveredAt) + 1;
+  checks.push({
+    name: `redis restart: the tight route admits no more than ${TIGHT_LIMIT}/s after recovery`,
+    ok: tight200After <= TIGHT_LIMIT * (spanS + 1),
+    detail: `${int(tight200After)} × 200 in ${spanS} s (at most ${int(TIGHT_LIMIT * (spanS + 1))})`,
   });
   const degradedAtRecovery = sumOf(recovered, 'gatehouse_ratelimit_degraded_decisions_total');
   const degradedAtEnd = sumOf(final, 'gatehouse_ratelimit_degraded_decisions_total');
@@ -339,9 +352,11 @@ async function main() {
 
   // flatness in the second half of the load
   const halfMin = DURATION_S / 2 / 60;
-  // slope limits: what a leak would add over the second half stays inside the noise band: 4 MB
-  // of RSS (at most 1 MB/min on the 10-minute soak), 4 sockets (at most 1 a minute)
-  const rssRule = { maxSlopePerMin: Math.max(1, 4 / halfMin), tolerance: 0.1 };
+  // slope limits (README.md "Soak"): RSS may trend by at most 10 MB over the second half, a tenth of
+  // the 100 MB target (2 MB/min on the 10-minute soak: at 1 000 requests/s, 33 bytes retained per
+  // request); a GC sawtooth of 30 MB with a period under 2 minutes tilts the fitted line by less.
+  // Sockets: 4 over the half (1 a minute).
+  const rssRule = { maxSlopePerMin: Math.max(2, 10 / halfMin), tolerance: 0.1 };
   const sockRule = { maxSlopePerMin: Math.max(1, 4 / halfMin), tolerance: 0.25, slack: 4 };
   const rss = flatness(
     samples.map((s) => ({ t: s.t, v: s.rss })),

@@ -70,6 +70,7 @@ export function createApiKey({ repoDir, dir, dbFile }) {
  * @param {Record<string, unknown>} opts.services  must include `app`
  * @param {Array<Record<string, unknown>>} [opts.extraRoutes]
  * @param {string} opts.keyPrefix  the rate-limit key prefix
+ * @param {string} [opts.redisTimeout]  `redis.timeout` (the gateway's default: 50ms)
  */
 export function fullPipelineConfig({
   base,
@@ -81,6 +82,7 @@ export function fullPipelineConfig({
   services,
   extraRoutes = [],
   keyPrefix,
+  redisTimeout,
 }) {
   const generous = { limits: [{ requests: 1_000_000_000, per: '1m' }] };
   return {
@@ -88,7 +90,7 @@ export function fullPipelineConfig({
     admin: base.admin,
     workers: 1,
     database: { file: dbFile },
-    redis: { url: redisUrl },
+    redis: { url: redisUrl, ...(redisTimeout ? { timeout: redisTimeout } : {}) },
     auth: {
       jwt: { publicKeys: [pem], issuer: 'soak', audience: 'gatehouse' },
       apiKey: { secret: KEY_SECRET },
