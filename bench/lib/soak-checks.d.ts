@@ -21,6 +21,7 @@ export type Check = { name: string; ok: boolean; detail: string };
 
 export function slopePerSecond(points: Point[]): number;
 export function median(values: number[]): number;
+export function floors(points: Point[], windowS: number): Point[];
 export function flatness(points: Point[], rule: FlatRule): FlatVerdict;
 export function accessLogAccounting(samples: Sample[]): Record<string, Accounting>;
 export function gatewayRequests(samples: Sample[]): { total: number; byStatus: Record<string, number> };

@@ -119,6 +119,29 @@ export function flatness(points, { maxSlopePerMin, tolerance = 0.1, slack = 0 })
   };
 }
 
+/**
+ * The floor of the series: the minimum of each `windowS`-second window (from the first point),
+ * placed at the window's middle. Memory a process retains raises its floor, the lowest RSS
+ * after collections; the peaks between collections follow the allocation rate instead (V8 grows
+ * the young generation when the load rises), which a shared machine changes at will. Open
+ * sockets likewise: churn (connections a timeout closed and a pool reopened) moves the samples,
+ * a socket never closed raises the floor.
+ * @param {Point[]} points  in time order
+ * @param {number} windowS
+ * @returns {Point[]}
+ */
+export function floors(points, windowS) {
+  const t0 = points[0]?.t ?? 0;
+  /** @type {Map<number, number>} */
+  const min = new Map();
+  for (const p of points) {
+    const w = Math.floor((p.t - t0) / windowS);
+    const m = min.get(w);
+    if (m === undefined || p.v < m) min.set(w, p.v);
+  }
+  return [...min].sort(([a], [b]) => a - b).map(([w, v]) => ({ t: t0 + (w + 0.5) * windowS, v }));
+}
+
 /** @param {number} n */
 function round(n) {
   return Math.round(n * 100) / 100;
