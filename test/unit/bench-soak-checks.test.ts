@@ -3,6 +3,7 @@ import {
   accessLogAccounting,
   accountingChecks,
   flatness,
+  floors,
   gatewayRequests,
   median,
   parsePrometheus,
@@ -107,6 +108,30 @@ describe('flatness', () => {
     );
     expect(v.ok).toBe(false);
     expect(v.reasons.join()).toMatch(/only 2 samples/);
+  });
+});
+
+describe('floors', () => {
+  it('keeps the minimum of each window, at its middle', () => {
+    const pts = series(10, 1, (t) => [5, 9, 7, 3, 8, 6, 6, 4, 9, 9, 1][t] ?? 0);
+    expect(floors(pts, 4)).toEqual([
+      { t: 2, v: 3 },
+      { t: 6, v: 4 },
+      { t: 10, v: 1 },
+    ]);
+    expect(floors([], 4)).toEqual([]);
+  });
+
+  it('levels a sawtooth whose amplitude follows the load, and keeps a leak', () => {
+    // 30 s teeth whose peak doubles from t = 450 (the load rose), floor at 120 throughout
+    const busier = series(600, 5, (t) => 120 + ((t % 30) / 30) * (t < 450 ? 15 : 40));
+    expect(flatness(busier, { maxSlopePerMin: 2, tolerance: 0.1 }).ok).toBe(false);
+    expect(flatness(floors(busier, 60), { maxSlopePerMin: 2, tolerance: 0.1 }).ok).toBe(true);
+    // the same teeth on a floor that rises 3 MB a minute
+    const leak = series(600, 5, (t) => 120 + (t / 60) * 3 + ((t % 30) / 30) * 15);
+    const v = flatness(floors(leak, 60), { maxSlopePerMin: 2, tolerance: 0.1 });
+    expect(v.ok).toBe(false);
+    expect(v.slopePerMin).toBeCloseTo(3, 6);
   });
 });
 
