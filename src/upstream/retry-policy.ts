@@ -104,13 +104,16 @@ const SKIP = {
 
 /**
  * Whether to retry, and after how many ms. The checks run in this order, and the first that fails
- * names the skip: the request may be repeated, attempts are left, `retry.on` names the reason, the
+ * names the skip: the request may be repeated (any request may after `connect-error`: it was never
+ * sent), attempts are left, `retry.on` names the reason, the
  * client is still there, no byte of the body was read, the upstream's Retry-After is within
  * `maxRetryAfter`, the wait (the backoff, or the Retry-After when longer) ends before the
  * deadline, the budget has a retry, and the breaker admits one.
  */
 export function decide(rules: RetryRules, input: RetryInput): RetryDecision {
-  if (!input.idempotent) return SKIP.not_idempotent;
+  // a connection that could not be opened carried nothing: the target never saw the request, so
+  // even a POST may go to another target (the body check below still applies)
+  if (!input.idempotent && input.reason !== 'connect-error') return SKIP.not_idempotent;
   if (input.attempt >= rules.attempts) return SKIP.attempts;
   if (!rules.retriesOn(input.reason)) return SKIP.not_on;
   if (input.clientGone) return SKIP.client_gone;

@@ -156,7 +156,7 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
     expect(hits('/once/503/p3')).toBe(1);
   });
 
-  it('POST with a body after a refusal: retried with Idempotency-Key, never without', async () => {
+  it('POST with a body after a refusal: retried, with or without Idempotency-Key (never sent)', async () => {
     const retried = await retries('postconn', 'connect-error');
     for (const key of ['k-3', 'k-4']) {
       const r = await get('/postconn/orders', {
@@ -170,23 +170,22 @@ ${routes(['rconn', 'r503', 'post', 'postconn', 'put', 'rtimeout', 'streamed', 'r
     // round-robin: the refusing target was the first pick of at least one of the two
     expect(await retries('postconn', 'connect-error')).toBeGreaterThanOrEqual(retried + 1);
 
+    // without a key too: the refused connection carried nothing, so no target saw the POST twice
     const retriesBefore = await retries('postconn', 'connect-error');
     const refusals = await metric(gw, 'gatehouse_upstream_errors_total', {
       service: 'postconn',
       reason: 'connect-error',
     });
-    const statuses: number[] = [];
     for (let i = 0; i < 2; i++) {
-      const r = await get('/postconn/orders', { method: 'POST', body: 'order' });
-      if (r.status !== 200) expectProblem(r, 502, 'upstream_error');
-      statuses.push(r.status);
+      const r = await get('/postconn/orders', { method: 'POST', body: `order ${i}` });
+      expect(r.status).toBe(200);
+      expect((JSON.parse(r.body.toString()) as { body: string }).body).toBe(`order ${i}`);
     }
-    const failed = statuses.filter((x) => x === 502).length;
-    expect(failed).toBeGreaterThanOrEqual(1);
+    const retriedNow = (await retries('postconn', 'connect-error')) - retriesBefore;
+    expect(retriedNow).toBeGreaterThanOrEqual(1);
     expect(
       await metric(gw, 'gatehouse_upstream_errors_total', { service: 'postconn', reason: 'connect-error' }),
-    ).toBe(refusals + failed);
-    expect(await retries('postconn', 'connect-error')).toBe(retriesBefore);
+    ).toBe(refusals + retriedNow);
   });
 
   it('PUT with a body: after a refusal the other target receives the whole body intact', async () => {

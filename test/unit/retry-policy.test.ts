@@ -142,7 +142,8 @@ describe('decide: retry or not, and after how long (no socket, no sleep)', () =>
   });
 
   it('names why it does not retry', () => {
-    expect(decide(policy, input({ idempotent: false }))).toEqual({ skip: 'not_idempotent' });
+    expect(decide(policy, input({ idempotent: false, reason: 'reset' }))).toEqual({ skip: 'not_idempotent' });
+    expect(decide(policy, input({ idempotent: false, reason: 502 }))).toEqual({ skip: 'not_idempotent' });
     expect(decide(policy, input({ attempt: 3 }))).toEqual({ skip: 'attempts' });
     expect(decide(policy, input({ reason: 'timeout' }))).toEqual({ skip: 'not_on' });
     expect(decide(policy, input({ reason: 500 }))).toEqual({ skip: 'not_on' });
@@ -152,8 +153,21 @@ describe('decide: retry or not, and after how long (no socket, no sleep)', () =>
     expect(decide(policy, input({ breakerAdmits: false }))).toEqual({ skip: 'breaker' });
   });
 
+  it('retries any method after connect-error (nothing was sent), unless its body was read', () => {
+    expect(decide(policy, input({ idempotent: false }))).toEqual({ delayMs: 50 });
+    expect(decide(policy, input({ idempotent: false, bodyRead: true }))).toEqual({ skip: 'body_read' });
+    expect(decide(policy, input({ idempotent: false, reason: 'reset' }))).toEqual({ skip: 'not_idempotent' });
+  });
+
   it('checks in a fixed order: the first check that fails names the skip', () => {
-    const none = { idempotent: false, attempt: 3, clientGone: true, bodyRead: true, budgetLeft: false };
+    const none = {
+      idempotent: false,
+      reason: 'reset' as const,
+      attempt: 3,
+      clientGone: true,
+      bodyRead: true,
+      budgetLeft: false,
+    };
     expect(decide(policy, input({ ...none, breakerAdmits: false }))).toEqual({ skip: 'not_idempotent' });
     expect(decide(policy, input({ ...none, idempotent: true }))).toEqual({ skip: 'attempts' });
     expect(decide(policy, input({ retryAfter: 5_000, now: 10_990, budgetLeft: false }))).toEqual({
@@ -183,7 +197,7 @@ describe('decide: retry or not, and after how long (no socket, no sleep)', () =>
   it('draws the jitter only when it computes a backoff', () => {
     let draws = 0;
     const random = () => (draws++, 0);
-    decide(policy, input({ idempotent: false, random }));
+    decide(policy, input({ idempotent: false, reason: 'reset', random }));
     decide(policy, input({ retryAfter: 9_999, random }));
     expect(draws).toBe(0);
     decide(policy, input({ random }));
