@@ -14,10 +14,11 @@
 // BENCH_VARIANTS (comma-separated subset of nginx,plain,limit,full).
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { groupCpuUs } from './lib/cpu.js';
 import { startFakeSink } from './lib/fake-sinks.js';
 import { startGatehouse } from './lib/gatehouse.js';
 import { median } from './lib/measure.js';
@@ -30,26 +31,6 @@ const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const duration = process.env.BENCH_DURATION ?? '10s';
 const only = process.env.BENCH_VARIANTS?.split(',');
-const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
-
-/**
- * utime + stime of every process in group `pgid`, µs
- * @param {number} pgid
- */
-function groupCpuUs(pgid) {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks * TICK_US;
-}
 
 /**
  * @param {number} port

@@ -16,11 +16,11 @@
 // DIR, and a summary of each printed: self time by function (top N) and by module (Gatehouse's
 // bundle's source files one by one, each npm package's files, Node's built-ins, GC, native
 // code). --summarise DIR only prints the summary of the .cpuprofile files already in DIR.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { groupCpuUs } from './lib/cpu.js';
 import { startGatehouse } from './lib/gatehouse.js';
 import { median } from './lib/measure.js';
 import { freePort, waitForPort } from './lib/net.js';
@@ -31,7 +31,6 @@ import { runWrk } from './lib/wrk.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO_DIR = path.resolve(BENCH_DIR, '..');
-const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
 const SYSTEM_CPU = 1;
 const LOAD_CPU = 0;
 
@@ -45,25 +44,6 @@ const { values: opts } = parseArgs({
     summarise: { type: 'string' },
   },
 });
-
-/**
- * utime + stime of every process in group `pgid`, µs
- * @param {number} pgid
- */
-function groupCpuUs(pgid) {
-  let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ticks * TICK_US;
-}
 
 /**
  * Starts one system pinned to SYSTEM_CPU, under the profiler when `profileDir` is set.

@@ -94,3 +94,18 @@ export function cpuPerRequestUs(ticks, requests, hz) {
   if (!(requests > 0) || !Number.isFinite(ticks)) return Number.NaN;
   return (ticks / hz / requests) * 1e6;
 }
+
+/** @type {number | undefined} */
+let hzOnce;
+
+/**
+ * utime + stime of every live process in group `pgid` now, in µs (a counter: subtract two readings).
+ * @param {number} pgid
+ * @returns {number}
+ */
+export function groupCpuUs(pgid) {
+  hzOnce ??= clockTicks();
+  let ticks = 0;
+  for (const t of groupTicks(pgid).values()) ticks += t;
+  return (ticks * 1e6) / hzOnce;
+}
