@@ -294,49 +294,8 @@ export const gatewayRoutes = [
     handler: async ({ body }, ctx) =>
       ok({ level: body.level, processes: await ctx.control({ kind: 'logLevel', level: body.level }) }),
   }),
-  route({
-    method: 'POST',
-    path: '/drain',
-    operationId: 'startDrain',
-    tag: 'gateway',
-    summary: 'Fail readiness so that load balancers drain this instance; it keeps serving meanwhile',
-    description:
-      '`/readyz` answers 503 `draining` and proxy responses carry `Connection: close`; nothing is shut down. `DELETE /drain` undoes it. Per instance (every worker).',
-    mutating: true,
-    body: Empty,
-    bodyOptional: true,
-    responses: {
-      200: {
-        description: 'draining',
-        schema: Type.Object(
-          { draining: Type.Literal(true), ...Applied.properties },
-          { additionalProperties: false },
-        ),
-      },
-    },
-    handler: async (_input, ctx) =>
-      ok({ draining: true, processes: await ctx.control({ kind: 'drain', on: true }) }),
-  }),
-  route({
-    method: 'DELETE',
-    path: '/drain',
-    operationId: 'stopDrain',
-    tag: 'gateway',
-    summary: 'Undo POST /drain: readiness answers as before',
-    description: 'A shutdown (SIGTERM) in progress is not undone.',
-    mutating: true,
-    responses: {
-      200: {
-        description: 'not draining',
-        schema: Type.Object(
-          { draining: Type.Literal(false), ...Applied.properties },
-          { additionalProperties: false },
-        ),
-      },
-    },
-    handler: async (_input, ctx) =>
-      ok({ draining: false, processes: await ctx.control({ kind: 'drain', on: false }) }),
-  }),
+  drainRoute(true),
+  drainRoute(false),
   route({
     method: 'GET',
     path: '/audit',
@@ -379,3 +338,31 @@ export const gatewayRoutes = [
     handler: ({ query }, ctx) => ok({ entries: ctx.audit.last(query.limit ?? 100) }),
   }),
 ];
+
+/** `POST /drain` (on) and `DELETE /drain` (off): readiness fails, or answers again, per instance. */
+function drainRoute(on: boolean) {
+  return route({
+    method: on ? 'POST' : 'DELETE',
+    path: '/drain',
+    operationId: on ? 'startDrain' : 'stopDrain',
+    tag: 'gateway',
+    summary: on
+      ? 'Fail readiness so that load balancers drain this instance; it keeps serving meanwhile'
+      : 'Undo POST /drain: readiness answers as before',
+    description: on
+      ? '`/readyz` answers 503 `draining` and proxy responses carry `Connection: close`; nothing is shut down. `DELETE /drain` undoes it. Per instance (every worker).'
+      : 'A shutdown (SIGTERM) in progress is not undone.',
+    mutating: true,
+    ...(on ? { body: Empty, bodyOptional: true } : {}),
+    responses: {
+      200: {
+        description: on ? 'draining' : 'not draining',
+        schema: Type.Object(
+          { draining: Type.Literal(on), ...Applied.properties },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    handler: async (_input, ctx) => ok({ draining: on, processes: await ctx.control({ kind: 'drain', on }) }),
+  });
+}

@@ -13,7 +13,7 @@ import type { RouteLimitSpec } from '../../ratelimit/config.js';
 import { effectiveRateLimit, type RateLimiter } from '../../ratelimit/limiter.js';
 import { METRICS } from '../metrics.js';
 import { defineStage, Dependency, ScratchKey, type RequestContext, type StageOutcome } from '../stage.js';
-import { createScopedLimit } from './scoped.js';
+import { createScopedLimit, decisionCounters, type Counters } from './scoped.js';
 
 /** The runtime's rate limiter (null when no route is rate limited). */
 export const RATE_LIMITER = new Dependency<RateLimiter | null>('rateLimiter');
@@ -64,21 +64,8 @@ export const rateLimit = defineStage<'ip' | 'tier' | RouteLimitSpec>({
     }
 
     const byConsumer = mode === 'tier';
-    const noop = { inc: () => undefined };
-    const counters = new Map<string, Record<DecisionResult, { inc(): void }>>();
-    for (const tier of limiter.plans.keys()) {
-      counters.set(
-        tier,
-        metrics?.decisionCounter(tier) ?? {
-          allowed: noop,
-          rate_limited: noop,
-          quota_exceeded: noop,
-          fail_open: noop,
-          fail_closed: noop,
-          would_reject: noop,
-        },
-      );
-    }
+    const counters = new Map<string, Counters>();
+    for (const tier of limiter.plans.keys()) counters.set(tier, decisionCounters(metrics, tier));
     const settle = (ctx: RequestContext, tier: string, d: GuardedDecision): StageOutcome =>
       settleWith(ctx, tier, d, counters.get(tier), limiter);
     return {
@@ -106,8 +93,6 @@ export const rateLimit = defineStage<'ip' | 'tier' | RouteLimitSpec>({
     };
   },
 });
-
-type Counters = Record<DecisionResult, { inc(): void }>;
 
 /** An enforced decision: counted, recorded for the access log, the request refused or let through. */
 function settleWith(

@@ -19,7 +19,22 @@ import type { Plan } from '../../ratelimit/decision.js';
 import type { GatewayMetrics } from '../../observability/metrics.js';
 import type { RequestContext, RequestStage, StageOutcome } from '../stage.js';
 
-type Counters = Record<DecisionResult, { inc(): void }>;
+export type Counters = Record<DecisionResult, { inc(): void }>;
+
+const NOOP = { inc: (): void => undefined };
+const NO_COUNTERS: Counters = Object.freeze({
+  allowed: NOOP,
+  rate_limited: NOOP,
+  quota_exceeded: NOOP,
+  fail_open: NOOP,
+  fail_closed: NOOP,
+  would_reject: NOOP,
+});
+
+/** The decision counters of one label, or counters that count nothing when metrics are off. */
+export function decisionCounters(metrics: GatewayMetrics | null, label: string): Counters {
+  return metrics?.decisionCounter(label) ?? NO_COUNTERS;
+}
 
 /** The counter scope of `route`'s own counters (`tier`: counted with the tier's limits). */
 export function routeScope(route: string, tier: string | null): string {
@@ -54,16 +69,7 @@ export function createScopedLimit(
   enforce: ScopedSettle,
   shadow: ScopedSettle,
 ): RequestStage['onRequest'] {
-  const noop = { inc: () => undefined };
-  const counterFor = (label: string): Counters =>
-    metrics?.decisionCounter(label) ?? {
-      allowed: noop,
-      rate_limited: noop,
-      quota_exceeded: noop,
-      fail_open: noop,
-      fail_closed: noop,
-      would_reject: noop,
-    };
+  const counterFor = (label: string): Counters => decisionCounters(metrics, label);
   const settle = spec.shadow ? shadow : enforce;
   const key = spec.key;
   if (spec.limits !== null) {
