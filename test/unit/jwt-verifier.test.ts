@@ -228,6 +228,25 @@ describe('token cache clocks (shared-state item 10)', () => {
     await auth.close();
   });
 
+  it("a connection's remembered token: a forged token after a valid one on the same connection is checked in full, and the remembered one still expires", async () => {
+    const { c, clock } = testClock();
+    const auth = await start({ clockTolerance: 0 }, clock);
+    const socket = {}; // stands for one keep-alive connection
+    const token = await sign(rsa, { exp: Math.floor(c.wall / 1000) + 60 });
+    expect((await auth.verifier.verify(token)).kind).toBe('ok');
+    expect(auth.verifier.quick(token, socket)).toMatchObject({ kind: 'ok' }); // remembered now
+    // the same payload with another signature: a different string, so no shortcut applies
+    const [head, body] = token.split('.');
+    const forged = `${head}.${body}.${'A'.repeat(342)}`;
+    expect(auth.verifier.quick(forged, socket)).toBeNull(); // not cached: goes to a full check
+    expect(await auth.verifier.verify(forged)).toMatchObject({ kind: 'invalid' });
+    expect(auth.verifier.quick('not a token', socket)).toEqual({ kind: 'invalid', reason: 'malformed' });
+    expect(auth.verifier.quick(token, socket)).toMatchObject({ kind: 'ok' });
+    c.wall += 61_000; // the remembered key does not outlive the token's exp
+    expect(auth.verifier.quick(token, socket)).toBeNull();
+    await auth.close();
+  });
+
   it('compares exp with the wall clock: a cached token ends at its exp', async () => {
     const { c, clock } = testClock();
     const auth = await start({ clockTolerance: 0 }, clock);
