@@ -91,3 +91,12 @@ export function spawnCli(
     },
   };
 }
+
+/** SIGTERM, SIGKILL after 5 s; resolved once the process has exited (at once if it had). */
+export async function stopProcess(proc: CliProcess): Promise<void> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
+  await proc.exited;
+  clearTimeout(timer);
+}

@@ -3,7 +3,7 @@
  * own config file, ports and, through libfaketime, clock), and the measure those tests take:
  * how long after an event each instance keeps accepting a key.
  */
-import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
+import { spawnCli, stopProcess, writeTempConfig, type CliProcess } from '../helpers/process.js';
 
 export type Instance = { proc: CliProcess; url: string; adminUrl: string };
 
@@ -25,13 +25,7 @@ export async function startInstances(yaml: string, envs: NodeJS.ProcessEnv[]): P
   });
 }
 
-export async function stopProcess(proc: CliProcess): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-  await proc.exited;
-  clearTimeout(timer);
-}
+export { stopProcess };
 
 export async function statusWith(instance: Instance, key: string): Promise<number> {
   const res = await fetch(`${instance.url}/keyed/x`, { headers: { 'x-api-key': key } });

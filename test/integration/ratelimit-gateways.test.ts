@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { faketimeEnv } from '../helpers/faketime.js';
-import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
+import { spawnCli, stopProcess, writeTempConfig, type CliProcess } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -36,14 +36,6 @@ afterEach(async () => {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
 });
-
-async function stopProcess(proc: CliProcess): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-  await proc.exited;
-  clearTimeout(timer);
-}
 
 // `redis.timeout` is left at its 50 ms default: a cold burst keeps each process's event loop busy
 // for longer than that, and a reply that waited for the loop must not count as a Redis timeout

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { faketimeEnv } from '../helpers/faketime.js';
 import { JwksServer, makeKey, sign, type TestKey } from '../helpers/jwks.js';
-import { spawnCli, writeTempConfig, type CliProcess } from '../helpers/process.js';
+import { spawnCli, stopProcess, writeTempConfig, type CliProcess } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -39,17 +39,9 @@ afterAll(async () => {
   await Promise.all([upstream.close(), jwks.close()]);
 });
 afterEach(async () => {
-  await Promise.all(instances.map((i) => stop(i.proc)));
+  await Promise.all(instances.map((i) => stopProcess(i.proc)));
   instances = [];
 });
-
-async function stop(proc: CliProcess): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-  await proc.exited;
-  clearTimeout(timer);
-}
 
 const yaml = () => `
 listen: { host: 127.0.0.1, port: 0 }
@@ -80,7 +72,7 @@ async function startInstances(envs: NodeJS.ProcessEnv[]): Promise<Instance[]> {
       return { proc, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` };
     }),
   ).catch(async (err: unknown) => {
-    await Promise.all(started.map(stop));
+    await Promise.all(started.map(stopProcess));
     throw err;
   });
   instances.push(...ready);
@@ -149,7 +141,7 @@ describe('gateway processes with skewed clocks sharing one denylist', () => {
     expect(revokeJti.status).toBe(200);
 
     // a restart: a new process answers its very first request with the denylist in place
-    await stop(slow.proc);
+    await stopProcess(slow.proc);
     const [fresh] = (await startInstances([{}])) as [Instance];
     expect(await status(fresh, byJti)).toBe('token_revoked');
     expect(await status(fresh, before)).toBe('token_revoked');
